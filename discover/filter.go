@@ -1,0 +1,186 @@
+package discover
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/moonfrp/moonfrp-bulk/systemctl"
+)
+
+// ValidForms lists the filter forms, for error messages and help.
+const ValidForms = "tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor"
+
+// States accepted by status: filters. The first group is systemd's
+// ActiveState, the second its SubState for services.
+var activeStates = []string{"active", "inactive", "failed", "activating", "deactivating", "reloading"}
+var subStates = []string{"running", "exited", "dead", "auto-restart"}
+
+// Filter is one parsed --filter expression.
+type Filter struct {
+	Kind  string // tag, status, name or type
+	Key   string // tag key
+	Value string // tag value (when HasValue), state, pattern or type
+	// HasValue distinguishes tag:KEY (any value) from tag:KEY:VALUE.
+	HasValue bool
+	Raw      string
+}
+
+func (f Filter) String() string { return f.Raw }
+
+// ParseFilter parses tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN or
+// type:TYPE. A tag value may itself hold ':' so only the first one after
+// the key splits.
+func ParseFilter(expr string) (Filter, error) {
+	kind, rest, ok := strings.Cut(expr, ":")
+	bad := func(why string) (Filter, error) {
+		return Filter{}, fmt.Errorf("invalid filter %q: %s; valid forms: %s", expr, why, ValidForms)
+	}
+	if !ok {
+		return bad("missing ':'")
+	}
+	f := Filter{Kind: kind, Raw: expr}
+	switch kind {
+	case "tag":
+		key, value, hasValue := strings.Cut(rest, ":")
+		if key == "" {
+			return bad("empty tag key")
+		}
+		if hasValue && value == "" {
+			return bad("empty tag value (use tag:KEY for any value)")
+		}
+		f.Key, f.Value, f.HasValue = key, value, hasValue
+	case "status":
+		if !contains(activeStates, rest) && !contains(subStates, rest) {
+			return bad(fmt.Sprintf("unknown state %q (one of %s, %s)", rest,
+				strings.Join(activeStates, ", "), strings.Join(subStates, ", ")))
+		}
+		f.Value = rest
+	case "name":
+		if rest == "" {
+			return bad("empty name pattern")
+		}
+		if _, err := path.Match(rest, ""); err != nil {
+			return bad("malformed glob pattern")
+		}
+		f.Value = rest
+	case "type":
+		if rest != "server" && rest != "client" && rest != "visitor" {
+			return bad(fmt.Sprintf("unknown type %q", rest))
+		}
+		f.Value = rest
+	default:
+		return bad(fmt.Sprintf("unknown filter type %q", kind))
+	}
+	return f, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// MatchName reports whether a unit matches a name: pattern. A pattern with
+// glob characters is matched against the whole name (with or without
+// .service); anything else is a substring, as in MoonFRP's bash version.
+func MatchName(pattern, unit string) bool {
+	short := strings.TrimSuffix(unit, ".service")
+	if IsPattern(pattern) {
+		m1, _ := path.Match(pattern, short)
+		m2, _ := path.Match(pattern, unit)
+		return m1 || m2
+	}
+	return strings.Contains(short, pattern)
+}
+
+func (f Filter) matchUnit(u Unit) bool {
+	switch f.Kind {
+	case "status":
+		return u.Active == f.Value || u.Sub == f.Value
+	case "name":
+		return MatchName(f.Value, u.Name)
+	case "type":
+		return u.Type() == f.Value
+	}
+	return false
+}
+
+// Selection is the result of applying filters.
+type Selection struct {
+	Units []Unit
+	// Warnings are non-fatal problems, such as a corrupt index file.
+	Warnings []string
+	// Empty names the first filter after which nothing was left, if any.
+	Empty string
+}
+
+// Options tunes Apply.
+type Options struct {
+	// DataDir is MoonFRP's data directory, holding config-index/.
+	DataDir string
+}
+
+// Apply keeps the units that match every filter. Only tag filters cost a
+// systemctl call (one batched `show` for all candidates, to map configs to
+// units); status, name and type use what discovery already listed.
+func Apply(ctx context.Context, r systemctl.Runner, units []Unit, filters []Filter, opt Options) (Selection, error) {
+	sel := Selection{Units: units}
+	var tagFilters []Filter
+	for _, f := range filters {
+		if f.Kind == "tag" {
+			tagFilters = append(tagFilters, f)
+			continue
+		}
+		var kept []Unit
+		for _, u := range sel.Units {
+			if f.matchUnit(u) {
+				kept = append(kept, u)
+			}
+		}
+		sel.Units = kept
+		if len(kept) == 0 && sel.Empty == "" {
+			sel.Empty = f.Raw
+		}
+	}
+	if len(tagFilters) == 0 {
+		return sel, nil
+	}
+	idx, err := LoadIndex(opt.DataDir)
+	if err != nil {
+		return sel, err
+	}
+	sel.Warnings = append(sel.Warnings, idx.Warnings...)
+	if len(sel.Units) == 0 {
+		return sel, nil
+	}
+	tags, err := UnitTags(ctx, r, sel.Units, idx)
+	if err != nil {
+		return sel, err
+	}
+	for _, f := range tagFilters {
+		var kept []Unit
+		for _, u := range sel.Units {
+			if matchTag(tags[u.Name], f) {
+				kept = append(kept, u)
+			}
+		}
+		sel.Units = kept
+		if len(kept) == 0 && sel.Empty == "" {
+			sel.Empty = f.Raw
+		}
+	}
+	return sel, nil
+}
+
+func matchTag(tags map[string]string, f Filter) bool {
+	v, ok := tags[f.Key]
+	if !ok {
+		return false
+	}
+	return !f.HasValue || v == f.Value
+}

@@ -1,0 +1,44 @@
+package discover
+
+import (
+	"fmt"
+	"strings"
+)
+
+// unitSuffixes are the unit types systemd knows; a name without one of
+// them is taken to be a service, as systemctl itself does.
+var unitSuffixes = []string{".service", ".socket", ".target", ".timer", ".mount", ".path", ".slice", ".scope", ".swap", ".device", ".automount"}
+
+// Normalize validates a unit name given on the command line and adds
+// .service when it has no unit suffix. Names are checked against systemd's
+// own character set, so that nothing shell-like ever reaches systemctl.
+func Normalize(name string) (string, error) {
+	if name == "" {
+		return "", fmt.Errorf("empty unit name")
+	}
+	if len(name) > 255 {
+		return "", fmt.Errorf("unit name %.40q... is longer than systemd allows (255)", name)
+	}
+	for _, r := range name {
+		if !validUnitRune(r) && !IsPattern(string(r)) {
+			return "", fmt.Errorf("invalid unit name %q: unit names may hold only letters, digits and \":-_.@\\\"", name)
+		}
+	}
+	if strings.HasPrefix(name, "-") {
+		return "", fmt.Errorf("invalid unit name %q: a unit name cannot start with '-'", name)
+	}
+	for _, s := range unitSuffixes {
+		if strings.HasSuffix(name, s) {
+			return name, nil
+		}
+	}
+	return name + ".service", nil
+}
+
+func validUnitRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
+		strings.ContainsRune(":-_.@\\", r)
+}
+
+// IsPattern reports whether s holds glob characters.
+func IsPattern(s string) bool { return strings.ContainsAny(s, "*?[]") }

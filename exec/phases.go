@@ -1,0 +1,42 @@
+package exec
+
+import "strings"
+
+// Operations lists the operations that moonfrp-bulk performs.
+var Operations = []string{"start", "stop", "restart", "reload"}
+
+// IsServer reports whether unit is a MoonFRP server (frps) unit.
+func IsServer(unit string) bool { return strings.HasPrefix(unit, "moonfrp-server") }
+
+// Phases splits units into the phases MoonFRP's serial code implied: on
+// start and restart the server comes first, so clients find it listening;
+// on stop clients and visitors go first, so they are not left retrying
+// against a vanished server. Reload takes nothing down, so it is one phase.
+// Each phase runs in parallel inside; empty phases are dropped.
+func Phases(op string, units []string) [][]string {
+	if op == "reload" {
+		return nonEmpty(units)
+	}
+	var servers, others []string
+	for _, u := range units {
+		if IsServer(u) {
+			servers = append(servers, u)
+		} else {
+			others = append(others, u)
+		}
+	}
+	if op == "stop" {
+		return nonEmpty(others, servers)
+	}
+	return nonEmpty(servers, others)
+}
+
+func nonEmpty(groups ...[]string) [][]string {
+	var out [][]string
+	for _, g := range groups {
+		if len(g) > 0 {
+			out = append(out, g)
+		}
+	}
+	return out
+}

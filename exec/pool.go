@@ -1,0 +1,58 @@
+// Package exec runs one systemctl operation per unit from a bounded pool of
+// goroutines, verifies that the units ended up in the state asked for, and
+// reports each unit's outcome as a Result. It never formats text for people:
+// that is package report's job.
+package exec
+
+import (
+	"context"
+	"sync"
+
+	"golang.org/x/sync/semaphore"
+)
+
+// ForEach calls fn for each item, with at most limit calls running at any
+// instant. A slot is taken before the goroutine is spawned and handed back
+// the moment fn returns, so no goroutine queues and no polling is involved.
+// ForEach stops launching once drain is closed or ctx is done, waits for the
+// calls already running, and returns how many items were launched (always a
+// prefix of items).
+func ForEach(ctx context.Context, drain <-chan struct{}, limit int, items []string, fn func(i int, item string)) int {
+	if limit < 1 {
+		limit = 1
+	}
+	sem := semaphore.NewWeighted(int64(limit))
+	// acquireCtx ends when either ctx ends or drain closes, so a blocked
+	// Acquire wakes for an interrupt.
+	acquireCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-drain:
+			cancel()
+		case <-acquireCtx.Done():
+		}
+	}()
+	var wg sync.WaitGroup
+	launched := 0
+	for i, item := range items {
+		if acquireCtx.Err() != nil || sem.Acquire(acquireCtx, 1) != nil {
+			break
+		}
+		// Acquire may succeed on a context that ended meanwhile; check
+		// again so an interrupt never launches one more operation.
+		if acquireCtx.Err() != nil {
+			sem.Release(1)
+			break
+		}
+		launched++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer sem.Release(1)
+			fn(i, item)
+		}()
+	}
+	wg.Wait()
+	return launched
+}

@@ -1,0 +1,206 @@
+package exec
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/moonfrp/moonfrp-bulk/systemctl"
+)
+
+// stateProps are the properties read after an operation, for every unit in
+// one batched `systemctl show`.
+var stateProps = "Id,LoadState,ActiveState,SubState,Result,NRestarts,ExecMainCode,ExecMainStatus,InvocationID,ExecStartPre,ExecStart"
+
+func state(p systemctl.Properties) string {
+	if p == nil || p["ActiveState"] == "" {
+		return ""
+	}
+	return p["ActiveState"] + "/" + p["SubState"]
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
+
+// exitWords renders a CLD_* code and status: exited with status 1, killed
+// by signal 9, dumped core.
+func exitWords(code, status string) string {
+	switch code {
+	case "1", "exited":
+		return "exited with status " + status
+	case "2", "killed":
+		return "killed by signal " + signalName(status)
+	case "3", "dumped":
+		return "dumped core (signal " + signalName(status) + ")"
+	}
+	return ""
+}
+
+func signalName(s string) string {
+	names := map[string]string{"1": "HUP", "2": "INT", "6": "ABRT", "9": "KILL", "11": "SEGV", "15": "TERM"}
+	if n, ok := names[s]; ok {
+		return "SIG" + n
+	}
+	return s
+}
+
+// failedCommand finds the Exec* command that exited badly, from
+// `{ path=/bin/false ; ... ; code=exited ; status=1 }`.
+func failedCommand(prop, what string) string {
+	for _, part := range strings.Split(prop, "}") {
+		code := field(part, "code")
+		status := field(part, "status")
+		if code == "" || code == "(null)" {
+			continue
+		}
+		st, _, _ := strings.Cut(status, "/")
+		if code == "exited" && st == "0" {
+			continue
+		}
+		return fmt.Sprintf("%s %s %s", what, field(part, "path"), exitWords(code, st))
+	}
+	return ""
+}
+
+func field(part, key string) string {
+	for _, kv := range strings.Split(part, " ; ") {
+		kv = strings.Trim(kv, "{ ")
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+// resultWords explains systemd's Result= for a unit that is not up.
+func resultWords(p systemctl.Properties) string {
+	if pre := failedCommand(p["ExecStartPre"], "ExecStartPre"); pre != "" && p["Result"] == "exit-code" {
+		return pre
+	}
+	main := exitWords(p["ExecMainCode"], p["ExecMainStatus"])
+	switch p["Result"] {
+	case "exit-code", "signal", "core-dump":
+		if main != "" {
+			return main
+		}
+		return p["Result"]
+	case "timeout":
+		return "systemd timed out waiting for it (timeout)"
+	case "start-limit-hit":
+		return "start limit hit: it restarted too often (start-limit-hit)"
+	case "resources":
+		return "could not set up its resources: missing file, directory or user (resources)"
+	case "oom-kill":
+		return "killed by the out-of-memory killer (oom-kill)"
+	case "watchdog":
+		return "watchdog timeout (watchdog)"
+	case "exec-condition", "condition":
+		return "a start condition was not met (" + p["Result"] + ")"
+	case "protocol":
+		return "broke the service protocol (protocol)"
+	case "", "success":
+		return ""
+	}
+	return p["Result"]
+}
+
+// describe says in words why a unit is not where the operation should have
+// left it. restarts is the number of restarts seen during the settle window.
+func describe(op string, p systemctl.Properties, restarts int) string {
+	if p == nil {
+		return ""
+	}
+	if p["LoadState"] == "not-found" {
+		return "unit not found"
+	}
+	if p["LoadState"] == "masked" {
+		return "unit is masked"
+	}
+	active, sub := p["ActiveState"], p["SubState"]
+	if op == "stop" {
+		if active != "inactive" && active != "failed" {
+			return "still " + active + " (" + sub + ") after stop"
+		}
+		return ""
+	}
+	words := resultWords(p)
+	if words == "" {
+		words = exitWords(p["ExecMainCode"], p["ExecMainStatus"])
+	}
+	switch {
+	case sub == "auto-restart" || restarts > 0:
+		n := atoi(p["NRestarts"])
+		if restarts > n {
+			n = restarts
+		}
+		if words == "" {
+			words = "stopped"
+		}
+		return fmt.Sprintf("%s right after %s (auto-restart loop, %d restarts)", words, op, n)
+	case active == "failed":
+		if words == "" {
+			words = "failed"
+		}
+		return words
+	case active == "inactive":
+		if words == "" {
+			return "exited right after " + op + " and stayed down"
+		}
+		return words + " right after " + op
+	case active == "active":
+		return ""
+	}
+	return "still " + active + " (" + sub + ")"
+}
+
+// cleanStderr drops systemctl's boilerplate hints and joins what is left.
+func cleanStderr(stderr string) string {
+	var keep []string
+	for _, l := range strings.Split(stderr, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "See \"systemctl") || strings.HasPrefix(l, "See 'systemctl") {
+			continue
+		}
+		keep = append(keep, l)
+	}
+	return strings.Join(keep, " ")
+}
+
+// explain fills r.Reason (one line) and r.Detail from the best sources:
+// what the state says, then the unit's own log, then systemctl's words.
+func explain(r *Result, what string) {
+	sys := cleanStderr(r.Stderr)
+	key := keyLine(r.LogTail)
+	if what == "" {
+		what = sys
+		sys = ""
+	}
+	if what == "" && key == "" {
+		what = fmt.Sprintf("systemctl %s exited with status %d", r.Operation, r.ExitCode)
+	}
+	reason := what
+	if key != "" {
+		if reason != "" {
+			reason += ": "
+		}
+		reason += key
+	}
+	r.Reason = oneLine(reason)
+	detail := []string{reason}
+	if sys != "" {
+		detail = append(detail, "systemctl: "+sys)
+	}
+	detail = append(detail, r.LogTail...)
+	r.Detail = strings.Join(detail, "\n")
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	const max = 240
+	if len(s) > max {
+		s = s[:max-3] + "..."
+	}
+	return s
+}

@@ -1,0 +1,65 @@
+package exec
+
+import "time"
+
+// Result is one unit's outcome. A unit that fails is a Result with OK
+// false, never an error: errors are kept for the tool's own failures.
+type Result struct {
+	Index     int    // position in the plan, for stable ordering
+	Phase     int    // 0-based phase the unit ran in
+	Unit      string // full unit name
+	Operation string
+	OK        bool
+	// NotStarted is set for units that were never launched because the
+	// run was interrupted.
+	NotStarted bool
+	// TimedOut is set when the operation did not finish within the timeout.
+	TimedOut bool
+	// Start and End bound the whole unit: operation plus verification.
+	Start, End time.Time
+	// OpDuration is how long the systemctl call itself took.
+	OpDuration time.Duration
+	ExitCode   int    // systemctl's exit code
+	Stderr     string // systemctl's own error text, as printed
+	// State after the operation (and settle window), e.g. "active/running".
+	State     string
+	SDResult  string // systemd's Result= (success, exit-code, timeout, ...)
+	NRestarts int
+	// Reason is one line for people; Detail holds everything known.
+	Reason  string
+	Detail  string
+	LogTail []string
+}
+
+// Duration is the time from launch to verdict.
+func (r Result) Duration() time.Duration {
+	if r.End.IsZero() || r.Start.IsZero() {
+		return 0
+	}
+	return r.End.Sub(r.Start)
+}
+
+// Observer receives a run's events. Its methods are called from several
+// goroutines at once and must be safe for that.
+type Observer interface {
+	// Launched is called just before a unit's systemctl operation starts.
+	Launched(unit string)
+	// OpEnded is called when the operation returns and verification begins.
+	OpEnded(unit string)
+	// Finished is called once per unit with its final result, including
+	// units that were never launched.
+	Finished(r Result)
+}
+
+// Summary counts a run's outcomes.
+type Summary struct {
+	Operation   string
+	Total       int
+	Succeeded   int
+	Failed      int
+	NotStarted  int
+	Interrupted bool
+	Duration    time.Duration
+	// Results holds every unit's result in plan order.
+	Results []Result
+}

@@ -1,0 +1,228 @@
+package exec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moonfrp/moonfrp-bulk/systemctl"
+)
+
+// Config says what a run does and how.
+type Config struct {
+	Operation   string // start, stop, restart or reload
+	MaxParallel int    // systemctl operations alive at once
+	// Timeout bounds each unit's systemctl operation; 0 means none.
+	Timeout time.Duration
+	// Verify checks each unit's state after its operation; Settle is how
+	// long a started unit must then stay up without restarting.
+	Verify bool
+	Settle time.Duration
+	// LogDir is MOONFRP_LOG_DIR, where <service>.log is looked for when a
+	// unit does not name its own log file.
+	LogDir string
+	Runner systemctl.Runner
+	// Drain, when closed, stops new launches; operations already running
+	// finish and are verified. Cancelling the context passed to Run kills
+	// everything instead.
+	Drain <-chan struct{}
+}
+
+// unitRun is one unit's bookkeeping during a run.
+type unitRun struct {
+	res            Result
+	logs           []string
+	offsets        []int64
+	opEnd          time.Time
+	what           string
+	baseRestarts   int
+	baseInvocation string
+	deadline       time.Time
+}
+
+// Run performs cfg.Operation on units, phase by phase (see Phases), each
+// phase through ForEach. Every unit gets exactly one Finished call. The
+// error is non-nil only for the tool's own failures (systemctl cannot be
+// run at all); unit failures are in the Summary.
+func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary, error) {
+	start := time.Now()
+	sum := Summary{Operation: cfg.Operation, Total: len(units)}
+	if len(units) == 0 {
+		return sum, nil
+	}
+	pre, err := showUnits(ctx, cfg.Runner, "Id,LoadState,ActiveState,SubState,FragmentPath,DropInPaths", units)
+	if err != nil {
+		return sum, fmt.Errorf("read units before %s: %w", cfg.Operation, err)
+	}
+	if cfg.Operation == "start" || cfg.Operation == "restart" {
+		// A failed unit that hit its start limit refuses to start until
+		// its failure is reset; a bulk restart is meant to bring it back.
+		var failed []string
+		for i, p := range pre {
+			if p["ActiveState"] == "failed" {
+				failed = append(failed, units[i])
+			}
+		}
+		if len(failed) > 0 {
+			if _, err := cfg.Runner.Run(ctx, append([]string{"reset-failed", "--"}, failed...)...); err != nil {
+				return sum, fmt.Errorf("reset failed units: %w", err)
+			}
+		}
+	}
+
+	phases := Phases(cfg.Operation, units)
+	runs := make([]*unitRun, 0, len(units))
+	for pi, ph := range phases {
+		for _, name := range ph {
+			u := &unitRun{res: Result{Index: len(runs), Phase: pi, Unit: name, Operation: cfg.Operation}}
+			runs = append(runs, u)
+		}
+	}
+	preByName := map[string]systemctl.Properties{}
+	for i, name := range units {
+		preByName[name] = pre[i]
+	}
+	for _, u := range runs {
+		p := preByName[u.res.Unit]
+		u.logs = logFiles(p["FragmentPath"], strings.Fields(p["DropInPaths"]), u.res.Unit)
+		if len(u.logs) == 0 && cfg.LogDir != "" {
+			u.logs = []string{filepath.Join(cfg.LogDir, strings.TrimSuffix(u.res.Unit, ".service")+".log")}
+		}
+	}
+
+	var mu sync.Mutex
+	finish := func(u *unitRun) {
+		if !u.res.OK {
+			for i, p := range u.logs {
+				u.res.LogTail = append(u.res.LogTail, readTail(p, u.offsets[i])...)
+			}
+			if len(u.res.LogTail) > maxTailLines {
+				u.res.LogTail = u.res.LogTail[len(u.res.LogTail)-maxTailLines:]
+			}
+			if u.res.Reason == "" {
+				explain(&u.res, u.what)
+			}
+		}
+		u.res.End = time.Now()
+		mu.Lock()
+		sum.Results = append(sum.Results, u.res)
+		mu.Unlock()
+		obs.Finished(u.res)
+	}
+	ver := newVerifier(ctx, cfg.Runner, cfg.Operation, cfg.Settle, cfg.Verify, finish)
+
+	next := 0
+	interrupted := false
+	for _, ph := range phases {
+		batch := runs[next : next+len(ph)]
+		n := ForEach(ctx, cfg.Drain, cfg.MaxParallel, ph, func(i int, _ string) {
+			operate(ctx, cfg, batch[i], obs)
+			ver.add(batch[i])
+		})
+		next += n
+		if n < len(ph) {
+			interrupted = true
+			break
+		}
+	}
+	ver.close()
+	ver.wait()
+	for _, u := range runs[next:] {
+		u.res.NotStarted = true
+		u.res.Reason = "not started (interrupted)"
+		obs.Finished(u.res)
+		sum.Results = append(sum.Results, u.res)
+	}
+	sortResults(sum.Results)
+	for _, r := range sum.Results {
+		switch {
+		case r.NotStarted:
+			sum.NotStarted++
+		case r.OK:
+			sum.Succeeded++
+		default:
+			sum.Failed++
+		}
+	}
+	sum.Interrupted = interrupted || ctx.Err() != nil
+	sum.Duration = time.Since(start)
+	return sum, nil
+}
+
+func sortResults(rs []Result) {
+	// Insertion by index: results arrive nearly in order.
+	for i := 1; i < len(rs); i++ {
+		for j := i; j > 0 && rs[j].Index < rs[j-1].Index; j-- {
+			rs[j], rs[j-1] = rs[j-1], rs[j]
+		}
+	}
+}
+
+// operate runs one unit's systemctl operation, bounded by cfg.Timeout. A
+// timed-out operation has its queued or running systemd job cancelled, so
+// nothing is left behind the tool's back.
+func operate(ctx context.Context, cfg Config, u *unitRun, obs Observer) {
+	u.offsets = make([]int64, len(u.logs))
+	for i, p := range u.logs {
+		u.offsets[i] = fileSize(p)
+	}
+	obs.Launched(u.res.Unit)
+	u.res.Start = time.Now()
+	opCtx, cancel := ctx, context.CancelFunc(func() {})
+	if cfg.Timeout > 0 {
+		opCtx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+	}
+	out, err := cfg.Runner.Run(opCtx, cfg.Operation, "--", u.res.Unit)
+	cancel()
+	u.opEnd = time.Now()
+	u.res.OpDuration = u.opEnd.Sub(u.res.Start)
+	u.res.ExitCode = out.ExitCode
+	u.res.Stderr = strings.TrimSpace(string(out.Stderr))
+	switch {
+	case err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		u.res.TimedOut = true
+		u.what = fmt.Sprintf("timed out after %s", cfg.Timeout)
+		switch n, err := cancelJobs(ctx, cfg.Runner, u.res.Unit); {
+		case err != nil:
+			u.what += fmt.Sprintf(" (could not cancel its systemd job: %v)", err)
+		case n > 0:
+			u.what += " (its systemd job was cancelled)"
+		}
+	case err != nil:
+		u.what = fmt.Sprintf("could not run systemctl: %v", err)
+	case out.ExitCode == 0:
+		u.res.OK = true
+	}
+	obs.OpEnded(u.res.Unit)
+}
+
+// cancelJobs cancels every pending systemd job of unit and returns how many.
+func cancelJobs(ctx context.Context, r systemctl.Runner, unit string) (int, error) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := r.Run(cctx, "list-jobs", "--no-legend", "--no-pager")
+	if err != nil {
+		return 0, fmt.Errorf("list jobs: %w", err)
+	}
+	var ids []string
+	for _, j := range systemctl.ParseListJobs(out.Stdout) {
+		if j.Unit == unit {
+			ids = append(ids, j.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	c, err := r.Run(cctx, append([]string{"cancel"}, ids...)...)
+	if err != nil {
+		return 0, fmt.Errorf("cancel: %w", err)
+	}
+	if c.ExitCode != 0 {
+		return 0, fmt.Errorf("cancel: %s", systemctl.FirstLine(c.Stderr))
+	}
+	return len(ids), nil
+}

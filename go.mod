@@ -1,0 +1,11 @@
+module github.com/moonfrp/moonfrp-bulk
+
+go 1.26.8
+
+require (
+	github.com/alecthomas/kong v1.17.0
+	github.com/mattn/go-isatty v0.0.24
+	golang.org/x/sync v0.25.0
+)
+
+require golang.org/x/sys v0.28.0 // indirect

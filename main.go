@@ -1,0 +1,454 @@
+// Command moonfrp-bulk starts, stops, restarts and reloads many systemd
+// services at once, in parallel, and reports which of them really came up.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/moonfrp/moonfrp-bulk/discover"
+	"github.com/moonfrp/moonfrp-bulk/exec"
+	"github.com/moonfrp/moonfrp-bulk/lock"
+	"github.com/moonfrp/moonfrp-bulk/report"
+	"github.com/moonfrp/moonfrp-bulk/systemctl"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes, documented in --help and the README.
+const (
+	exitOK          = 0
+	exitFailed      = 1   // at least one unit failed
+	exitUsage       = 2   // bad flags, filters, unit names or a missing tag index
+	exitCannotRun   = 3   // systemctl or the service manager could not be used
+	exitBusy        = 4   // --no-wait and another run holds some of the units
+	exitInterrupted = 130 // SIGINT or SIGTERM
+)
+
+const description = `Start, stop, restart or reload many systemd services at once, in parallel,
+and report which of them really came up.
+
+With no UNIT, an operation covers every MoonFRP service (moonfrp-*) on the
+host, loaded or not. UNIT may be given with or without .service, and may be
+a glob such as 'moonfrp-client-*'.
+
+Order: on start and restart moonfrp-server goes first, then clients and
+visitors; on stop clients and visitors go first, then the server. Each phase
+runs in parallel. Before start and restart, units in the failed state are
+reset (systemctl reset-failed) so that units that hit their start limit
+come back.
+
+A unit succeeds only if it is active right after its operation and stays
+active, without restarting, for the settle window (--settle); after stop it
+must be inactive or failed.
+
+Exit codes:
+  0    every unit succeeded, or there was nothing to do
+  1    at least one unit failed
+  2    usage error: bad flag, filter or unit name, missing tag index
+  3    systemctl or the service manager could not be used
+  4    --no-wait, and another moonfrp-bulk run is acting on the same units
+  130  interrupted (SIGINT or SIGTERM); the summary counts units not started`
+
+// Parallel is a --max-parallel value: a whole number of 1 or more.
+type Parallel int
+
+// Decode implements kong.MapperValue, so that a bad value gets our message.
+func (p *Parallel) Decode(ctx *kong.DecodeContext) error {
+	var s string
+	if err := ctx.Scan.PopValueInto("max-parallel", &s); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 1 {
+		return fmt.Errorf("must be a whole number of 1 or more, got %q (for example -j 10)", s)
+	}
+	*p = Parallel(n)
+	return nil
+}
+
+// Globals are flags shared by every command.
+type Globals struct {
+	User      bool   `help:"Talk to the calling user's service manager (systemctl --user)."`
+	Output    string `short:"o" enum:"auto,text,json" default:"${output_default}" help:"Output: auto (a live line on a terminal, plain text otherwise), text, or json (JSON lines on stdout). Default: json when MOONFRP_LOG_FORMAT=json, else auto."`
+	Systemctl string `hidden:"" env:"MOONFRP_SYSTEMCTL" default:"systemctl" help:"systemctl binary to run."`
+}
+
+// OpFlags are the flags of start, stop, restart, reload and bulk.
+type OpFlags struct {
+	MaxParallel Parallel      `short:"j" env:"MOONFRP_MAX_PARALLEL" default:"10" placeholder:"N" help:"At most N systemctl operations at once."`
+	Filter      []string      `sep:"none" placeholder:"EXPR" help:"Only units matching EXPR: tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor. Repeat to AND them."`
+	DryRun      bool          `help:"Print the units that would be acted on, by phase, and change nothing."`
+	Timeout     time.Duration `default:"2m" help:"Bound on each unit's operation; a unit that takes longer fails and its systemd job is cancelled."`
+	Settle      time.Duration `default:"1s" help:"How long a started unit must stay up, without restarting, to count as a success."`
+	NoVerify    bool          `help:"Trust systemctl's exit code; do not check the units' state afterwards."`
+	NoWait      bool          `help:"Fail at once (exit 4) if another moonfrp-bulk run is acting on the same units, instead of waiting."`
+}
+
+// OpCmd is start, stop, restart or reload.
+type OpCmd struct {
+	Units []string `arg:"" optional:"" name:"unit" help:"Units to act on (default: every MoonFRP service)."`
+	OpFlags
+}
+
+// BulkCmd takes the argument form of MoonFRP's 'moonfrp service bulk'.
+type BulkCmd struct {
+	Operation string `required:"" enum:"start,stop,restart,reload" help:"start, stop, restart or reload."`
+	OpFlags
+}
+
+// ListCmd lists MoonFRP services.
+type ListCmd struct {
+	Filter []string `sep:"none" placeholder:"EXPR" help:"Only units matching EXPR (see the operations' --filter)."`
+}
+
+// VersionCmd prints the version.
+type VersionCmd struct{}
+
+// CLI is the whole command line.
+type CLI struct {
+	Globals
+	Start   OpCmd      `cmd:"" help:"Start units."`
+	Stop    OpCmd      `cmd:"" help:"Stop units (clients and visitors before the server)."`
+	Restart OpCmd      `cmd:"" help:"Restart units (the server first)."`
+	Reload  OpCmd      `cmd:"" help:"Reload units (ExecReload, e.g. SIGHUP to frpc)."`
+	List    ListCmd    `cmd:"" help:"List MoonFRP services with their load, active and sub state, and tags."`
+	Bulk    BulkCmd    `cmd:"" help:"Run an operation with MoonFRP's 'service bulk' flags (--operation=... --filter=... --max-parallel=N --dry-run)."`
+	Version VersionCmd `cmd:"" help:"Print the version."`
+}
+
+// exitError carries an exit code and a one-line message.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func usageErr(format string, args ...any) error {
+	return &exitError{exitUsage, fmt.Sprintf(format, args...)}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	streams := report.System()
+	outputDefault := "auto"
+	if os.Getenv("MOONFRP_LOG_FORMAT") == "json" {
+		outputDefault = "json"
+	}
+	var cli CLI
+	helpExit := -1
+	parser, err := kong.New(&cli,
+		kong.Name("moonfrp-bulk"),
+		kong.Description(description),
+		kong.Vars{"output_default": outputDefault},
+		kong.Writers(streams.Out, streams.Err),
+		kong.Exit(func(code int) { helpExit = code }),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+	)
+	if err != nil {
+		fmt.Fprintf(streams.Err, "moonfrp-bulk: internal error: %v\n", err)
+		return exitCannotRun
+	}
+	kctx, err := parser.Parse(args)
+	if helpExit >= 0 {
+		return helpExit
+	}
+	if err != nil {
+		fmt.Fprintf(streams.Err, "moonfrp-bulk: %v; see 'moonfrp-bulk --help'\n", err)
+		return exitUsage
+	}
+
+	app := newApp(streams, cli.Globals)
+	defer app.stopSignals()
+
+	cmd := kctx.Command()
+	var runErr error
+	switch {
+	case cmd == "version":
+		fmt.Fprintf(streams.Out, "moonfrp-bulk %s\n", version)
+	case cmd == "list":
+		runErr = app.list(cli.List)
+	case cmd == "bulk":
+		runErr = app.operate(cli.Bulk.Operation, nil, cli.Bulk.OpFlags)
+	default:
+		op := strings.Fields(cmd)[0]
+		c := map[string]OpCmd{"start": cli.Start, "stop": cli.Stop, "restart": cli.Restart, "reload": cli.Reload}[op]
+		runErr = app.operate(op, c.Units, c.OpFlags)
+	}
+	var ee *exitError
+	switch {
+	case runErr == nil:
+		return app.code
+	case errors.As(runErr, &ee):
+		if ee.msg != "" {
+			fmt.Fprintf(streams.Err, "moonfrp-bulk: %s\n", ee.msg)
+		}
+		return ee.code
+	default:
+		fmt.Fprintf(streams.Err, "moonfrp-bulk: %v\n", runErr)
+		return exitCannotRun
+	}
+}
+
+// app is one invocation: streams, the service manager, and signal state.
+type app struct {
+	streams *report.Streams
+	globals Globals
+	mgr     systemctl.Manager
+	mode    report.Mode
+	code    int
+
+	// ctx ends on a second signal: everything in flight is killed.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// drain closes on the first signal: nothing new is launched.
+	drain   chan struct{}
+	sigs    chan os.Signal
+	sigDone chan struct{}
+}
+
+func newApp(s *report.Streams, g Globals) *app {
+	a := &app{streams: s, globals: g, mgr: systemctl.Manager{Path: g.Systemctl, User: g.User},
+		mode: report.Mode(g.Output), drain: make(chan struct{}), sigs: make(chan os.Signal, 2), sigDone: make(chan struct{})}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	signal.Notify(a.sigs, syscall.SIGINT, syscall.SIGTERM)
+	go a.watchSignals()
+	return a
+}
+
+func (a *app) watchSignals() {
+	n := 0
+	for {
+		select {
+		case <-a.sigDone:
+			return
+		case <-a.sigs:
+			n++
+			if n == 1 {
+				close(a.drain)
+				continue
+			}
+			// Second signal: kill what runs and leave. The summary still
+			// prints if it can within a moment; then the process exits.
+			a.cancel()
+			time.AfterFunc(2*time.Second, func() { os.Exit(exitInterrupted) })
+		}
+	}
+}
+
+func (a *app) stopSignals() {
+	signal.Stop(a.sigs)
+	close(a.sigDone)
+	a.cancel()
+}
+
+func (a *app) interrupted() bool {
+	select {
+	case <-a.drain:
+		return true
+	default:
+		return false
+	}
+}
+
+func (a *app) warn(format string, args ...any) { report.Warn(a.streams.Err, format, args...) }
+
+// resolve turns UNIT arguments and filters into the units to act on.
+func (a *app) resolve(args []string, filterExprs []string) ([]discover.Unit, []string, error) {
+	filters := make([]discover.Filter, 0, len(filterExprs))
+	for _, e := range filterExprs {
+		f, err := discover.ParseFilter(e)
+		if err != nil {
+			return nil, nil, usageErr("%v", err)
+		}
+		filters = append(filters, f)
+	}
+	var names []string
+	needDiscovery := len(args) == 0 || len(filters) > 0
+	for _, arg := range args {
+		n, err := discover.Normalize(arg)
+		if err != nil {
+			return nil, nil, usageErr("%v", err)
+		}
+		if discover.IsPattern(n) {
+			needDiscovery = true
+		}
+		names = append(names, n)
+	}
+	var all []discover.Unit
+	if needDiscovery {
+		var err error
+		all, err = discover.All(a.ctx, a.mgr)
+		if err != nil {
+			return nil, nil, &exitError{exitCannotRun, fmt.Sprintf("cannot list units: %v; is the %s manager running?", err, a.mgr.Scope())}
+		}
+	}
+	units := all
+	if len(args) > 0 {
+		byName := map[string]discover.Unit{}
+		for _, u := range all {
+			byName[u.Name] = u
+		}
+		seen := map[string]bool{}
+		units = nil
+		add := func(u discover.Unit) {
+			if !seen[u.Name] {
+				seen[u.Name] = true
+				units = append(units, u)
+			}
+		}
+		for i, n := range names {
+			if !discover.IsPattern(n) {
+				u, ok := byName[n]
+				if !ok {
+					// Not a MoonFRP unit systemd lists; systemctl will
+					// say what is wrong with it.
+					u = discover.Unit{Name: n, Load: "unknown", Active: "unknown", Sub: "unknown"}
+				}
+				add(u)
+				continue
+			}
+			matched := false
+			for _, u := range all {
+				if discover.MatchName(n, u.Name) {
+					add(u)
+					matched = true
+				}
+			}
+			if !matched {
+				a.warn("%q matches no MoonFRP service", args[i])
+			}
+		}
+	}
+	sel, err := discover.Apply(a.ctx, a.mgr, units, filters, discover.Options{DataDir: dataDir()})
+	if err != nil {
+		if errors.Is(err, discover.ErrNoIndex) {
+			return nil, nil, usageErr("tag filter: %v", err)
+		}
+		return nil, nil, &exitError{exitCannotRun, fmt.Sprintf("filter: %v", err)}
+	}
+	for _, w := range sel.Warnings {
+		a.warn("%s", w)
+	}
+	if sel.Empty != "" {
+		a.warn("filter %q matches no service", sel.Empty)
+	}
+	return sel.Units, filterExprs, nil
+}
+
+func dataDir() string {
+	if d := os.Getenv("MOONFRP_DATA_DIR"); d != "" {
+		return d
+	}
+	return discover.DefaultDataDir
+}
+
+func (a *app) list(c ListCmd) error {
+	units, _, err := a.resolve(nil, c.Filter)
+	if err != nil {
+		return err
+	}
+	var tags map[string]map[string]string
+	if idx, err := discover.LoadIndex(dataDir()); err == nil && len(units) > 0 {
+		// Tags are a bonus in a listing: without an index they are blank.
+		tags, _ = discover.UnitTags(a.ctx, a.mgr, units, idx)
+	}
+	if err := report.List(a.streams, a.mode, units, tags); err != nil {
+		return fmt.Errorf("list: %w", err)
+	}
+	return nil
+}
+
+func (a *app) operate(op string, args []string, f OpFlags) error {
+	if f.Timeout < 0 || f.Settle < 0 {
+		return usageErr("--timeout and --settle must not be negative")
+	}
+	units, filters, err := a.resolve(args, f.Filter)
+	if err != nil {
+		return err
+	}
+	names := make([]string, len(units))
+	for i, u := range units {
+		names[i] = u.Name
+	}
+	plan := report.Plan{Operation: op, Manager: a.mgr.Scope(), MaxParallel: int(f.MaxParallel),
+		Verify: !f.NoVerify, Settle: f.Settle, Timeout: f.Timeout, Filters: filters,
+		Phases: exec.Phases(op, names)}
+	if f.DryRun {
+		return report.DryRun(a.streams, a.mode, plan)
+	}
+	if len(names) == 0 {
+		a.warn("No services found for bulk %s; nothing to do (see 'moonfrp-bulk list')", op)
+		rep := report.NewRun(a.streams, a.mode, plan)
+		if a.mode == report.JSON {
+			rep.End(exec.Summary{Operation: op})
+		}
+		return nil
+	}
+
+	// The first signal also ends a wait for another run's locks.
+	lockCtx, lockCancel := context.WithCancel(a.ctx)
+	defer lockCancel()
+	go func() {
+		select {
+		case <-a.drain:
+			lockCancel()
+		case <-lockCtx.Done():
+		}
+	}()
+	locks, err := lock.Acquire(lockCtx, lock.Dir(a.globals.User), names, lock.Options{
+		NoWait: f.NoWait,
+		OnWait: func(pid int) {
+			if pid > 0 {
+				fmt.Fprintf(a.streams.Err, "waiting for another moonfrp-bulk run (pid %d)...\n", pid)
+			} else {
+				fmt.Fprintln(a.streams.Err, "waiting for another moonfrp-bulk run...")
+			}
+		},
+	})
+	if err != nil {
+		switch {
+		case errors.Is(err, lock.ErrBusy):
+			return &exitError{exitBusy, fmt.Sprintf("%v; retry later, or drop --no-wait to wait for it", err)}
+		case a.interrupted():
+			return &exitError{exitInterrupted, "interrupted while waiting for another run; nothing was done"}
+		}
+		return &exitError{exitCannotRun, err.Error()}
+	}
+	defer locks.Release()
+
+	rep := report.NewRun(a.streams, a.mode, plan)
+	rep.Begin()
+	sum, err := exec.Run(a.ctx, exec.Config{
+		Operation: op, MaxParallel: int(f.MaxParallel), Timeout: f.Timeout,
+		Verify: !f.NoVerify, Settle: f.Settle, LogDir: os.Getenv("MOONFRP_LOG_DIR"),
+		Runner: a.mgr, Drain: a.drain,
+	}, names, rep)
+	if err != nil {
+		sum.Interrupted = a.interrupted()
+		rep.End(sum)
+		return &exitError{exitCannotRun, fmt.Sprintf("%v; is the %s manager running?", err, a.mgr.Scope())}
+	}
+	rep.End(sum)
+	switch {
+	case sum.Interrupted || a.interrupted():
+		a.code = exitInterrupted
+	case sum.Failed > 0:
+		a.code = exitFailed
+	}
+	return nil
+}

@@ -1,0 +1,129 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/moonfrp/moonfrp-bulk/discover"
+)
+
+type listEntry struct {
+	SchemaVersion int               `json:"schema_version"`
+	Unit          string            `json:"unit"`
+	Name          string            `json:"name"`
+	Type          string            `json:"type"`
+	Load          string            `json:"load"`
+	Active        string            `json:"active"`
+	Sub           string            `json:"sub"`
+	Tags          map[string]string `json:"tags"`
+}
+
+// List prints units: a table for people, or one JSON object per unit.
+// tags may be nil when no config index is available.
+func List(s *Streams, mode Mode, units []discover.Unit, tags map[string]map[string]string) error {
+	if mode == JSON {
+		enc := json.NewEncoder(s.Out)
+		for _, u := range units {
+			t := tags[u.Name]
+			if t == nil {
+				t = map[string]string{}
+			}
+			if err := enc.Encode(listEntry{SchemaVersion, u.Name, u.Short(), u.Type(), u.Load, u.Active, u.Sub, t}); err != nil {
+				return fmt.Errorf("write list: %w", err)
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "UNIT\tLOAD\tACTIVE\tSUB\tTAGS")
+	for _, u := range units {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Short(), u.Load, u.Active, u.Sub, tagString(tags[u.Name]))
+	}
+	return tw.Flush()
+}
+
+func tagString(tags map[string]string) string {
+	if len(tags) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + ":" + tags[k]
+	}
+	return strings.Join(parts, ",")
+}
+
+type planEvent struct {
+	SchemaVersion int        `json:"schema_version"`
+	Event         string     `json:"event"`
+	Operation     string     `json:"operation"`
+	Manager       string     `json:"manager"`
+	Units         int        `json:"units"`
+	MaxParallel   int        `json:"max_parallel"`
+	Verify        bool       `json:"verify"`
+	SettleMS      int64      `json:"settle_ms"`
+	TimeoutMS     int64      `json:"timeout_ms"`
+	Filters       []string   `json:"filters"`
+	Phases        [][]string `json:"phases"`
+}
+
+// DryRun prints the plan: the exact units by phase and the settings.
+func DryRun(s *Streams, mode Mode, p Plan) error {
+	if mode == JSON {
+		filters, phases := p.Filters, p.Phases
+		if filters == nil {
+			filters = []string{}
+		}
+		if phases == nil {
+			phases = [][]string{}
+		}
+		return json.NewEncoder(s.Out).Encode(planEvent{SchemaVersion, "plan", p.Operation, p.Manager, p.Units(),
+			p.MaxParallel, p.Verify, p.Settle.Milliseconds(), p.Timeout.Milliseconds(), filters, phases})
+	}
+	w := s.Out
+	fmt.Fprintf(w, "Dry run: would %s %d service(s) on the %s manager, up to %d at a time\n",
+		p.Operation, p.Units(), p.Manager, p.MaxParallel)
+	if len(p.Filters) > 0 {
+		fmt.Fprintf(w, "Filters: %s\n", strings.Join(p.Filters, " AND "))
+	}
+	verify := "off"
+	if p.Verify {
+		verify = fmt.Sprintf("on, settle %s", p.Settle)
+	}
+	fmt.Fprintf(w, "Timeout: %s per unit; verification: %s\n", p.Timeout, verify)
+	for i, ph := range p.Phases {
+		fmt.Fprintf(w, "Phase %d of %d (%s, %d unit(s), in parallel):\n", i+1, len(p.Phases), phaseName(p.Operation, ph), len(ph))
+		for _, u := range ph {
+			fmt.Fprintf(w, "  %s\n", short(u))
+		}
+	}
+	return nil
+}
+
+func phaseName(op string, ph []string) string {
+	allServers := len(ph) > 0
+	for _, u := range ph {
+		if discover.TypeOf(u) != "server" {
+			allServers = false
+		}
+	}
+	switch {
+	case op == "reload":
+		return "all units"
+	case allServers && op == "stop":
+		return "server, last"
+	case allServers:
+		return "server, first"
+	case op == "stop":
+		return "clients and visitors, before the server"
+	}
+	return "clients and visitors, after the server"
+}

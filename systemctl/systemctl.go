@@ -1,0 +1,88 @@
+// Package systemctl runs systemctl with argv (never through a shell) and
+// parses the machine-readable parts of its output.
+package systemctl
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+)
+
+// Output is what one systemctl invocation produced. A non-zero exit is not
+// an error here: for a unit operation it is an outcome, and the caller
+// decides what it means.
+type Output struct {
+	Stdout   []byte
+	Stderr   []byte
+	ExitCode int
+}
+
+// Runner runs systemctl with the given arguments. Manager is the real one;
+// unit tests substitute recording or scripted runners.
+type Runner interface {
+	Run(ctx context.Context, args ...string) (Output, error)
+}
+
+// Manager talks to one service manager: the system one, or with User set
+// the calling user's (systemctl --user).
+type Manager struct {
+	// Path is the systemctl binary; empty means "systemctl" from PATH.
+	Path string
+	// User selects the user's service manager.
+	User bool
+}
+
+// Run executes systemctl [--user] args... and waits for it. The error is
+// non-nil only when systemctl could not be run at all or ctx ended first;
+// a non-zero exit status is reported in Output.ExitCode.
+func (m Manager) Run(ctx context.Context, args ...string) (Output, error) {
+	path := m.Path
+	if path == "" {
+		path = "systemctl"
+	}
+	full := make([]string, 0, len(args)+1)
+	if m.User {
+		full = append(full, "--user")
+	}
+	full = append(full, args...)
+	cmd := exec.CommandContext(ctx, path, full...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	out := Output{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		out.ExitCode = -1
+		return out, ctxErr
+	}
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exitErr):
+		out.ExitCode = exitErr.ExitCode()
+	default:
+		return out, fmt.Errorf("run %s: %w", path, err)
+	}
+	return out, nil
+}
+
+// Scope returns "user" or "system", for messages and JSON.
+func (m Manager) Scope() string {
+	if m.User {
+		return "user"
+	}
+	return "system"
+}
+
+// FirstLine returns the first non-empty line of b, trimmed.
+func FirstLine(b []byte) string {
+	for _, line := range strings.Split(string(b), "\n") {
+		if s := strings.TrimSpace(line); s != "" {
+			return s
+		}
+	}
+	return ""
+}
