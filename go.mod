@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/alecthomas/kong v1.17.0
+	github.com/creack/pty v1.1.24
 	github.com/mattn/go-isatty v0.0.24
 	golang.org/x/sync v0.25.0
 )

@@ -138,6 +138,9 @@ func describe(op string, p systemctl.Properties, restarts int) string {
 		if words == "" {
 			words = "stopped"
 		}
+		if n == 0 {
+			return fmt.Sprintf("%s right after %s (auto-restart loop)", words, op)
+		}
 		return fmt.Sprintf("%s right after %s (auto-restart loop, %d restarts)", words, op, n)
 	case active == "failed":
 		if words == "" {
@@ -181,11 +184,15 @@ func explain(r *Result, what string) {
 		what = fmt.Sprintf("systemctl %s exited with status %d", r.Operation, r.ExitCode)
 	}
 	reason := what
-	if key != "" {
+	switch {
+	case key != "":
 		if reason != "" {
 			reason += ": "
 		}
 		reason += key
+	case sys != "" && r.ExitCode != 0:
+		// No log line to tell why: systemctl's own words are next best.
+		reason += " (systemctl: " + sys + ")"
 	}
 	r.Reason = oneLine(reason)
 	detail := []string{reason}

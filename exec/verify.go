@@ -227,11 +227,16 @@ func (v *verifier) checkSettled(units []*unitRun) {
 	}
 }
 
+// describeFailedOp explains a unit whose systemctl call failed. An unknown
+// unit is left to systemctl's own words, which name it.
 func describeFailedOp(u *unitRun, p systemctl.Properties) string {
-	if u.res.TimedOut {
+	if u.res.TimedOut || u.what != "" {
 		return u.what
 	}
-	return describe(u.res.Operation, p, 0)
+	if p["LoadState"] == "not-found" {
+		return ""
+	}
+	return resultWords(p)
 }
 
 // showUnits runs one `systemctl show` for names and returns one property

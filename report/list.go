@@ -100,7 +100,11 @@ func DryRun(s *Streams, mode Mode, p Plan) error {
 	}
 	fmt.Fprintf(w, "Timeout: %s per unit; verification: %s\n", p.Timeout, verify)
 	for i, ph := range p.Phases {
-		fmt.Fprintf(w, "Phase %d of %d (%s, %d unit(s), in parallel):\n", i+1, len(p.Phases), phaseName(p.Operation, ph), len(ph))
+		name := "all units"
+		if len(p.Phases) > 1 {
+			name = phaseName(p.Operation, ph)
+		}
+		fmt.Fprintf(w, "Phase %d of %d (%s, %d unit(s), in parallel):\n", i+1, len(p.Phases), name, len(ph))
 		for _, u := range ph {
 			fmt.Fprintf(w, "  %s\n", short(u))
 		}
@@ -116,8 +120,6 @@ func phaseName(op string, ph []string) string {
 		}
 	}
 	switch {
-	case op == "reload":
-		return "all units"
 	case allServers && op == "stop":
 		return "server, last"
 	case allServers:
