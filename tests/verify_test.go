@@ -1,0 +1,273 @@
+package tests
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moonfrp/moonfrp-bulk/tests/sandbox"
+)
+
+// A unit that crashes right after start makes systemctl return 0. Only
+// verification tells the truth; this test pins the difference.
+func TestCrashAfterStartIsAFailureOnlyWithVerification(t *testing.T) {
+	specs := []sandbox.Spec{
+		{Name: "moonfrp-client-1", Behaviour: sandbox.Up, StopDelay: 50 * time.Millisecond},
+		{Name: "moonfrp-client-2", Behaviour: sandbox.Crash, Message: "login to the server failed: authorization failed"},
+	}
+	sb := newSandbox(t, specs...)
+
+	r := bulk(t, sb, nil, "restart")
+	wantCode(t, r, 1)
+	wantContains(t, "summary", r.stderr, "Bulk restart complete: 1 succeeded, 1 failed",
+		"  - moonfrp-client-2: exited with status 1 right after restart (auto-restart loop",
+		"): login to the server failed: authorization failed\n")
+	if strings.Contains(r.stderr, "\x1b[") {
+		t.Errorf("colour codes from the log reached the summary: %q", r.stderr)
+	}
+
+	r = bulk(t, sb, nil, "restart", "--no-verify")
+	wantCode(t, r, 0)
+	wantContains(t, "summary", r.stderr, "Bulk restart complete: 2 succeeded, 0 failed")
+}
+
+func TestFailureReasonsAndNoJobsLeft(t *testing.T) {
+	specs := []sandbox.Spec{
+		{Name: "moonfrp-client-pre", Behaviour: sandbox.FailPre},
+		{Name: "moonfrp-client-hang", Behaviour: sandbox.Hang},
+		{Name: "moonfrp-client-ok", Behaviour: sandbox.Up, StopDelay: 50 * time.Millisecond},
+	}
+	sb := newSandbox(t, specs...)
+
+	r := bulk(t, sb, nil, "start", "--timeout=1s", "-o", "json",
+		"moonfrp-client-pre", "moonfrp-client-hang", "moonfrp-client-nosuch", "moonfrp-client-ok")
+	wantCode(t, r, 1)
+	events := parseEvents(t, r.stdout)
+	want := map[string]*regexp.Regexp{
+		"moonfrp-client-pre.service":    regexp.MustCompile(`^ExecStartPre /bin/false exited with status 1 \(systemctl: Job for moonfrp-client-pre.service failed because the control process exited with error code.\)$`),
+		"moonfrp-client-hang.service":   regexp.MustCompile(`^timed out after 1s \(its systemd job was cancelled\)`),
+		"moonfrp-client-nosuch.service": regexp.MustCompile(`Unit moonfrp-client-nosuch.service not found`),
+	}
+	for _, ev := range events {
+		if ev["event"] != "result" {
+			continue
+		}
+		unit := ev["unit"].(string)
+		re, broken := want[unit]
+		ok := ev["ok"].(bool)
+		switch {
+		case !broken && !ok:
+			t.Errorf("%s failed: %v", unit, ev["reason"])
+		case broken && ok:
+			t.Errorf("%s reported as a success", unit)
+		case broken && !re.MatchString(ev["reason"].(string)):
+			t.Errorf("%s reason %q, want it to match %s", unit, ev["reason"], re)
+		}
+		if unit == "moonfrp-client-hang.service" && ev["timed_out"] != true {
+			t.Errorf("hang not marked timed_out: %v", ev)
+		}
+		if strings.Contains(fmt.Sprint(ev["reason"]), "See \"systemctl") {
+			t.Errorf("%s reason keeps systemctl's boilerplate hint: %v", unit, ev["reason"])
+		}
+	}
+	if jobs, _ := sb.Systemctl(context.Background(), "list-jobs", "--no-legend"); strings.TrimSpace(jobs) != "" {
+		t.Errorf("systemd jobs left behind:\n%s", jobs)
+	}
+	if got := activeState(sb, "moonfrp-client-ok"); got != "active/running" {
+		t.Errorf("the good unit is %s: a hang elsewhere held it up", got)
+	}
+}
+
+// Verification must not cost a settle window per wave: settle windows run
+// concurrently, and do not hold a parallelism slot.
+func TestSettleCostIsPaidOnce(t *testing.T) {
+	specs := sandbox.SlowStop("moonfrp-client", 50, 200*time.Millisecond)
+	sb := newSandbox(t, specs...)
+	startAll(t, sb, specs)
+
+	plain := bulk(t, sb, nil, "restart", "--no-verify")
+	wantCode(t, plain, 0)
+	verified := bulk(t, sb, nil, "restart", "--settle=1s")
+	wantCode(t, verified, 0)
+	if limit := plain.wall + 1500*time.Millisecond; verified.wall > limit {
+		t.Errorf("verified run took %s; the unverified one %s: want at most %s", verified.wall, plain.wall, limit)
+	}
+}
+
+// waitLine starts cmd and returns once a line of its stderr matches re,
+// with a reader that keeps collecting the rest.
+func startAndWaitFor(t *testing.T, cmd *exec.Cmd, re *regexp.Regexp) (*strings.Builder, chan struct{}) {
+	t.Helper()
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var all strings.Builder
+	seen := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pipe)
+		matched := false
+		for sc.Scan() {
+			all.WriteString(sc.Text() + "\n")
+			if !matched && re.MatchString(sc.Text()) {
+				matched = true
+				close(seen)
+			}
+		}
+		if !matched {
+			close(seen)
+		}
+	}()
+	select {
+	case <-seen:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("no line matching %s", re)
+	}
+	return &all, done
+}
+
+func exitCode(err error) int {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+func TestInterruptStopsLaunchingAndSummarises(t *testing.T) {
+	specs := sandbox.SlowStop("moonfrp-client", 50, 300*time.Millisecond)
+	sb := newSandbox(t, specs...)
+	startAll(t, sb, specs)
+
+	t.Run("one signal", func(t *testing.T) {
+		cmd := bulkCmd(sb, nil, "restart", "-j", "2")
+		stderr, done := startAndWaitFor(t, cmd, regexp.MustCompile(`^Progress: 3/50 `))
+		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		code := exitCode(cmd.Wait())
+		<-done
+		out := stderr.String()
+		if code != 130 {
+			t.Fatalf("exit %d, want 130:\n%s", code, out)
+		}
+		m := regexp.MustCompile(`Bulk restart interrupted: (\d+) succeeded, (\d+) failed, (\d+) not started \(interrupted\)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no interrupted summary:\n%s", out)
+		}
+		ok, failed, notStarted := atoi(m[1]), atoi(m[2]), atoi(m[3])
+		if ok+failed+notStarted != 50 || notStarted == 0 || ok < 3 || failed != 0 {
+			t.Errorf("counts %d+%d+%d: want 50 in all, in-flight units finished and some not started", ok, failed, notStarted)
+		}
+		assertNoChildren(t, sb)
+	})
+
+	t.Run("two signals", func(t *testing.T) {
+		cmd := bulkCmd(sb, nil, "restart", "-j", "1")
+		_, done := startAndWaitFor(t, cmd, regexp.MustCompile(`^Progress: 1/50 `))
+		start := time.Now()
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		code := exitCode(cmd.Wait())
+		<-done
+		if code != 130 {
+			t.Errorf("exit %d, want 130", code)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("took %s to exit after a second signal", d)
+		}
+		assertNoChildren(t, sb)
+	})
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// assertNoChildren checks that no systemctl that moonfrp-bulk started is
+// still running as the sandbox user.
+func assertNoChildren(t *testing.T, sb *sandbox.Sandbox) {
+	t.Helper()
+	out, _ := exec.Command("pgrep", "-u", strconv.Itoa(sb.UID), "-a", "-x", "systemctl").CombinedOutput()
+	if s := strings.TrimSpace(string(out)); s != "" {
+		t.Errorf("systemctl processes outlived moonfrp-bulk:\n%s", s)
+	}
+	out, _ = exec.Command("pgrep", "-u", strconv.Itoa(sb.UID), "-a", "-f", binary).CombinedOutput()
+	if s := strings.TrimSpace(string(out)); s != "" {
+		t.Errorf("moonfrp-bulk still running:\n%s", s)
+	}
+}
+
+func TestOverlappingRunsAreSerialised(t *testing.T) {
+	specs := sandbox.SlowStop("moonfrp-client", 12, 300*time.Millisecond)
+	sb := newSandbox(t, specs...)
+	startAll(t, sb, specs)
+	names := sandbox.Names(specs)
+
+	first := bulkCmd(sb, nil, append([]string{"restart", "-j", "1", "--settle=0"}, names[:6]...)...)
+	_, firstDone := startAndWaitFor(t, first, regexp.MustCompile(`^Progress: 1/6 `))
+	firstPid := first.Process.Pid
+
+	// Disjoint units do not wait.
+	disjoint := bulk(t, sb, nil, append([]string{"restart", "--no-wait", "--settle=0"}, names[8:]...)...)
+	wantCode(t, disjoint, 0)
+
+	busy := bulk(t, sb, nil, "restart", "--no-wait", names[3], names[7])
+	wantCode(t, busy, 4)
+	wantContains(t, "--no-wait message", busy.stderr, "another moonfrp-bulk run is acting on the same units", fmt.Sprintf("pid %d", firstPid))
+
+	second := bulk(t, sb, nil, "restart", "--settle=0", names[5], names[6])
+	firstErr := first.Wait()
+	<-firstDone
+	if exitCode(firstErr) != 0 {
+		t.Fatalf("first run exit %v", firstErr)
+	}
+	wantCode(t, second, 0)
+	wantContains(t, "second run", second.stderr, fmt.Sprintf("waiting for another moonfrp-bulk run (pid %d)...", firstPid))
+	if first.ProcessState == nil {
+		t.Fatal("first run did not finish")
+	}
+}
+
+func TestUnitThatHitItsStartLimitComesBack(t *testing.T) {
+	sp := sandbox.Spec{Name: "moonfrp-client-1", Behaviour: sandbox.Up, ModeFile: true, RestartSec: 50 * time.Millisecond}
+	sb := newSandbox(t, sp)
+	if err := sb.SetMode(sp.Name, sandbox.Crash); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_, _ = sb.Systemctl(ctx, "start", sp.Name)
+	// systemd offers no event to wait on here; poll its state with a bound.
+	deadline := time.Now().Add(20 * time.Second)
+	for sb.Show(ctx, sp.Name, "ActiveState") != "failed" {
+		if time.Now().After(deadline) {
+			t.Fatalf("unit never gave up restarting: %s", activeState(sb, sp.Name))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := sb.SetMode(sp.Name, sandbox.Up); err != nil {
+		t.Fatal(err)
+	}
+	// Even fixed, a plain restart is refused now: the start limit is hit.
+	// (systemd 252 words it as the last failure, not as the limit.)
+	if _, err := sb.Systemctl(ctx, "restart", sp.Name); err == nil {
+		t.Fatal("plain systemctl restart worked: the start limit was not hit")
+	}
+	r := bulk(t, sb, nil, "restart")
+	wantCode(t, r, 0)
+	if got := activeState(sb, sp.Name); got != "active/running" {
+		t.Errorf("after the bulk restart the unit is %s", got)
+	}
+}
