@@ -35,13 +35,21 @@ func ForEach(ctx context.Context, drain <-chan struct{}, limit int, items []stri
 	}()
 	var wg sync.WaitGroup
 	launched := 0
+	stopped := func() bool {
+		select {
+		case <-drain:
+			return true
+		default:
+			return acquireCtx.Err() != nil
+		}
+	}
 	for i, item := range items {
-		if acquireCtx.Err() != nil || sem.Acquire(acquireCtx, 1) != nil {
+		if stopped() || sem.Acquire(acquireCtx, 1) != nil {
 			break
 		}
 		// Acquire may succeed on a context that ended meanwhile; check
 		// again so an interrupt never launches one more operation.
-		if acquireCtx.Err() != nil {
+		if stopped() {
 			sem.Release(1)
 			break
 		}

@@ -83,7 +83,11 @@ func Acquire(ctx context.Context, dir string, units []string, opt Options) (*Set
 				opt.OnWait(pid)
 				warned = true
 			}
-			err = waitLock(ctx, f)
+			if err = waitLock(ctx, f); err != nil {
+				// waitLock's goroutine owns f now and closes it.
+				set.Release()
+				return nil, fmt.Errorf("lock %s: %w", u, err)
+			}
 		}
 		if err != nil {
 			f.Close()
@@ -102,15 +106,26 @@ func Acquire(ctx context.Context, dir string, units []string, opt Options) (*Set
 }
 
 // waitLock blocks in flock until the lock is free or ctx ends. flock
-// cannot be interrupted from Go, so it runs in its own goroutine; if ctx
-// ends first the process is on its way out and the goroutine goes with it.
+// cannot be interrupted from Go, so it runs in its own goroutine. When ctx
+// ends first, that goroutine keeps f and closes it once flock returns, so
+// a lock obtained too late is dropped at once.
 func waitLock(ctx context.Context, f *os.File) error {
-	done := make(chan error, 1)
-	go func() { done <- syscall.Flock(int(f.Fd()), syscall.LOCK_EX) }()
+	fd := int(f.Fd())
+	done := make(chan error) // unbuffered: a send happens only if someone waits
+	abandoned := make(chan struct{})
+	go func() {
+		err := syscall.Flock(fd, syscall.LOCK_EX)
+		select {
+		case done <- err:
+		case <-abandoned:
+			f.Close()
+		}
+	}()
 	select {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
+		close(abandoned)
 		return ctx.Err()
 	}
 }

@@ -242,7 +242,7 @@ func TestOverlappingRunsAreSerialised(t *testing.T) {
 }
 
 func TestUnitThatHitItsStartLimitComesBack(t *testing.T) {
-	sp := sandbox.Spec{Name: "moonfrp-client-1", Behaviour: sandbox.Up, ModeFile: true, RestartSec: 50 * time.Millisecond}
+	sp := sandbox.Spec{Name: "moonfrp-client-1", Behaviour: sandbox.Up, ModeFile: true, RestartDelay: 50 * time.Millisecond}
 	sb := newSandbox(t, sp)
 	if err := sb.SetMode(sp.Name, sandbox.Crash); err != nil {
 		t.Fatal(err)

@@ -41,8 +41,8 @@ type Spec struct {
 	// tests can see from outside how many starts overlapped.
 	RecordPre string
 	Hold      time.Duration
-	// RestartSec for Restart=always (default 5s, as MoonFRP writes it).
-	RestartSec time.Duration
+	// RestartDelay is RestartSec= for Restart=always (default 5s, as MoonFRP writes it).
+	RestartDelay time.Duration
 	// ModeFile lets a test change the behaviour later: the stand-in frpc
 	// reads StateDir/<Name>.mode at each start when it exists.
 	ModeFile bool
@@ -98,9 +98,9 @@ func (s *Sandbox) UnitFile(sp Spec) string {
 	if stop == 0 {
 		stop = 500 * time.Millisecond
 	}
-	restartSec := sp.RestartSec
-	if restartSec == 0 {
-		restartSec = 5 * time.Second
+	restartDelay := sp.RestartDelay
+	if restartDelay == 0 {
+		restartDelay = 5 * time.Second
 	}
 	log := filepath.Join(s.LogDir, sp.Name+".log")
 	fmt.Fprintf(&b, "[Unit]\nDescription=MoonFRP sandbox tunnel %s\n\n[Service]\nType=simple\n", sp.Name)
@@ -128,7 +128,7 @@ func (s *Sandbox) UnitFile(sp Spec) string {
 	}
 	fmt.Fprintf(&b, "ExecStart=%s -c %s\n", filepath.Join(s.BinDir(), "frpc"), cfg)
 	b.WriteString("ExecReload=/bin/kill -HUP $MAINPID\n")
-	fmt.Fprintf(&b, "Restart=always\nRestartSec=%.3f\n", restartSec.Seconds())
+	fmt.Fprintf(&b, "Restart=always\nRestartSec=%.3f\n", restartDelay.Seconds())
 	fmt.Fprintf(&b, "StandardOutput=append:%s\nStandardError=append:%s\n", log, log)
 	return b.String()
 }

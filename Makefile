@@ -1,0 +1,57 @@
+# moonfrp-bulk: build, demo, test, bench. `make test` installs what it needs.
+GO          ?= go
+BIN         := bin/moonfrp-bulk
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+GOBIN       := $(shell $(GO) env GOPATH)/bin
+STATICCHECK := $(GOBIN)/staticcheck
+STATICCHECK_VERSION := v0.8.2
+# Debian packages the tests use: jq for the README recipes, bats and
+# shellcheck for the bash shim, tmux for the menu test.
+DEB_TOOLS   := jq bats shellcheck tmux
+
+.PHONY: all build demo test deps vet staticcheck lint unit integration shell bench bench-quick clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) .
+
+demo: build
+	$(GO) run ./tests/demo -bin $(BIN)
+
+test: deps vet staticcheck lint unit integration
+
+deps:
+	@missing=""; for t in $(DEB_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "make: missing$$missing; install them (apt-get install$$missing) or run as root" >&2; exit 1; fi; \
+		echo "installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@test -x $(STATICCHECK) || { echo "installing staticcheck $(STATICCHECK_VERSION)"; $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); }
+
+vet:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+
+staticcheck:
+	$(STATICCHECK) ./...
+
+lint:
+	shellcheck bash/*.sh tests/bash/*.sh tests/bash/*.bats
+
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /tests)
+
+# The integration tests need root: they start real systemd user managers.
+integration:
+	$(GO) test -count=1 -p 1 -timeout 30m ./tests/...
+
+bench: build
+	$(GO) run ./tests/bench -bin $(BIN)
+
+bench-quick: build
+	$(GO) run ./tests/bench -bin $(BIN) -quick
+
+clean:
+	rm -rf bin

@@ -1,0 +1,323 @@
+package exec
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/moonfrp/moonfrp-bulk/systemctl"
+)
+
+func TestForEachHoldsTheLimitAtEveryInstant(t *testing.T) {
+	for _, limit := range []int{1, 3, 10} {
+		t.Run(fmt.Sprint(limit), func(t *testing.T) {
+			items := make([]string, 40)
+			var cur, peak atomic.Int32
+			n := ForEach(context.Background(), nil, limit, items, func(int, string) {
+				c := cur.Add(1)
+				for {
+					p := peak.Load()
+					if c <= p || peak.CompareAndSwap(p, c) {
+						break
+					}
+				}
+				time.Sleep(time.Millisecond) // hold the slot so others pile up
+				cur.Add(-1)
+			})
+			if n != len(items) {
+				t.Errorf("launched %d, want %d", n, len(items))
+			}
+			if p := int(peak.Load()); p > limit || p < 1 {
+				t.Errorf("peak %d with limit %d", p, limit)
+			}
+		})
+	}
+}
+
+// A slot passes to the next item the moment one call returns: with one
+// slot, item i+1 starts only after item i returned, and without any wait.
+func TestForEachHandsOverSlotsAtOnce(t *testing.T) {
+	release := make([]chan struct{}, 5)
+	started := make(chan int, 5)
+	for i := range release {
+		release[i] = make(chan struct{})
+	}
+	done := make(chan int)
+	go func() {
+		done <- ForEach(context.Background(), nil, 1, make([]string, 5), func(i int, _ string) {
+			started <- i
+			<-release[i]
+		})
+	}()
+	for i := 0; i < 5; i++ {
+		if got := <-started; got != i {
+			t.Fatalf("item %d started, want %d", got, i)
+		}
+		select {
+		case j := <-started:
+			t.Fatalf("item %d started while item %d held the only slot", j, i)
+		default:
+		}
+		close(release[i])
+	}
+	if n := <-done; n != 5 {
+		t.Errorf("launched %d", n)
+	}
+}
+
+func TestForEachStopsLaunchingOnDrain(t *testing.T) {
+	drain := make(chan struct{})
+	var once sync.Once
+	n := ForEach(context.Background(), drain, 2, make([]string, 20), func(i int, _ string) {
+		if i == 3 {
+			once.Do(func() { close(drain) })
+		}
+		time.Sleep(5 * time.Millisecond)
+	})
+	if n < 4 || n > 6 {
+		t.Errorf("launched %d after a drain at item 3, want 4 to 6 (only what already had a slot)", n)
+	}
+}
+
+func TestPhases(t *testing.T) {
+	units := []string{"moonfrp-client-1.service", "moonfrp-server.service", "moonfrp-visitor-1.service"}
+	tests := []struct {
+		op   string
+		want [][]string
+	}{
+		{"start", [][]string{{"moonfrp-server.service"}, {"moonfrp-client-1.service", "moonfrp-visitor-1.service"}}},
+		{"restart", [][]string{{"moonfrp-server.service"}, {"moonfrp-client-1.service", "moonfrp-visitor-1.service"}}},
+		{"stop", [][]string{{"moonfrp-client-1.service", "moonfrp-visitor-1.service"}, {"moonfrp-server.service"}}},
+		{"reload", [][]string{units}},
+	}
+	for _, tt := range tests {
+		if got := Phases(tt.op, units); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Phases(%s) = %v, want %v", tt.op, got, tt.want)
+		}
+	}
+	if got := Phases("stop", []string{"moonfrp-client-1.service"}); len(got) != 1 {
+		t.Errorf("empty server phase kept: %v", got)
+	}
+}
+
+// fakeUnit is how the fake manager treats one unit.
+type fakeUnit struct {
+	opExit   int
+	opStderr string
+	opDelay  time.Duration
+	hang     bool
+	// state is returned by show; after it, later shows return settled.
+	state, settled systemctl.Properties
+}
+
+// fakeManager is a scripted systemctl for the pool's unit tests.
+type fakeManager struct {
+	units map[string]*fakeUnit
+
+	mu        sync.Mutex
+	calls     [][]string
+	order     []string // units in the order their operations ended
+	shows     map[string]int
+	running   int
+	peak      int
+	cancelled []string
+}
+
+func (f *fakeManager) Run(ctx context.Context, args ...string) (systemctl.Output, error) {
+	f.mu.Lock()
+	f.calls = append(f.calls, args)
+	f.mu.Unlock()
+	switch args[0] {
+	case "show":
+		return f.show(args), nil
+	case "list-jobs":
+		return systemctl.Output{Stdout: []byte("7 moonfrp-client-hang.service start running\n")}, nil
+	case "cancel":
+		f.mu.Lock()
+		f.cancelled = append(f.cancelled, args[1:]...)
+		f.mu.Unlock()
+		return systemctl.Output{}, nil
+	case "reset-failed":
+		return systemctl.Output{}, nil
+	}
+	unit := args[len(args)-1]
+	u := f.units[unit]
+	f.mu.Lock()
+	f.running++
+	if f.running > f.peak {
+		f.peak = f.running
+	}
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.running--
+		f.order = append(f.order, unit)
+		f.mu.Unlock()
+	}()
+	if u.hang {
+		<-ctx.Done()
+		return systemctl.Output{ExitCode: -1}, ctx.Err()
+	}
+	time.Sleep(u.opDelay)
+	return systemctl.Output{ExitCode: u.opExit, Stderr: []byte(u.opStderr)}, nil
+}
+
+func (f *fakeManager) show(args []string) systemctl.Output {
+	var b strings.Builder
+	for i, a := range args {
+		if a != "--" {
+			continue
+		}
+		for _, unit := range args[i+1:] {
+			f.mu.Lock()
+			f.shows[unit]++
+			n := f.shows[unit]
+			f.mu.Unlock()
+			u := f.units[unit]
+			p := systemctl.Properties{"ActiveState": "active", "SubState": "running", "NRestarts": "0", "InvocationID": "1"}
+			if u.state != nil {
+				p = u.state
+			}
+			if n > 2 && u.settled != nil {
+				p = u.settled
+			}
+			fmt.Fprintf(&b, "Id=%s\n", unit)
+			for k, v := range p {
+				fmt.Fprintf(&b, "%s=%s\n", k, v)
+			}
+			b.WriteString("\n")
+		}
+	}
+	return systemctl.Output{Stdout: []byte(b.String())}
+}
+
+// collector is an Observer that keeps results.
+type collector struct {
+	mu       sync.Mutex
+	finished []Result
+}
+
+func (c *collector) Launched(string) {}
+func (c *collector) OpEnded(string)  {}
+func (c *collector) Finished(r Result) {
+	c.mu.Lock()
+	c.finished = append(c.finished, r)
+	c.mu.Unlock()
+}
+
+func newFake(units map[string]*fakeUnit) *fakeManager {
+	return &fakeManager{units: units, shows: map[string]int{}}
+}
+
+func TestRunVerifiesContinuesAndExplains(t *testing.T) {
+	crashed := systemctl.Properties{"ActiveState": "activating", "SubState": "auto-restart", "Result": "exit-code",
+		"NRestarts": "2", "ExecMainCode": "1", "ExecMainStatus": "1", "InvocationID": "2"}
+	units := map[string]*fakeUnit{
+		"moonfrp-server.service":   {opDelay: 20 * time.Millisecond},
+		"moonfrp-client-1.service": {},
+		"moonfrp-client-2.service": {opExit: 1, opStderr: "Job for moonfrp-client-2.service failed because the control process exited with error code.\nSee \"systemctl status moonfrp-client-2.service\" for details.\n",
+			state: systemctl.Properties{"ActiveState": "failed", "SubState": "failed", "Result": "exit-code",
+				"ExecStartPre": "{ path=/bin/false ; argv[]=/bin/false ; ignore_errors=no ; code=exited ; status=1 }"}},
+		"moonfrp-client-3.service": {settled: crashed},
+		"moonfrp-client-hang.service": {hang: true,
+			state: systemctl.Properties{"ActiveState": "activating", "SubState": "start-pre"}},
+	}
+	f := newFake(units)
+	var names []string
+	for n := range units {
+		names = append(names, n)
+	}
+	obs := &collector{}
+	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 2, Timeout: 200 * time.Millisecond,
+		Verify: true, Settle: 50 * time.Millisecond, Runner: f}, names, obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Succeeded != 2 || sum.Failed != 3 || sum.NotStarted != 0 || len(obs.finished) != 5 {
+		t.Fatalf("summary %+v, %d finished", sum, len(obs.finished))
+	}
+	if f.order[0] != "moonfrp-server.service" {
+		t.Errorf("operations ended in order %v: the server must go first on restart", f.order)
+	}
+	if f.peak > 2 {
+		t.Errorf("%d operations at once with a limit of 2", f.peak)
+	}
+	reasons := map[string]string{}
+	for _, r := range sum.Results {
+		reasons[r.Unit] = r.Reason
+	}
+	want := map[string]string{
+		"moonfrp-client-2.service":    "ExecStartPre /bin/false exited with status 1 (systemctl: Job for moonfrp-client-2.service failed because the control process exited with error code.)",
+		"moonfrp-client-3.service":    "exited with status 1 right after restart (auto-restart loop, 2 restarts)",
+		"moonfrp-client-hang.service": "timed out after 200ms (its systemd job was cancelled)",
+	}
+	for unit, w := range want {
+		if reasons[unit] != w {
+			t.Errorf("reason for %s = %q, want %q", unit, reasons[unit], w)
+		}
+	}
+	if !reflect.DeepEqual(f.cancelled, []string{"7"}) {
+		t.Errorf("cancelled jobs %v, want [7]", f.cancelled)
+	}
+}
+
+// Verification is batched: one show per batch of units, not per unit.
+func TestRunBatchesStateQueries(t *testing.T) {
+	units := map[string]*fakeUnit{}
+	var names []string
+	for i := 0; i < 200; i++ {
+		n := fmt.Sprintf("moonfrp-client-%d.service", i)
+		units[n] = &fakeUnit{opDelay: time.Millisecond}
+		names = append(names, n)
+	}
+	f := newFake(units)
+	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 50, Verify: true,
+		Settle: 20 * time.Millisecond, Runner: f}, names, &collector{})
+	if err != nil || sum.Succeeded != 200 {
+		t.Fatalf("summary %+v, %v", sum, err)
+	}
+	shows := 0
+	for _, c := range f.calls {
+		if c[0] == "show" {
+			shows++
+		}
+	}
+	// Two checks per unit would be 400 calls unbatched.
+	if shows > 40 {
+		t.Errorf("%d show calls for 200 units: state queries are not batched", shows)
+	}
+}
+
+func TestRunWithoutVerificationTrustsExitCodes(t *testing.T) {
+	units := map[string]*fakeUnit{"moonfrp-client-1.service": {settled: systemctl.Properties{"ActiveState": "activating", "SubState": "auto-restart"}}}
+	sum, err := Run(context.Background(), Config{Operation: "start", MaxParallel: 1, Runner: newFake(units)},
+		[]string{"moonfrp-client-1.service"}, &collector{})
+	if err != nil || sum.Succeeded != 1 {
+		t.Errorf("summary %+v, %v", sum, err)
+	}
+}
+
+func TestRunDrainLeavesUnitsNotStarted(t *testing.T) {
+	units := map[string]*fakeUnit{}
+	var names []string
+	for i := 0; i < 10; i++ {
+		n := fmt.Sprintf("moonfrp-client-%d.service", i)
+		units[n] = &fakeUnit{opDelay: 30 * time.Millisecond}
+		names = append(names, n)
+	}
+	drain := make(chan struct{})
+	close(drain)
+	obs := &collector{}
+	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 2, Runner: newFake(units), Drain: drain}, names, obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.Interrupted || sum.NotStarted != 10 || len(obs.finished) != 10 {
+		t.Errorf("summary %+v with %d finished, want all 10 not started", sum, len(obs.finished))
+	}
+}

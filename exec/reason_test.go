@@ -1,0 +1,100 @@
+package exec
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/moonfrp/moonfrp-bulk/systemctl"
+)
+
+func TestKeyLine(t *testing.T) {
+	tests := []struct {
+		tail []string
+		want string
+	}{
+		{[]string{"2024/05/01 10:00:00 [I] [service.go:301] start", "2024/05/01 10:00:01 [E] [service.go:295] login to the server failed: EOF"},
+			"login to the server failed: EOF"},
+		{[]string{"2025-01-02T03:04:05Z [W] [proxy.go:1] error dialing", "bye"}, "error dialing"},
+		{[]string{"just a line"}, "just a line"},
+		{nil, ""},
+	}
+	for _, tt := range tests {
+		if got := keyLine(tt.tail); got != tt.want {
+			t.Errorf("keyLine(%q) = %q, want %q", tt.tail, got, tt.want)
+		}
+	}
+}
+
+func TestReadTailOnlyNewLinesWithoutColour(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x.log")
+	if err := os.WriteFile(p, []byte("old failure\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	off := fileSize(p)
+	f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("\x1b[1;31m[E] new failure\x1b[0m\n\n   \nlast\n")
+	f.Close()
+	if got, want := readTail(p, off), []string{"[E] new failure", "last"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("readTail = %q, want %q", got, want)
+	}
+	// A log rotated since the offset is read from its start.
+	os.WriteFile(p, []byte("fresh\n"), 0o644)
+	if got := readTail(p, off+100); !reflect.DeepEqual(got, []string{"fresh"}) {
+		t.Errorf("after truncation readTail = %q", got)
+	}
+}
+
+func TestLogFiles(t *testing.T) {
+	dir := t.TempDir()
+	frag := filepath.Join(dir, "u.service")
+	drop := filepath.Join(dir, "override.conf")
+	os.WriteFile(frag, []byte("[Service]\nStandardOutput=append:/var/log/frp/%n.log\nStandardError=append:/var/log/frp/%n.log\n"), 0o644)
+	os.WriteFile(drop, []byte("[Service]\nStandardError=file:/tmp/err.log\n"), 0o644)
+	got := logFiles(frag, []string{drop}, "moonfrp-client-1.service")
+	want := []string{"/var/log/frp/moonfrp-client-1.service.log", "/tmp/err.log"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("logFiles = %q, want %q", got, want)
+	}
+	if got := logFiles(filepath.Join(dir, "missing"), nil, "x"); got != nil {
+		t.Errorf("missing fragment gave %q", got)
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	tests := []struct {
+		name     string
+		op       string
+		p        systemctl.Properties
+		restarts int
+		want     string
+	}{
+		{"up", "start", systemctl.Properties{"ActiveState": "active", "SubState": "running"}, 0, ""},
+		{"auto-restart", "restart", systemctl.Properties{"ActiveState": "activating", "SubState": "auto-restart", "Result": "exit-code", "ExecMainCode": "1", "ExecMainStatus": "1", "NRestarts": "3"}, 0,
+			"exited with status 1 right after restart (auto-restart loop, 3 restarts)"},
+		{"killed", "start", systemctl.Properties{"ActiveState": "failed", "SubState": "failed", "Result": "signal", "ExecMainCode": "2", "ExecMainStatus": "9"}, 0,
+			"killed by signal SIGKILL"},
+		{"start limit", "start", systemctl.Properties{"ActiveState": "failed", "Result": "start-limit-hit"}, 0,
+			"start limit hit: it restarted too often (start-limit-hit)"},
+		{"restarted in window", "start", systemctl.Properties{"ActiveState": "active", "SubState": "running", "NRestarts": "1"}, 1,
+			"stopped right after start (auto-restart loop, 1 restarts)"},
+		{"exited cleanly", "start", systemctl.Properties{"ActiveState": "inactive", "SubState": "dead", "Result": "success"}, 0,
+			"exited right after start and stayed down"},
+		{"stop ok", "stop", systemctl.Properties{"ActiveState": "failed"}, 0, ""},
+		{"stop left running", "stop", systemctl.Properties{"ActiveState": "active", "SubState": "running"}, 0, "still active (running) after stop"},
+		{"not found", "start", systemctl.Properties{"LoadState": "not-found"}, 0, "unit not found"},
+	}
+	for _, tt := range tests {
+		if got := describe(tt.op, tt.p, tt.restarts); got != tt.want {
+			t.Errorf("%s: describe = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestCleanStderr(t *testing.T) {
+	in := "Job for a.service failed because the control process exited with error code.\nSee \"systemctl status a.service\" and \"journalctl -xeu a.service\" for details.\n"
+	if got := cleanStderr(in); got != "Job for a.service failed because the control process exited with error code." {
+		t.Errorf("cleanStderr = %q", got)
+	}
+}
