@@ -44,9 +44,9 @@ a glob such as 'moonfrp-client-*'.
 
 Order: on start and restart moonfrp-server goes first, then clients and
 visitors; on stop clients and visitors go first, then the server. Each phase
-runs in parallel. Before start and restart, units in the failed state are
-reset (systemctl reset-failed) so that units that hit their start limit
-come back.
+runs in parallel. Before start and restart, the units are reset
+(systemctl reset-failed), so that units that hit systemd's start limit
+(too many starts in a short time) come back instead of being refused.
 
 A unit succeeds only if it is active right after its operation and stays
 active, without restarting, for the settle window (--settle); after stop it
@@ -82,6 +82,7 @@ type Globals struct {
 	User      bool   `help:"Talk to the calling user's service manager (systemctl --user)."`
 	Output    string `short:"o" enum:"auto,text,json" default:"${output_default}" help:"Output: auto (a live line on a terminal, plain text otherwise), text, or json (JSON lines on stdout). Default: json when MOONFRP_LOG_FORMAT=json, else auto."`
 	Systemctl string `hidden:"" env:"MOONFRP_SYSTEMCTL" default:"systemctl" help:"systemctl binary to run."`
+	StatusFD  int    `hidden:"" default:"-1" help:"Write 'succeeded=N failed=N not_started=N total=N' to this file descriptor at the end (for the bash shim)."`
 }
 
 // OpFlags are the flags of start, stop, restart, reload and bulk.
@@ -110,6 +111,7 @@ type BulkCmd struct {
 // ListCmd lists MoonFRP services.
 type ListCmd struct {
 	Filter []string `sep:"none" placeholder:"EXPR" help:"Only units matching EXPR (see the operations' --filter)."`
+	Names  bool     `help:"Print only the service names, one a line, without .service (as MoonFRP's get_moonfrp_services)."`
 }
 
 // VersionCmd prints the version.
@@ -357,6 +359,20 @@ func dataDir() string {
 	return discover.DefaultDataDir
 }
 
+// writeStatus gives the bash shim the counts it returns, through a file
+// descriptor it opened, so that stderr can stay the caller's terminal.
+func (a *app) writeStatus(sum exec.Summary) {
+	if a.globals.StatusFD < 0 {
+		return
+	}
+	f := os.NewFile(uintptr(a.globals.StatusFD), "status")
+	if f == nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "succeeded=%d failed=%d not_started=%d total=%d\n", sum.Succeeded, sum.Failed, sum.NotStarted, sum.Total)
+}
+
 func (a *app) list(c ListCmd) error {
 	units, _, err := a.resolve(nil, c.Filter)
 	if err != nil {
@@ -366,6 +382,12 @@ func (a *app) list(c ListCmd) error {
 	if idx, err := discover.LoadIndex(dataDir()); err == nil && len(units) > 0 {
 		// Tags are a bonus in a listing: without an index they are blank.
 		tags, _ = discover.UnitTags(a.ctx, a.mgr, units, idx)
+	}
+	if c.Names {
+		for _, u := range units {
+			fmt.Fprintln(a.streams.Out, u.Short())
+		}
+		return nil
 	}
 	if err := report.List(a.streams, a.mode, units, tags); err != nil {
 		return fmt.Errorf("list: %w", err)
@@ -393,10 +415,10 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	}
 	if len(names) == 0 {
 		a.warn("No services found for bulk %s; nothing to do (see 'moonfrp-bulk list')", op)
-		rep := report.NewRun(a.streams, a.mode, plan)
 		if a.mode == report.JSON {
-			rep.End(exec.Summary{Operation: op})
+			report.NewRun(a.streams, a.mode, plan).End(exec.Summary{Operation: op})
 		}
+		a.writeStatus(exec.Summary{})
 		return nil
 	}
 
@@ -444,6 +466,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 		return &exitError{exitCannotRun, fmt.Sprintf("%v; is the %s manager running?", err, a.mgr.Scope())}
 	}
 	rep.End(sum)
+	a.writeStatus(sum)
 	switch {
 	case sum.Interrupted || a.interrupted():
 		a.code = exitInterrupted

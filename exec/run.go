@@ -59,16 +59,20 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 		return sum, fmt.Errorf("read units before %s: %w", cfg.Operation, err)
 	}
 	if cfg.Operation == "start" || cfg.Operation == "restart" {
-		// A failed unit that hit its start limit refuses to start until
-		// its failure is reset; a bulk restart is meant to bring it back.
-		var failed []string
+		// systemd refuses to start a unit that started too often lately
+		// (the start limit), even when an operator asks: a failed unit
+		// stays down, and an active one restarted a few times in a row
+		// fails its restart. reset-failed clears that limit, so one
+		// batched call lets a bulk restart bring back exactly the units
+		// that need it.
+		var known []string
 		for i, p := range pre {
-			if p["ActiveState"] == "failed" {
-				failed = append(failed, units[i])
+			if p["LoadState"] != "not-found" {
+				known = append(known, units[i])
 			}
 		}
-		if len(failed) > 0 {
-			if _, err := cfg.Runner.Run(ctx, append([]string{"reset-failed", "--"}, failed...)...); err != nil {
+		if len(known) > 0 {
+			if _, err := cfg.Runner.Run(ctx, append([]string{"reset-failed", "--"}, known...)...); err != nil {
 				return sum, fmt.Errorf("reset failed units: %w", err)
 			}
 		}

@@ -60,6 +60,8 @@ crash)
 	exit 1 ;;
 esac
 trap 'sleep "${STOP_DELAY:-0.5}"; exit 0' TERM
+# frpc reloads its config on SIGHUP (ExecReload) and keeps running.
+trap 'printf "%s [I] [service.go:120] reload config success\n" "$(date "+%Y/%m/%d %H:%M:%S")"' HUP
 printf '%s [I] [service.go:301] login to server success\n' "$(date '+%Y/%m/%d %H:%M:%S')"
 while :; do sleep 3600 & wait; done
 `

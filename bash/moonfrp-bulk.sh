@@ -1,0 +1,214 @@
+# shellcheck shell=bash
+#
+# moonfrp-bulk.sh: run MoonFRP's bulk service functions through moonfrp-bulk.
+#
+# Source this file after moonfrp-services.sh:
+#
+#     source /opt/moonfrp/moonfrp-services.sh
+#     source /usr/local/share/moonfrp-bulk/moonfrp-bulk.sh
+#
+# It redefines get_moonfrp_services, bulk_service_operation,
+# bulk_{start,stop,restart,reload}_services, bulk_operation_filtered,
+# get_services_by_tag and {start,stop,restart}_all_services, with the same
+# arguments, output and return values, so menus and `moonfrp service bulk`
+# need no change. It assigns no global variable (MoonFRP declares many of
+# them readonly), and leaves the caller's options, traps, IFS and working
+# directory alone.
+#
+# Settings, all optional:
+#   MOONFRP_BULK_BIN      the binary (default: moonfrp-bulk on PATH, else the
+#                         one beside this file, else ../bin/moonfrp-bulk)
+#   MOONFRP_BULK_ARGS     extra arguments for every call, e.g. "--user"
+#   MOONFRP_MAX_PARALLEL  default parallelism (10)
+#   MOONFRP_LOG_DIR, MOONFRP_DATA_DIR, MOONFRP_LOG_FORMAT as in MoonFRP
+
+# The originals come from moonfrp-services.sh; if they are not there yet,
+# sourcing that file later would put them back over ours.
+if ! declare -F __moonfrp_bulk_shim >/dev/null && ! declare -F bulk_service_operation >/dev/null; then
+    printf '%s\n' "moonfrp-bulk.sh: warning: source it after moonfrp-services.sh, or the original bulk functions will replace these" >&2
+fi
+
+# Marks the shim as loaded, so a second source is quiet and harmless.
+__moonfrp_bulk_shim() { :; }
+
+# Prints the moonfrp-bulk binary to use, or one error line and returns 127.
+__moonfrp_bulk_bin() {
+    local __mfb_here __mfb_candidate
+    if [[ -n "${MOONFRP_BULK_BIN:-}" ]]; then
+        if [[ -f "$MOONFRP_BULK_BIN" && -x "$MOONFRP_BULK_BIN" ]]; then
+            printf '%s\n' "$MOONFRP_BULK_BIN"
+            return 0
+        fi
+        printf '%s\n' "moonfrp-bulk: MOONFRP_BULK_BIN=$MOONFRP_BULK_BIN is not an executable file; fix or unset it" >&2
+        return 127
+    fi
+    if __mfb_candidate=$(command -v moonfrp-bulk 2>/dev/null); then
+        printf '%s\n' "$__mfb_candidate"
+        return 0
+    fi
+    __mfb_here=$(dirname -- "${BASH_SOURCE[0]}")
+    for __mfb_candidate in "$__mfb_here/moonfrp-bulk" "$__mfb_here/../bin/moonfrp-bulk"; do
+        if [[ -f "$__mfb_candidate" && -x "$__mfb_candidate" ]]; then
+            printf '%s\n' "$__mfb_candidate"
+            return 0
+        fi
+    done
+    printf '%s\n' "moonfrp-bulk: binary not found; install it on PATH (make build && install -m 755 bin/moonfrp-bulk /usr/local/bin/) or set MOONFRP_BULK_BIN" >&2
+    return 127
+}
+
+# Runs the binary with MoonFRP's settings. stdout and stderr pass through
+# untouched (so the live progress line still sees the terminal), except
+# that JSON lines go to stderr: callers expect nothing new on stdout.
+__moonfrp_bulk_exec() {
+    local __mfb_bin __mfb_rc=0
+    local -a __mfb_extra=()
+    __mfb_bin=$(__moonfrp_bulk_bin) || return $?
+    IFS=' ' read -r -a __mfb_extra <<<"${MOONFRP_BULK_ARGS:-}"
+    # env, not VAR=value prefixes: those fail on a readonly variable.
+    env MOONFRP_LOG_DIR="${MOONFRP_LOG_DIR:-${LOG_DIR:-/var/log/frp}}" \
+        MOONFRP_DATA_DIR="${MOONFRP_DATA_DIR:-${DATA_DIR:-/opt/moonfrp/data}}" \
+        MOONFRP_LOG_FORMAT="${MOONFRP_LOG_FORMAT:-text}" \
+        MOONFRP_MAX_PARALLEL="${MOONFRP_MAX_PARALLEL:-10}" \
+        "$__mfb_bin" "${__mfb_extra[@]}" "$@" || __mfb_rc=$?
+    return "$__mfb_rc"
+}
+
+# Runs an operation and returns the number of services that did not end up
+# done (failed, or not started after an interrupt), capped at 255 so that
+# 256 failures never wrap to 0. A run that could not start at all returns
+# the binary's own exit code (2 usage, 3 systemctl unusable, 4 busy, 127
+# binary missing).
+__moonfrp_bulk_op() {
+    local __mfb_status="" __mfb_rc=0 __mfb_failed __mfb_not_started
+    # fd 3 carries the counts back; stdout goes where it was going (fd 4).
+    { __mfb_status=$(__moonfrp_bulk_exec --status-fd=3 "$@" 3>&1 1>&4 4>&-) || __mfb_rc=$?; } 4>&1
+    if [[ "$__mfb_status" != *"failed="*"not_started="* ]]; then
+        ((__mfb_rc != 0)) || __mfb_rc=1
+        return "$__mfb_rc"
+    fi
+    # Cut fields out by pattern: no word splitting, so the caller's IFS
+    # cannot matter.
+    __mfb_failed=${__mfb_status#*" failed="}
+    __mfb_failed=${__mfb_failed%% *}
+    __mfb_not_started=${__mfb_status#*"not_started="}
+    __mfb_not_started=${__mfb_not_started%% *}
+    __mfb_failed=$((__mfb_failed + __mfb_not_started))
+    if ((__mfb_failed > 255)); then
+        __mfb_failed=255
+    elif ((__mfb_failed == 0 && __mfb_rc != 0)); then
+        __mfb_failed=$__mfb_rc
+    fi
+    return "$__mfb_failed"
+}
+
+# Whole positive number?
+__moonfrp_bulk_is_count() {
+    [[ "${1:-}" =~ ^[1-9][0-9]*$ ]]
+}
+
+__moonfrp_bulk_output() {
+    if [[ "${MOONFRP_LOG_FORMAT:-text}" == json ]]; then
+        printf '%s\n' "--output=json"
+    else
+        printf '%s\n' "--output=auto"
+    fi
+}
+
+# Runs an operation over every MoonFRP service, with an optional MAX.
+__moonfrp_bulk_all() {
+    local __mfb_op="$1" __mfb_max="${2:-}" __mfb_out
+    local -a __mfb_jobs=()
+    if [[ -n "$__mfb_max" ]]; then
+        __mfb_jobs=(--max-parallel="$__mfb_max")
+    fi
+    __mfb_out=$(__moonfrp_bulk_output)
+    if [[ "$__mfb_out" == --output=json ]]; then
+        __moonfrp_bulk_op "$__mfb_out" "$__mfb_op" "${__mfb_jobs[@]}" 1>&2
+    else
+        __moonfrp_bulk_op "$__mfb_out" "$__mfb_op" "${__mfb_jobs[@]}"
+    fi
+}
+
+get_moonfrp_services() {
+    __moonfrp_bulk_exec list --names
+}
+
+# bulk_service_operation OP MAX SERVICE...  (MoonFRP's callers)
+# bulk_service_operation OP SERVICE...      (the story's form)
+bulk_service_operation() {
+    local __mfb_op="${1:-}" __mfb_max="" __mfb_out
+    local -a __mfb_services=()
+    if (($# < 1)); then
+        printf '%s\n' "bulk_service_operation: usage: bulk_service_operation start|stop|restart|reload [MAX] SERVICE..." >&2
+        return 2
+    fi
+    shift
+    if (($# >= 1)) && __moonfrp_bulk_is_count "$1"; then
+        __mfb_max="$1"
+        shift
+    fi
+    __mfb_services=("$@")
+    if ((${#__mfb_services[@]} == 0)); then
+        printf '%s\n' "Warning: No services provided for bulk operation" >&2
+        return 0
+    fi
+    __mfb_max="${__mfb_max:-${MOONFRP_MAX_PARALLEL:-10}}"
+    __mfb_out=$(__moonfrp_bulk_output)
+    if [[ "$__mfb_out" == --output=json ]]; then
+        __moonfrp_bulk_op "$__mfb_out" "$__mfb_op" --max-parallel="$__mfb_max" -- "${__mfb_services[@]}" 1>&2
+    else
+        __moonfrp_bulk_op "$__mfb_out" "$__mfb_op" --max-parallel="$__mfb_max" -- "${__mfb_services[@]}"
+    fi
+}
+
+bulk_start_services() { __moonfrp_bulk_all start "${1:-}"; }
+bulk_stop_services() { __moonfrp_bulk_all stop "${1:-}"; }
+bulk_restart_services() { __moonfrp_bulk_all restart "${1:-}"; }
+bulk_reload_services() { __moonfrp_bulk_all reload "${1:-}"; }
+
+# bulk_operation_filtered OP TYPE VALUE [MAX]; TYPE is tag, status or name.
+bulk_operation_filtered() {
+    local __mfb_op="${1:-}" __mfb_type="${2:-}" __mfb_value="${3:-}" __mfb_max="${4:-${MOONFRP_MAX_PARALLEL:-10}}" __mfb_out
+    case "$__mfb_type" in
+        tag | status | name) ;;
+        *)
+            printf '%s\n' "bulk_operation_filtered: unknown filter type '$__mfb_type'; use tag, status or name (e.g. bulk_operation_filtered restart tag env:prod)" >&2
+            return 2
+            ;;
+    esac
+    if [[ -z "$__mfb_value" ]]; then
+        printf '%s\n' "bulk_operation_filtered: missing filter value after '$__mfb_type'" >&2
+        return 2
+    fi
+    __mfb_out=$(__moonfrp_bulk_output)
+    if [[ "$__mfb_out" == --output=json ]]; then
+        __moonfrp_bulk_op "$__mfb_out" "$__mfb_op" --max-parallel="$__mfb_max" --filter="$__mfb_type:$__mfb_value" 1>&2
+    else
+        __moonfrp_bulk_op "$__mfb_out" "$__mfb_op" --max-parallel="$__mfb_max" --filter="$__mfb_type:$__mfb_value"
+    fi
+}
+
+get_services_by_tag() {
+    local __mfb_rc=0
+    if [[ -z "${1:-}" ]]; then
+        printf '%s\n' "get_services_by_tag: usage: get_services_by_tag KEY or KEY:VALUE" >&2
+        return 2
+    fi
+    __moonfrp_bulk_exec list --names --filter="tag:$1" || __mfb_rc=$?
+    return "$__mfb_rc"
+}
+
+# The menus' "all" actions: one parallel operation each, server ordering
+# and verification included. Restart is a single parallel restart, not
+# stop-all, sleep 2, start-all. They return the number of services that
+# failed (0 when all came up), so `if ! start_all_services` now notices.
+start_all_services() { __moonfrp_bulk_all start; }
+stop_all_services() { __moonfrp_bulk_all stop; }
+restart_all_services() { __moonfrp_bulk_all restart; }
+
+export -f __moonfrp_bulk_shim __moonfrp_bulk_bin __moonfrp_bulk_exec __moonfrp_bulk_op \
+    __moonfrp_bulk_is_count __moonfrp_bulk_output __moonfrp_bulk_all \
+    get_moonfrp_services bulk_service_operation bulk_start_services bulk_stop_services \
+    bulk_restart_services bulk_reload_services bulk_operation_filtered get_services_by_tag \
+    start_all_services stop_all_services restart_all_services
