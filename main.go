@@ -79,7 +79,7 @@ func (p *Parallel) Decode(ctx *kong.DecodeContext) error {
 
 // Globals are flags shared by every command.
 type Globals struct {
-	User      bool   `help:"Talk to the calling user's service manager (systemctl --user)."`
+	User      bool   `env:"MOONFRP_BULK_USER" help:"Talk to the calling user's service manager (systemctl --user)."`
 	Output    string `short:"o" enum:"auto,text,json" default:"${output_default}" help:"Output: auto (a live line on a terminal, plain text otherwise), text, or json (JSON lines on stdout). Default: json when MOONFRP_LOG_FORMAT=json, else auto."`
 	Systemctl string `hidden:"" env:"MOONFRP_SYSTEMCTL" default:"systemctl" help:"systemctl binary to run."`
 	StatusFD  int    `hidden:"" default:"-1" help:"Write 'succeeded=N failed=N not_started=N total=N' to this file descriptor at the end (for the bash shim)."`
@@ -296,7 +296,7 @@ func (a *app) resolve(args []string, filterExprs []string) ([]discover.Unit, []s
 		var err error
 		all, err = discover.All(a.ctx, a.mgr)
 		if err != nil {
-			return nil, nil, &exitError{exitCannotRun, fmt.Sprintf("cannot list units: %v; is the %s manager running?", err, a.mgr.Scope())}
+			return nil, nil, &exitError{exitCannotRun, fmt.Sprintf("%v; is the %s manager running?", err, a.mgr.Scope())}
 		}
 	}
 	units := all
