@@ -49,20 +49,32 @@ func TypeOf(name string) string {
 // are left out; their loaded instances are kept.
 func All(ctx context.Context, r systemctl.Runner) ([]Unit, error) {
 	pattern := Prefix + "*"
+	// The two listings are independent; list-unit-files reads every unit
+	// directory and is the slower one, so run them side by side.
+	type listing struct {
+		out systemctl.Output
+		err error
+	}
+	filesDone := make(chan listing, 1)
+	go func() {
+		out, err := r.Run(ctx, "list-unit-files", "--no-legend", "--no-pager", "--type=service", pattern)
+		filesDone <- listing{out, err}
+	}()
 	lu, err := r.Run(ctx, "list-units", "--all", "--plain", "--no-legend", "--no-pager", "--type=service", pattern)
+	files := <-filesDone
 	if err != nil {
 		return nil, fmt.Errorf("list units: %w", err)
 	}
 	if lu.ExitCode != 0 {
-		return nil, fmt.Errorf("list units: systemctl: %s", systemctl.FirstLine(lu.Stderr))
+		return nil, fmt.Errorf("list units: systemctl: %s", systemctl.Failure(lu))
 	}
-	lf, err := r.Run(ctx, "list-unit-files", "--no-legend", "--no-pager", "--type=service", pattern)
-	if err != nil {
-		return nil, fmt.Errorf("list unit files: %w", err)
+	lf := files.out
+	if files.err != nil {
+		return nil, fmt.Errorf("list unit files: %w", files.err)
 	}
 	// list-unit-files exits 1 when nothing matches; that is not an error.
 	if lf.ExitCode != 0 && len(lf.Stderr) > 0 {
-		return nil, fmt.Errorf("list unit files: systemctl: %s", systemctl.FirstLine(lf.Stderr))
+		return nil, fmt.Errorf("list unit files: systemctl: %s", systemctl.Failure(lf))
 	}
 	seen := map[string]bool{}
 	var units []Unit

@@ -124,8 +124,14 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 	for _, ph := range phases {
 		batch := runs[next : next+len(ph)]
 		n := ForEach(ctx, cfg.Drain, cfg.MaxParallel, ph, func(i int, _ string) {
-			operate(ctx, cfg, batch[i], obs)
-			ver.add(batch[i])
+			u := batch[i]
+			operate(ctx, cfg, u, obs)
+			if u.res.OK && !cfg.Verify {
+				// Trusted exit code: nothing to query.
+				finish(u)
+				return
+			}
+			ver.add(u)
 		})
 		next += n
 		if n < len(ph) {
@@ -226,7 +232,7 @@ func cancelJobs(ctx context.Context, r systemctl.Runner, unit string) (int, erro
 		return 0, fmt.Errorf("cancel: %w", err)
 	}
 	if c.ExitCode != 0 {
-		return 0, fmt.Errorf("cancel: %s", systemctl.FirstLine(c.Stderr))
+		return 0, fmt.Errorf("cancel: %s", systemctl.Failure(c))
 	}
 	return len(ids), nil
 }

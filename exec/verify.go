@@ -274,7 +274,7 @@ func showUnits(ctx context.Context, r systemctl.Runner, props string, names []st
 			}
 		}
 		if len(byID) == 0 && out.ExitCode != 0 {
-			return nil, fmt.Errorf("systemctl show: %s", systemctl.FirstLine(out.Stderr))
+			return nil, fmt.Errorf("systemctl show: %s", systemctl.Failure(out))
 		}
 	}
 	return blocks, nil

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"syscall"
 )
 
 // Output is what one systemctl invocation produced. A non-zero exit is not
@@ -49,6 +50,9 @@ func (m Manager) Run(ctx context.Context, args ...string) (Output, error) {
 	}
 	full = append(full, args...)
 	cmd := exec.CommandContext(ctx, path, full...)
+	// Its own process group: a Ctrl-C at the terminal reaches moonfrp-bulk,
+	// which lets operations in flight finish, instead of killing them.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
@@ -75,6 +79,15 @@ func (m Manager) Scope() string {
 		return "user"
 	}
 	return "system"
+}
+
+// Failure says why a systemctl call failed: its first error line, or its
+// exit status when it printed nothing.
+func Failure(out Output) string {
+	if line := FirstLine(out.Stderr); line != "" {
+		return line
+	}
+	return fmt.Sprintf("exited with status %d and printed no error", out.ExitCode)
 }
 
 // FirstLine returns the first non-empty line of b, trimmed.

@@ -46,6 +46,9 @@ type Spec struct {
 	// ModeFile lets a test change the behaviour later: the stand-in frpc
 	// reads StateDir/<Name>.mode at each start when it exists.
 	ModeFile bool
+	// NoStartLimit turns off systemd's start rate limit, for benchmarks
+	// that restart the same units many times in a row.
+	NoStartLimit bool
 }
 
 // frpcScript stands in for frpc: MoonFRP-shaped ExecStart, real process
@@ -105,7 +108,11 @@ func (s *Sandbox) UnitFile(sp Spec) string {
 		restartDelay = 5 * time.Second
 	}
 	log := filepath.Join(s.LogDir, sp.Name+".log")
-	fmt.Fprintf(&b, "[Unit]\nDescription=MoonFRP sandbox tunnel %s\n\n[Service]\nType=simple\n", sp.Name)
+	fmt.Fprintf(&b, "[Unit]\nDescription=MoonFRP sandbox tunnel %s\n", sp.Name)
+	if sp.NoStartLimit {
+		b.WriteString("StartLimitIntervalSec=0\n")
+	}
+	b.WriteString("\n[Service]\nType=simple\n")
 	fmt.Fprintf(&b, "Environment=STOP_DELAY=%.3f\n", stop.Seconds())
 	switch sp.Behaviour {
 	case Crash:

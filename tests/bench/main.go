@@ -1,0 +1,564 @@
+// Command bench measures moonfrp-bulk against what people use instead (a
+// serial systemctl loop, xargs -P10, one systemctl call with every unit) on
+// the same units of a real, sandboxed systemd user manager, in one run, and
+// writes BENCHMARKS.md and bench/scaling.png. Run it through `make bench`
+// (or `make bench-quick`, N = 50 only) as root.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moonfrp/moonfrp-bulk/tests/sandbox"
+)
+
+type options struct {
+	bin, out, chart string
+	quick           bool
+	runs            int
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.bin, "bin", "bin/moonfrp-bulk", "moonfrp-bulk binary")
+	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "table to write (empty: print only)")
+	flag.StringVar(&o.chart, "chart", "bench/scaling.png", "chart to draw with gnuplot (empty: none)")
+	flag.BoolVar(&o.quick, "quick", false, "N = 50 at 0.5 s only; a smoke test, no files written")
+	flag.IntVar(&o.runs, "runs", 3, "runs per cell (the median is reported)")
+	flag.Parse()
+	if o.quick {
+		o.out, o.chart = "", ""
+	}
+	if err := run(o); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// sample is one timed command.
+type sample struct {
+	wall, cpu time.Duration
+	maxRSS    int64 // KiB
+}
+
+// cell is the runs of one method on one set of units.
+type cell struct {
+	units        int
+	stop         time.Duration
+	method       string
+	samples      []sample
+	extrapolated bool
+	ideal        time.Duration
+	xargs        time.Duration
+}
+
+func (c cell) median() time.Duration {
+	w := make([]time.Duration, len(c.samples))
+	for i, s := range c.samples {
+		w[i] = s.wall
+	}
+	return medianOf(w)
+}
+
+func medianOf(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func (c cell) minMax() (time.Duration, time.Duration) {
+	lo, hi := time.Duration(math.MaxInt64), time.Duration(0)
+	for _, s := range c.samples {
+		lo, hi = min(lo, s.wall), max(hi, s.wall)
+	}
+	return lo, hi
+}
+
+func (c cell) cpu() time.Duration {
+	d := make([]time.Duration, len(c.samples))
+	for i, s := range c.samples {
+		d[i] = s.cpu
+	}
+	return medianOf(d)
+}
+
+func (c cell) rss() int64 {
+	var m int64
+	for _, s := range c.samples {
+		m = max(m, s.maxRSS)
+	}
+	return m
+}
+
+type bench struct {
+	o   options
+	sb  *sandbox.Sandbox
+	bin string
+}
+
+// time runs a command as the sandbox user and measures wall and CPU time
+// (user + sys, children included: wait4 counts what the child reaped).
+func (b *bench) time(name string, args ...string) (sample, error) {
+	cmd := b.sb.Command(context.Background(), name, args...)
+	cmd.Env = append(cmd.Env, "MOONFRP_BULK_USER=1")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return sample{}, fmt.Errorf("%s: %w", name, err)
+	}
+	hwm := watchHWM(cmd.Process.Pid)
+	err := cmd.Wait()
+	wall := time.Since(start)
+	peak := <-hwm
+	if err != nil {
+		return sample{}, fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, tail([]byte(out.String())))
+	}
+	return sample{wall: wall, cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), maxRSS: peak}, nil
+}
+
+// watchHWM follows the peak resident set (VmHWM) of pid itself, not of its
+// children, until the process is gone, and then sends the last value seen.
+// wait4's ru_maxrss would report the largest child instead: systemctl.
+func watchHWM(pid int) <-chan int64 {
+	ch := make(chan int64, 1)
+	go func() {
+		var peak int64
+		path := fmt.Sprintf("/proc/%d/status", pid)
+		for {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				break
+			}
+			kb := int64(-1)
+			for _, line := range strings.Split(string(data), "\n") {
+				if strings.HasPrefix(line, "VmHWM:") {
+					f := strings.Fields(line)
+					if len(f) >= 2 {
+						kb, _ = strconv.ParseInt(f[1], 10, 64)
+					}
+				}
+			}
+			if kb < 0 {
+				break // a zombie has no memory left to report
+			}
+			peak = max(peak, kb)
+			time.Sleep(10 * time.Millisecond)
+		}
+		ch <- peak
+	}()
+	return ch
+}
+
+func tail(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 2000 {
+		s = "..." + s[len(s)-2000:]
+	}
+	return s
+}
+
+func (b *bench) repeat(c *cell, name string, args ...string) error {
+	for i := 0; i < b.o.runs; i++ {
+		s, err := b.time(name, args...)
+		if err != nil {
+			return err
+		}
+		c.samples = append(c.samples, s)
+	}
+	return nil
+}
+
+func run(o options) error {
+	bin, err := filepath.Abs(o.bin)
+	if err != nil {
+		return err
+	}
+	type config struct {
+		stop  time.Duration
+		sizes []int
+	}
+	configs := []config{
+		{0, []int{10, 25, 50, 100, 500, 1000}},
+		{500 * time.Millisecond, []int{10, 25, 50, 100, 500, 1000}},
+		{2 * time.Second, []int{10, 25, 50, 100}},
+	}
+	if o.quick {
+		configs = []config{{500 * time.Millisecond, []int{50}}}
+	}
+	var cells []cell
+	var notes []string
+	for _, cf := range configs {
+		var serialPerUnit time.Duration
+		for _, n := range cf.sizes {
+			cs, perUnit, err := measure(o, bin, n, cf.stop, serialPerUnit)
+			if err != nil {
+				return err
+			}
+			if perUnit > 0 {
+				serialPerUnit = perUnit
+			}
+			cells = append(cells, cs...)
+			printCells(cs)
+		}
+	}
+	extra, err := measureExtras(o, bin)
+	if err != nil {
+		return err
+	}
+	notes = append(notes, extra...)
+	notes = append(notes, targets(cells)...)
+	for _, n := range notes {
+		fmt.Println("note:", n)
+	}
+	if o.out != "" {
+		if err := writeTable(o, cells, notes); err != nil {
+			return err
+		}
+	}
+	if o.chart != "" {
+		if err := drawChart(o.chart, cells); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// benchUnits are n slow-stop units without a start limit: every method
+// restarts them several times in a row.
+func benchUnits(n int, stop time.Duration) []sandbox.Spec {
+	specs := sandbox.SlowStop("moonfrp-client", n, stop)
+	for i := range specs {
+		specs[i].NoStartLimit = true
+		if stop == 0 {
+			specs[i].StopDelay = time.Nanosecond // 0 would mean the default
+		}
+	}
+	return specs
+}
+
+// measure runs every method on n units that take stop to stop.
+func measure(o options, bin string, n int, stop time.Duration, serialPerUnit time.Duration) ([]cell, time.Duration, error) {
+	fmt.Fprintf(os.Stderr, "bench: %d units, %s stop\n", n, stop)
+	sb, err := sandbox.Start(context.Background())
+	if err != nil {
+		return nil, 0, err
+	}
+	defer sb.Stop()
+	specs := benchUnits(n, stop)
+	if err := sb.Install(context.Background(), specs...); err != nil {
+		return nil, 0, err
+	}
+	names := sandbox.Names(specs)
+	if _, err := sb.Systemctl(context.Background(), append([]string{"start"}, names...)...); err != nil {
+		return nil, 0, err
+	}
+	own := filepath.Join(sb.BinDir(), "moonfrp-bulk")
+	if err := copyFile(bin, own); err != nil {
+		return nil, 0, err
+	}
+	b := &bench{o: o, sb: sb, bin: own}
+	list := strings.Join(names, " ")
+
+	// The ideal for -j 10: ceil(N/10) waves of one median restart.
+	var singles []time.Duration
+	for i := 0; i < 5; i++ {
+		s, err := b.time("systemctl", "--user", "restart", names[0])
+		if err != nil {
+			return nil, 0, err
+		}
+		singles = append(singles, s.wall)
+	}
+	single := medianOf(singles)
+	ideal := time.Duration(math.Ceil(float64(n)/10)) * single
+
+	mk := func(method string) cell { return cell{units: n, stop: stop, method: method, ideal: ideal} }
+	var cells []cell
+	var perUnit time.Duration
+
+	serial := mk("serial loop")
+	serialAllowed := n <= 100 && (stop < 2*time.Second || n <= 25)
+	if serialAllowed {
+		if err := b.repeat(&serial, "bash", "-c", "for u in "+list+"; do systemctl --user restart \"$u\"; done"); err != nil {
+			return nil, 0, err
+		}
+		perUnit = serial.median() / time.Duration(n)
+	} else if serialPerUnit > 0 {
+		serial.extrapolated = true
+		serial.samples = []sample{{wall: serialPerUnit * time.Duration(n)}}
+	}
+	if len(serial.samples) > 0 {
+		cells = append(cells, serial)
+	}
+
+	xargs := mk("xargs -P10")
+	if err := b.repeat(&xargs, "bash", "-c", "printf '%s\\n' "+list+" | xargs -P10 -n1 systemctl --user restart"); err != nil {
+		return nil, 0, err
+	}
+	one := mk("one systemctl call")
+	if err := b.repeat(&one, "systemctl", append([]string{"--user", "restart"}, names...)...); err != nil {
+		return nil, 0, err
+	}
+	plain := mk("moonfrp-bulk -j10 --no-verify")
+	if err := b.repeat(&plain, own, "restart", "-j", "10", "--no-verify", "-o", "text"); err != nil {
+		return nil, 0, err
+	}
+	verified := mk("moonfrp-bulk -j10 (verify, 1s settle)")
+	if err := b.repeat(&verified, own, "restart", "-j", "10", "-o", "text"); err != nil {
+		return nil, 0, err
+	}
+	cells = append(cells, xargs, one, plain, verified)
+	for i := range cells {
+		cells[i].xargs = xargs.median()
+	}
+	return cells, perUnit, nil
+}
+
+// measureExtras: discovery with a status filter over 500 loaded units, and
+// 1,000 units at -j 50.
+func measureExtras(o options, bin string) ([]string, error) {
+	var notes []string
+	n := 500
+	if o.quick {
+		n = 100
+	}
+	sb, err := sandbox.Start(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	defer sb.Stop()
+	specs := benchUnits(n, 0)
+	if err := sb.Install(context.Background(), specs...); err != nil {
+		return nil, err
+	}
+	if _, err := sb.Systemctl(context.Background(), append([]string{"start"}, sandbox.Names(specs)...)...); err != nil {
+		return nil, err
+	}
+	own := filepath.Join(sb.BinDir(), "moonfrp-bulk")
+	if err := copyFile(bin, own); err != nil {
+		return nil, err
+	}
+	// A recording wrapper counts the systemctl calls the filter costs.
+	count := filepath.Join(sb.StateDir, "calls")
+	wrapper := filepath.Join(sb.BinDir(), "systemctl-counting")
+	script := "#!/bin/sh\necho call >> " + count + "\nexec systemctl \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		return nil, err
+	}
+	b := &bench{o: o, sb: sb}
+	var walls []time.Duration
+	for i := 0; i < 5; i++ {
+		s, err := b.time(own, "list", "--names", "--filter=status:active")
+		if err != nil {
+			return nil, err
+		}
+		walls = append(walls, s.wall)
+	}
+	cmd := sb.Command(context.Background(), own, "list", "--names", "--filter=status:active")
+	cmd.Env = append(cmd.Env, "MOONFRP_BULK_USER=1", "MOONFRP_SYSTEMCTL="+wrapper)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("counting run: %v: %s", err, out)
+	}
+	data, _ := os.ReadFile(count)
+	calls := strings.Count(string(data), "call")
+	med := medianOf(walls)
+	verdict := "meets"
+	if med >= 150*time.Millisecond {
+		verdict = "MISSES"
+	}
+	notes = append(notes, fmt.Sprintf("Discovery plus `--filter=status:active` over %d loaded units: median %s of 5 runs, %d systemctl calls (target: under 150 ms and constant; %s).",
+		n, med.Round(time.Millisecond), calls, verdict))
+	sb.Stop()
+
+	if o.quick {
+		return notes, nil
+	}
+	sb, err = sandbox.Start(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	defer sb.Stop()
+	specs = benchUnits(1000, 500*time.Millisecond)
+	if err := sb.Install(context.Background(), specs...); err != nil {
+		return nil, err
+	}
+	names := sandbox.Names(specs)
+	if _, err := sb.Systemctl(context.Background(), append([]string{"start"}, names...)...); err != nil {
+		return nil, err
+	}
+	own = filepath.Join(sb.BinDir(), "moonfrp-bulk")
+	if err := copyFile(bin, own); err != nil {
+		return nil, err
+	}
+	b = &bench{o: o, sb: sb}
+	var singles []time.Duration
+	for i := 0; i < 5; i++ {
+		s, err := b.time("systemctl", "--user", "restart", names[0])
+		if err != nil {
+			return nil, err
+		}
+		singles = append(singles, s.wall)
+	}
+	ideal := 20 * medianOf(singles)
+	c := cell{units: 1000, stop: 500 * time.Millisecond, method: "moonfrp-bulk -j50 --no-verify", ideal: ideal}
+	if err := b.repeat(&c, own, "restart", "-j", "50", "--no-verify", "-o", "text"); err != nil {
+		return nil, err
+	}
+	rssMiB := float64(c.rss()) / 1024
+	ratio := c.median().Seconds() / ideal.Seconds()
+	verdict = "meets both"
+	if rssMiB >= 40 || ratio > 1.05 {
+		verdict = "MISSES"
+	}
+	notes = append(notes, fmt.Sprintf("1,000 units at 0.5 s stop, `-j 50 --no-verify`: median %s (%.2f× the ideal of 20 × %s), peak RSS %.1f MiB (targets: under 40 MiB and within 1.05× the ideal; %s).",
+		c.median().Round(time.Millisecond), ratio, medianOf(singles).Round(time.Millisecond), rssMiB, verdict))
+	return notes, nil
+}
+
+// targets checks the issue's ratios on the 50-unit, 0.5 s row.
+func targets(cells []cell) []string {
+	find := func(n int, stop time.Duration, method string) *cell {
+		for i := range cells {
+			if cells[i].units == n && cells[i].stop == stop && cells[i].method == method {
+				return &cells[i]
+			}
+		}
+		return nil
+	}
+	half := 500 * time.Millisecond
+	plain := find(50, half, "moonfrp-bulk -j10 --no-verify")
+	verified := find(50, half, "moonfrp-bulk -j10 (verify, 1s settle)")
+	xargs := find(50, half, "xargs -P10")
+	if plain == nil || verified == nil || xargs == nil {
+		return nil
+	}
+	check := func(ok bool) string {
+		if ok {
+			return "meets"
+		}
+		return "MISSES"
+	}
+	wallX := plain.median().Seconds() / xargs.median().Seconds()
+	wallI := plain.median().Seconds() / plain.ideal.Seconds()
+	cpuX := plain.cpu().Seconds() / xargs.cpu().Seconds()
+	over := verified.median() - plain.median()
+	return []string{
+		fmt.Sprintf("50 units, 0.5 s stop, -j 10, no verification: %.3f× xargs -P10 (target ≤ 1.03: %s), %.3f× the ideal (target ≤ 1.05: %s), CPU %.2f× xargs's (target ≤ 1.0: %s).",
+			wallX, check(wallX <= 1.03), wallI, check(wallI <= 1.05), cpuX, check(cpuX <= 1.0)),
+		fmt.Sprintf("The same with verification (1 s settle): +%s over the unverified run (target ≤ +1.2 s: %s).",
+			over.Round(time.Millisecond), check(over <= 1200*time.Millisecond)),
+	}
+}
+
+func printCells(cs []cell) {
+	for _, c := range cs {
+		lo, hi := c.minMax()
+		fmt.Printf("%5d units %5s stop  %-40s %8s (%s–%s)  %.2f× xargs  %.2f× ideal  cpu %s  rss %d KiB\n",
+			c.units, c.stop, c.method, c.median().Round(time.Millisecond), lo.Round(time.Millisecond), hi.Round(time.Millisecond),
+			c.median().Seconds()/c.xargs.Seconds(), c.median().Seconds()/c.ideal.Seconds(), c.cpu().Round(time.Millisecond), c.rss())
+	}
+}
+
+func writeTable(o options, cells []cell, notes []string) error {
+	var b strings.Builder
+	version, _ := exec.Command("systemctl", "--version").Output()
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "# Benchmarks\n\nGenerated by `make bench` on %s: %s, %d cores (`nproc`), %s, %s.\n\n",
+		time.Now().UTC().Format("2006-01-02"), host, runtime.NumCPU(), strings.SplitN(strings.TrimSpace(string(version)), "\n", 2)[0], runtime.Version())
+	b.WriteString("Each row restarts the same N slow-stop units of a sandboxed systemd user manager (a stand-in frpc that takes the given time to stop after SIGTERM). Wall time is the median of " +
+		strconv.Itoa(o.runs) + " runs (min–max beside it); CPU is user+sys of the command and everything it ran; RSS is the command's own peak resident set (VmHWM, sampled every 10 ms; for bash and xargs that is the shell or xargs, not systemctl). The ideal is ceil(N/10) × the median single-unit restart measured in the same sandbox. The machines are shared and noisy: compare ratios within a row group, not absolute times across runs.\n\n")
+	b.WriteString("| units | stop | method | wall (median, min–max) | × xargs -P10 | × ideal | CPU | peak RSS |\n|---:|---:|---|---|---:|---:|---:|---:|\n")
+	for _, c := range cells {
+		lo, hi := c.minMax()
+		wall := fmt.Sprintf("%.2fs (%.2f–%.2f)", c.median().Seconds(), lo.Seconds(), hi.Seconds())
+		cpu, rss := fmt.Sprintf("%.2fs", c.cpu().Seconds()), fmt.Sprintf("%.1f MiB", float64(c.rss())/1024)
+		if c.extrapolated {
+			wall = fmt.Sprintf("%.1fs (extrapolated)", c.median().Seconds())
+			cpu, rss = "–", "–"
+		}
+		fmt.Fprintf(&b, "| %d | %.1fs | %s | %s | %.2f | %.2f | %s | %s |\n", c.units, c.stop.Seconds(), c.method, wall,
+			c.median().Seconds()/c.xargs.Seconds(), c.median().Seconds()/c.ideal.Seconds(), cpu, rss)
+	}
+	b.WriteString("\n## Targets\n\n")
+	for _, n := range notes {
+		fmt.Fprintf(&b, "- %s\n", n)
+	}
+	b.WriteString("\n![units against seconds](bench/scaling.png)\n")
+	return os.WriteFile(o.out, []byte(b.String()), 0o644)
+}
+
+// drawChart plots wall time against units for the 0.5 s stop, one line per
+// method, with gnuplot (Debian's gnuplot-nox).
+func drawChart(path string, cells []cell) error {
+	if _, err := exec.LookPath("gnuplot"); err != nil {
+		return errors.New("gnuplot not installed (apt-get install gnuplot-nox)")
+	}
+	dir, err := os.MkdirTemp("", "bench-chart-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	methods := []string{}
+	seen := map[string]bool{}
+	for _, c := range cells {
+		if !seen[c.method] {
+			seen[c.method] = true
+			methods = append(methods, c.method)
+		}
+	}
+	var plots []string
+	for i, m := range methods {
+		var data strings.Builder
+		for _, c := range cells {
+			if c.method == m && c.stop == 500*time.Millisecond {
+				fmt.Fprintf(&data, "%d %.3f\n", c.units, c.median().Seconds())
+			}
+		}
+		f := filepath.Join(dir, fmt.Sprintf("%d.dat", i))
+		if err := os.WriteFile(f, []byte(data.String()), 0o644); err != nil {
+			return err
+		}
+		plots = append(plots, fmt.Sprintf("'%s' using 1:2 with linespoints title '%s'", f, m))
+	}
+	script := fmt.Sprintf(`set terminal png size 900,560
+set output '%s'
+set title 'Restarting N units that take 0.5 s to stop (median wall time)'
+set xlabel 'units'
+set ylabel 'seconds'
+set logscale xy
+set key top left
+set grid
+plot %s
+`, path, strings.Join(plots, ", "))
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	cmd := exec.Command("gnuplot")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("gnuplot: %v: %s", err, out)
+	}
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, 0o755)
+}
