@@ -38,7 +38,7 @@ staticcheck:
 	$(STATICCHECK) ./...
 
 lint:
-	shellcheck bash/*.sh tests/bash/*.sh tests/bash/*.bats
+	shellcheck -x bash/*.sh tests/bash/*.sh tests/bash/*.bats
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /tests)
@@ -48,6 +48,7 @@ integration:
 	$(GO) test -count=1 -p 1 -timeout 30m ./tests/...
 
 bench: build
+	@command -v gnuplot >/dev/null 2>&1 || { echo "installing gnuplot-nox"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnuplot-nox >/dev/null; }
 	$(GO) run ./tests/bench -bin $(BIN)
 
 bench-quick: build

@@ -141,7 +141,11 @@ func describe(op string, p systemctl.Properties, restarts int) string {
 		if n == 0 {
 			return fmt.Sprintf("%s right after %s (auto-restart loop)", words, op)
 		}
-		return fmt.Sprintf("%s right after %s (auto-restart loop, %d restarts)", words, op, n)
+		plural := "s"
+		if n == 1 {
+			plural = ""
+		}
+		return fmt.Sprintf("%s right after %s (auto-restart loop, %d restart%s)", words, op, n, plural)
 	case active == "failed":
 		if words == "" {
 			words = "failed"

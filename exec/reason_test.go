@@ -78,7 +78,7 @@ func TestDescribe(t *testing.T) {
 		{"start limit", "start", systemctl.Properties{"ActiveState": "failed", "Result": "start-limit-hit"}, 0,
 			"start limit hit: it restarted too often (start-limit-hit)"},
 		{"restarted in window", "start", systemctl.Properties{"ActiveState": "active", "SubState": "running", "NRestarts": "1"}, 1,
-			"stopped right after start (auto-restart loop, 1 restarts)"},
+			"stopped right after start (auto-restart loop, 1 restart)"},
 		{"exited cleanly", "start", systemctl.Properties{"ActiveState": "inactive", "SubState": "dead", "Result": "success"}, 0,
 			"exited right after start and stayed down"},
 		{"stop ok", "stop", systemctl.Properties{"ActiveState": "failed"}, 0, ""},
