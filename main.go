@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	osexec "os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -224,7 +225,12 @@ type app struct {
 }
 
 func newApp(s *report.Streams, g Globals) *app {
-	a := &app{streams: s, globals: g, mgr: systemctl.Manager{Path: g.Systemctl, User: g.User},
+	path := g.Systemctl
+	// Resolve once, not on every one of possibly thousands of calls.
+	if p, err := osexec.LookPath(path); err == nil {
+		path = p
+	}
+	a := &app{streams: s, globals: g, mgr: systemctl.Manager{Path: path, User: g.User},
 		mode: report.Mode(g.Output), drain: make(chan struct{}), sigs: make(chan os.Signal, 2), sigDone: make(chan struct{})}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	signal.Notify(a.sigs, syscall.SIGINT, syscall.SIGTERM)

@@ -184,7 +184,7 @@ func (f *fakeManager) show(args []string) systemctl.Output {
 			if u.state != nil {
 				p = u.state
 			}
-			if n > 2 && u.settled != nil {
+			if n >= 2 && u.settled != nil {
 				p = u.settled
 			}
 			fmt.Fprintf(&b, "Id=%s\n", unit)
@@ -320,5 +320,28 @@ func TestRunDrainLeavesUnitsNotStarted(t *testing.T) {
 	}
 	if !sum.Interrupted || sum.NotStarted != 10 || len(obs.finished) != 10 {
 		t.Errorf("summary %+v with %d finished, want all 10 not started", sum, len(obs.finished))
+	}
+}
+
+// A unit that is active at the end of its window but started again after
+// its operation ended has restarted: systemd's monotonic stamps show it.
+func TestRunSeesARestartWithinTheSettleWindow(t *testing.T) {
+	later := fmt.Sprint(monotonicMicros() + 60e6) // a start stamped after the operation
+	units := map[string]*fakeUnit{
+		"moonfrp-client-1.service": {settled: systemctl.Properties{"ActiveState": "active", "SubState": "running",
+			"NRestarts": "1", "ExecMainStartTimestampMonotonic": later}},
+		"moonfrp-client-2.service": {settled: systemctl.Properties{"ActiveState": "active", "SubState": "running",
+			"ExecMainStartTimestampMonotonic": "1", "ActiveEnterTimestampMonotonic": "1"}},
+	}
+	sum, err := Run(context.Background(), Config{Operation: "start", MaxParallel: 2, Verify: true,
+		Settle: 10 * time.Millisecond, Runner: newFake(units)}, []string{"moonfrp-client-1.service", "moonfrp-client-2.service"}, &collector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Failed != 1 || sum.Results[0].OK || !sum.Results[1].OK {
+		t.Fatalf("summary %+v", sum)
+	}
+	if got, want := sum.Results[0].Reason, "restarted 1 time right after start"; got != want {
+		t.Errorf("reason %q, want %q", got, want)
 	}
 }

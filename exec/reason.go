@@ -10,13 +10,19 @@ import (
 
 // stateProps are the properties read after an operation, for every unit in
 // one batched `systemctl show`.
-var stateProps = "Id,LoadState,ActiveState,SubState,Result,NRestarts,ExecMainCode,ExecMainStatus,InvocationID,ExecStartPre,ExecStart"
+var stateProps = "Id,LoadState,ActiveState,SubState,Result,NRestarts,ExecMainCode,ExecMainStatus,ExecStartPre," +
+	"ExecMainStartTimestampMonotonic,ActiveEnterTimestampMonotonic"
 
 func state(p systemctl.Properties) string {
 	if p == nil || p["ActiveState"] == "" {
 		return ""
 	}
 	return p["ActiveState"] + "/" + p["SubState"]
+}
+
+func atou(s string) uint64 {
+	n, _ := strconv.ParseUint(s, 10, 64)
+	return n
 }
 
 func atoi(s string) int {
@@ -130,6 +136,17 @@ func describe(op string, p systemctl.Properties, restarts int) string {
 		words = exitWords(p["ExecMainCode"], p["ExecMainStatus"])
 	}
 	switch {
+	case restarts > 0 && active == "active":
+		n := max(restarts, atoi(p["NRestarts"]))
+		what := fmt.Sprintf("restarted %d time", n)
+		if n != 1 {
+			what += "s"
+		}
+		what += " right after " + op
+		if words != "" {
+			what += " (" + words + ")"
+		}
+		return what
 	case sub == "auto-restart" || restarts > 0:
 		n := atoi(p["NRestarts"])
 		if restarts > n {

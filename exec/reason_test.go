@@ -78,6 +78,8 @@ func TestDescribe(t *testing.T) {
 		{"start limit", "start", systemctl.Properties{"ActiveState": "failed", "Result": "start-limit-hit"}, 0,
 			"start limit hit: it restarted too often (start-limit-hit)"},
 		{"restarted in window", "start", systemctl.Properties{"ActiveState": "active", "SubState": "running", "NRestarts": "1"}, 1,
+			"restarted 1 time right after start"},
+		{"crash looping", "start", systemctl.Properties{"ActiveState": "activating", "SubState": "auto-restart", "NRestarts": "1"}, 1,
 			"stopped right after start (auto-restart loop, 1 restart)"},
 		{"exited cleanly", "start", systemctl.Properties{"ActiveState": "inactive", "SubState": "dead", "Result": "success"}, 0,
 			"exited right after start and stayed down"},

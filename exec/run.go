@@ -34,14 +34,13 @@ type Config struct {
 
 // unitRun is one unit's bookkeeping during a run.
 type unitRun struct {
-	res            Result
-	logs           []string
-	offsets        []int64
-	opEnd          time.Time
-	what           string
-	baseRestarts   int
-	baseInvocation string
-	deadline       time.Time
+	res       Result
+	logs      []string
+	offsets   []int64
+	opEnd     time.Time
+	opEndMono uint64 // µs on CLOCK_MONOTONIC, the clock systemd stamps with
+	what      string
+	deadline  time.Time
 }
 
 // Run performs cfg.Operation on units, phase by phase (see Phases), each
@@ -54,28 +53,29 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 	if len(units) == 0 {
 		return sum, nil
 	}
-	pre, err := showUnits(ctx, cfg.Runner, "Id,LoadState,ActiveState,SubState,FragmentPath,DropInPaths", units)
+	// Two independent calls before the first operation, side by side: the
+	// units' files (for their logs) and, for start and restart, the reset
+	// of systemd's start limit. systemd refuses to start a unit that
+	// started too often lately, even when an operator asks: a failed unit
+	// stays down, and an active one restarted a few times in a row fails
+	// its restart. reset-failed clears that, so a bulk restart brings back
+	// exactly the units that need it. Its exit status is not checked: it
+	// complains about unknown units, which the operation reports anyway.
+	resetDone := make(chan error, 1)
+	if cfg.Operation == "start" || cfg.Operation == "restart" {
+		go func() {
+			_, err := cfg.Runner.Run(ctx, append([]string{"reset-failed", "--"}, units...)...)
+			resetDone <- err
+		}()
+	} else {
+		resetDone <- nil
+	}
+	pre, err := showUnits(ctx, cfg.Runner, "Id,LoadState,FragmentPath,DropInPaths", units)
+	if resetErr := <-resetDone; err == nil && resetErr != nil {
+		err = fmt.Errorf("reset-failed: %w", resetErr)
+	}
 	if err != nil {
 		return sum, fmt.Errorf("read units before %s: %w", cfg.Operation, err)
-	}
-	if cfg.Operation == "start" || cfg.Operation == "restart" {
-		// systemd refuses to start a unit that started too often lately
-		// (the start limit), even when an operator asks: a failed unit
-		// stays down, and an active one restarted a few times in a row
-		// fails its restart. reset-failed clears that limit, so one
-		// batched call lets a bulk restart bring back exactly the units
-		// that need it.
-		var known []string
-		for i, p := range pre {
-			if p["LoadState"] != "not-found" {
-				known = append(known, units[i])
-			}
-		}
-		if len(known) > 0 {
-			if _, err := cfg.Runner.Run(ctx, append([]string{"reset-failed", "--"}, known...)...); err != nil {
-				return sum, fmt.Errorf("reset failed units: %w", err)
-			}
-		}
 	}
 
 	phases := Phases(cfg.Operation, units)
@@ -189,6 +189,7 @@ func operate(ctx context.Context, cfg Config, u *unitRun, obs Observer) {
 	out, err := cfg.Runner.Run(opCtx, cfg.Operation, "--", u.res.Unit)
 	cancel()
 	u.opEnd = time.Now()
+	u.opEndMono = monotonicMicros()
 	u.res.OpDuration = u.opEnd.Sub(u.res.Start)
 	u.res.ExitCode = out.ExitCode
 	u.res.Stderr = strings.TrimSpace(string(out.Stderr))

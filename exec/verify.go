@@ -13,7 +13,7 @@ import (
 // systemctl call with units whose windows end just after: a unit settles
 // for at least the settle time and at most settleBatch more, and a run
 // makes about one settle query per settleBatch instead of one per unit.
-const settleBatch = 100 * time.Millisecond
+const settleBatch = 200 * time.Millisecond
 
 // verifier checks units after their operation without holding a pool slot.
 // Units arrive as their operations end; each check is one batched
@@ -29,11 +29,12 @@ type verifier struct {
 	verify bool
 	finish func(u *unitRun)
 
-	mu     sync.Mutex
-	fresh  []*unitRun
-	closed bool
-	wake   chan struct{}
-	done   chan struct{}
+	mu      sync.Mutex
+	fresh   []*unitRun // to look at now
+	arrived []*unitRun // to move into settling
+	closed  bool
+	wake    chan struct{}
+	done    chan struct{}
 
 	settling []*unitRun // owned by loop
 }
@@ -45,9 +46,18 @@ func newVerifier(ctx context.Context, r systemctl.Runner, op string, settle time
 	return v
 }
 
+// add takes a unit whose operation has ended. A started unit needs no
+// look now: one query at the end of its settle window tells whether it is
+// up and has not restarted since (see checkSettled). Failures to explain,
+// stops, and starts without a settle window are looked at at once.
 func (v *verifier) add(u *unitRun) {
 	v.mu.Lock()
-	v.fresh = append(v.fresh, u)
+	if u.res.OK && v.verify && v.op != "stop" && v.settle > 0 {
+		u.deadline = u.opEnd.Add(v.settle)
+		v.arrived = append(v.arrived, u)
+	} else {
+		v.fresh = append(v.fresh, u)
+	}
 	v.mu.Unlock()
 	v.poke()
 }
@@ -74,23 +84,22 @@ func (v *verifier) loop() {
 	for {
 		v.mu.Lock()
 		fresh, closed := v.fresh, v.closed
-		v.fresh = nil
+		v.settling = append(v.settling, v.arrived...)
+		v.fresh, v.arrived = nil, nil
 		v.mu.Unlock()
 
 		if len(fresh) > 0 {
 			v.checkNow(fresh)
 		}
-		if next, ok := v.nextDeadline(); ok && !time.Now().Before(next.Add(settleBatch)) {
-			v.checkSettled(v.due(time.Now()))
-		} else if closed && len(fresh) == 0 && ok && v.ctx.Err() == nil {
-			// Nothing else can join the batch: the run is over.
-			if due := v.due(time.Now()); len(due) > 0 {
-				v.checkSettled(due)
+		if next, ok := v.nextDeadline(); ok {
+			now := time.Now()
+			if !now.Before(next.Add(settleBatch)) || (closed && !now.Before(v.lastDeadline())) {
+				v.checkSettled(v.due(now))
 			}
 		}
 		if closed && len(fresh) == 0 && len(v.settling) == 0 {
 			v.mu.Lock()
-			empty := len(v.fresh) == 0
+			empty := len(v.fresh) == 0 && len(v.arrived) == 0
 			v.mu.Unlock()
 			if empty {
 				return
@@ -103,7 +112,13 @@ func (v *verifier) loop() {
 		var timer *time.Timer
 		var fire <-chan time.Time
 		if next, ok := v.nextDeadline(); ok {
-			timer = time.NewTimer(time.Until(next.Add(settleBatch)))
+			at := next.Add(settleBatch)
+			if closed {
+				// No unit can join any more: one query when the last
+				// window ends decides them all, and ends the run soonest.
+				at = v.lastDeadline()
+			}
+			timer = time.NewTimer(time.Until(at))
 			fire = timer.C
 		}
 		select {
@@ -122,8 +137,8 @@ func (v *verifier) loop() {
 // abandon finishes everything still pending when the run is torn down.
 func (v *verifier) abandon() {
 	v.mu.Lock()
-	pending := append(v.fresh, v.settling...)
-	v.fresh, v.settling = nil, nil
+	pending := append(append(v.fresh, v.arrived...), v.settling...)
+	v.fresh, v.arrived, v.settling = nil, nil, nil
 	v.mu.Unlock()
 	for _, u := range pending {
 		if u.res.Reason == "" {
@@ -147,6 +162,16 @@ func (v *verifier) due(now time.Time) []*unitRun {
 	return due
 }
 
+func (v *verifier) lastDeadline() time.Time {
+	var last time.Time
+	for _, u := range v.settling {
+		if u.deadline.After(last) {
+			last = u.deadline
+		}
+	}
+	return last
+}
+
 func (v *verifier) nextDeadline() (time.Time, bool) {
 	var next time.Time
 	for _, u := range v.settling {
@@ -167,7 +192,8 @@ func (v *verifier) query(units []*unitRun) ([]systemctl.Properties, error) {
 }
 
 // checkNow looks at units right after their operation: failures are
-// explained, stops are checked, and started units enter their settle window.
+// explained, stops must have left the unit down, and without a settle
+// window a started unit must be active.
 func (v *verifier) checkNow(units []*unitRun) {
 	props, err := v.query(units)
 	for i, u := range units {
@@ -184,32 +210,20 @@ func (v *verifier) checkNow(units []*unitRun) {
 		if !u.res.OK {
 			// The operation itself failed; the state only explains why.
 			u.what = describeFailedOp(u, p)
-			v.finish(u)
-			continue
+		} else if v.verify {
+			if what := describe(v.op, p, 0); what != "" {
+				u.res.OK = false
+				u.what = what
+			}
 		}
-		if !v.verify {
-			v.finish(u)
-			continue
-		}
-		if what := describe(v.op, p, 0); what != "" {
-			u.res.OK = false
-			u.what = what
-			v.finish(u)
-			continue
-		}
-		if v.op == "stop" || v.settle <= 0 {
-			v.finish(u)
-			continue
-		}
-		u.baseRestarts = atoi(p["NRestarts"])
-		u.baseInvocation = p["InvocationID"]
-		u.deadline = u.opEnd.Add(v.settle)
-		v.settling = append(v.settling, u)
+		v.finish(u)
 	}
 }
 
-// checkSettled decides units whose settle window has passed: still active,
-// with no restart since the first look.
+// checkSettled decides units whose settle window has passed: active now,
+// and not started again since the operation ended. systemd stamps every
+// start of the main process and every entry into the active state on the
+// monotonic clock, so one look at the end shows any restart in between.
 func (v *verifier) checkSettled(units []*unitRun) {
 	props, err := v.query(units)
 	for i, u := range units {
@@ -223,13 +237,13 @@ func (v *verifier) checkSettled(units []*unitRun) {
 		u.res.State = state(p)
 		u.res.SDResult = p["Result"]
 		u.res.NRestarts = atoi(p["NRestarts"])
-		restarts := u.res.NRestarts - u.baseRestarts
-		if restarts == 0 && p["InvocationID"] != u.baseInvocation {
-			restarts = 1
+		restarts := 0
+		if started := max(atou(p["ExecMainStartTimestampMonotonic"]), atou(p["ActiveEnterTimestampMonotonic"])); started > u.opEndMono {
+			restarts = max(1, u.res.NRestarts)
 		}
 		if what := describe(v.op, p, restarts); what != "" || restarts > 0 {
 			if what == "" {
-				what = fmt.Sprintf("restarted %d time(s) within %s of %s", restarts, v.settle, v.op)
+				what = fmt.Sprintf("restarted within %s of %s", v.settle, v.op)
 			}
 			u.res.OK = false
 			u.what = what

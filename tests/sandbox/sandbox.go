@@ -185,7 +185,7 @@ func (s *Sandbox) waitSocket(ctx context.Context, limit time.Duration) error {
 		select {
 		case <-s.exited:
 			log, _ := os.ReadFile(filepath.Join(s.RuntimeDir, "manager.log"))
-			return fmt.Errorf("%w: manager exited at start: %s", ErrUnavailable, strings.TrimSpace(string(log)))
+			return fmt.Errorf("%w: manager exited at start (%v): %s", ErrUnavailable, s.manager.ProcessState, strings.TrimSpace(string(log)))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(20 * time.Millisecond):
