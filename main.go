@@ -358,6 +358,15 @@ func (a *app) resolve(args []string, filterExprs []string) ([]discover.Unit, []s
 	return sel.Units, filterExprs, nil
 }
 
+// logDir is MoonFRP's MOONFRP_LOG_DIR, where a unit that names no log file
+// of its own may still have <service>.log.
+func logDir() string {
+	if d := os.Getenv("MOONFRP_LOG_DIR"); d != "" {
+		return d
+	}
+	return "/var/log/frp"
+}
+
 func dataDir() string {
 	if d := os.Getenv("MOONFRP_DATA_DIR"); d != "" {
 		return d
@@ -463,8 +472,8 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	rep.Begin()
 	sum, err := exec.Run(a.ctx, exec.Config{
 		Operation: op, MaxParallel: int(f.MaxParallel), Timeout: f.Timeout,
-		Verify: !f.NoVerify, Settle: f.Settle, LogDir: os.Getenv("MOONFRP_LOG_DIR"),
-		Runner: a.mgr, Drain: a.drain,
+		Verify: !f.NoVerify, Settle: f.Settle, LogDir: logDir(),
+		Journal: exec.JournalReader(a.globals.User), Runner: a.mgr, Drain: a.drain,
 	}, names, rep)
 	if err != nil {
 		sum.Interrupted = a.interrupted()

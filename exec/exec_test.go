@@ -3,6 +3,8 @@ package exec
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -111,6 +113,7 @@ type fakeUnit struct {
 	opStderr string
 	opDelay  time.Duration
 	hang     bool
+	onOp     func() // runs during the operation, e.g. to write a log line
 	// state is returned by show; after it, later shows return settled.
 	state, settled systemctl.Properties
 }
@@ -164,6 +167,9 @@ func (f *fakeManager) Run(ctx context.Context, args ...string) (systemctl.Output
 		return systemctl.Output{ExitCode: -1}, ctx.Err()
 	}
 	time.Sleep(u.opDelay)
+	if u.onOp != nil {
+		u.onOp()
+	}
 	return systemctl.Output{ExitCode: u.opExit, Stderr: []byte(u.opStderr)}, nil
 }
 
@@ -342,6 +348,51 @@ func TestRunSeesARestartWithinTheSettleWindow(t *testing.T) {
 		t.Fatalf("summary %+v", sum)
 	}
 	if got, want := sum.Results[0].Reason, "restarted 1 time right after start"; got != want {
+		t.Errorf("reason %q, want %q", got, want)
+	}
+}
+
+// Reasons come from the unit's log under MOONFRP_LOG_DIR when the unit names
+// no file of its own (only lines written since the operation began), and
+// from the journal when there is no file at all.
+func TestRunReadsLogDirThenJournal(t *testing.T) {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "moonfrp-client-1.log")
+	if err := os.WriteFile(logPath, []byte("old: error from yesterday\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	failed := systemctl.Properties{"ActiveState": "failed", "SubState": "failed", "Result": "exit-code", "ExecMainCode": "1", "ExecMainStatus": "2"}
+	units := map[string]*fakeUnit{
+		"moonfrp-client-1.service": {opExit: 1, state: failed, onOp: func() {
+			f, _ := os.OpenFile(logPath, os.O_APPEND|os.O_WRONLY, 0)
+			f.WriteString("\x1b[31m[E] [root.go:1] config file not found\x1b[0m\n")
+			f.Close()
+		}},
+		"moonfrp-client-2.service": {opExit: 1, state: failed},
+	}
+	var asked []string
+	journal := func(_ context.Context, unit string, since time.Time) []string {
+		asked = append(asked, unit)
+		if since.IsZero() {
+			t.Error("journal asked without a start time")
+		}
+		return []string{"bind: address already in use"}
+	}
+	sum, err := Run(context.Background(), Config{Operation: "start", MaxParallel: 1, Verify: true, LogDir: dir,
+		Journal: journal, Runner: newFake(units)}, []string{"moonfrp-client-1.service", "moonfrp-client-2.service"}, &collector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sum.Results[0].LogTail; !reflect.DeepEqual(got, []string{"[E] [root.go:1] config file not found"}) {
+		t.Errorf("log tail %q: want only the new line, without colour", got)
+	}
+	if got, want := sum.Results[0].Reason, "exited with status 2: config file not found"; got != want {
+		t.Errorf("reason %q, want %q", got, want)
+	}
+	if !reflect.DeepEqual(asked, []string{"moonfrp-client-2.service"}) {
+		t.Errorf("journal asked for %v, want only the unit without a log file", asked)
+	}
+	if got, want := sum.Results[1].Reason, "exited with status 2: bind: address already in use"; got != want {
 		t.Errorf("reason %q, want %q", got, want)
 	}
 }

@@ -2,11 +2,15 @@ package exec
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // maxTailBytes bounds how much of a log is read for a failure's reason.
@@ -142,4 +146,35 @@ func keyLine(tail []string) string {
 		pick = tail[len(tail)-1]
 	}
 	return strings.TrimSpace(logPrefixRE.ReplaceAllString(pick, ""))
+}
+
+// JournalReader returns a Config.Journal that asks journalctl, or nil when
+// no journal runs here (no journald socket), so that nothing is spawned in
+// vain. user selects the user's journal, as systemctl --user does.
+func JournalReader(user bool) func(ctx context.Context, unit string, since time.Time) []string {
+	if _, err := os.Stat("/run/systemd/journal/socket"); err != nil {
+		return nil
+	}
+	path, err := osexec.LookPath("journalctl")
+	if err != nil {
+		return nil
+	}
+	return func(ctx context.Context, unit string, since time.Time) []string {
+		args := []string{"--no-pager", "-o", "cat", "-n", strconv.Itoa(maxTailLines),
+			"--since", "@" + strconv.FormatInt(since.Unix(), 10), "-u", unit}
+		if user {
+			args = append([]string{"--user"}, args...)
+		}
+		out, err := osexec.CommandContext(ctx, path, args...).Output()
+		if err != nil {
+			return nil
+		}
+		var lines []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if l = strings.TrimSpace(StripANSI(l)); l != "" && !strings.HasPrefix(l, "-- ") {
+				lines = append(lines, l)
+			}
+		}
+		return lines
+	}
 }

@@ -25,7 +25,11 @@ type Config struct {
 	// LogDir is MOONFRP_LOG_DIR, where <service>.log is looked for when a
 	// unit does not name its own log file.
 	LogDir string
-	Runner systemctl.Runner
+	// Journal, when set, reads a unit's journal since a time: the last
+	// source of log lines for units that log neither to a file of their
+	// own nor to LogDir. See JournalReader.
+	Journal func(ctx context.Context, unit string, since time.Time) []string
+	Runner  systemctl.Runner
 	// Drain, when closed, stops new launches; operations already running
 	// finish and are verified. Cancelling the context passed to Run kills
 	// everything instead.
@@ -101,8 +105,15 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 	var mu sync.Mutex
 	finish := func(u *unitRun) {
 		if !u.res.OK {
+			found := false
 			for i, p := range u.logs {
-				u.res.LogTail = append(u.res.LogTail, readTail(p, u.offsets[i])...)
+				if fileSize(p) >= 0 {
+					found = true
+					u.res.LogTail = append(u.res.LogTail, readTail(p, u.offsets[i])...)
+				}
+			}
+			if !found && cfg.Journal != nil && !u.res.Start.IsZero() {
+				u.res.LogTail = cfg.Journal(ctx, u.res.Unit, u.res.Start)
 			}
 			if len(u.res.LogTail) > maxTailLines {
 				u.res.LogTail = u.res.LogTail[len(u.res.LogTail)-maxTailLines:]

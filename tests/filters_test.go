@@ -145,7 +145,7 @@ func TestBadInputIsAClearErrorAndChangesNothing(t *testing.T) {
 // start or restart changes it.
 func invocations(t *testing.T, sb *sandbox.Sandbox, specs []sandbox.Spec) []string {
 	t.Helper()
-	args := []string{"show", "-p", "Id,ActiveState,SubState,InvocationID", "--"}
+	args := []string{"show", "-p", "Id,ActiveState,SubState,NRestarts,InvocationID", "--"}
 	for _, sp := range specs {
 		if sp.Behaviour == sandbox.Crash {
 			continue // its own crash loop changes these
