@@ -182,42 +182,50 @@ func (v *verifier) nextDeadline() (time.Time, bool) {
 	return next, !next.IsZero()
 }
 
-// query reads the state of units in one systemctl call.
-func (v *verifier) query(units []*unitRun) ([]systemctl.Properties, error) {
+// look reads the state of units in one systemctl call, records it in each
+// result, lets judge decide the unit, and finishes it. A unit whose state
+// cannot be read fails with that reason.
+func (v *verifier) look(units []*unitRun, judge func(u *unitRun, p systemctl.Properties)) {
 	names := make([]string, len(units))
 	for i, u := range units {
 		names[i] = u.res.Unit
 	}
-	return showUnits(v.ctx, v.r, stateProps, names)
+	props, err := showUnits(v.ctx, v.r, stateProps, names)
+	for i, u := range units {
+		if err != nil {
+			u.res.OK = false
+			u.res.Reason = fmt.Sprintf("could not read the unit's state: %v", err)
+		} else {
+			p := props[i]
+			u.res.State = state(p)
+			u.res.SDResult = p["Result"]
+			u.res.NRestarts = atoi(p["NRestarts"])
+			judge(u, p)
+		}
+		v.finish(u)
+	}
+}
+
+func (v *verifier) fail(u *unitRun, what string) {
+	u.res.OK = false
+	u.what = what
 }
 
 // checkNow looks at units right after their operation: failures are
 // explained, stops must have left the unit down, and without a settle
 // window a started unit must be active.
 func (v *verifier) checkNow(units []*unitRun) {
-	props, err := v.query(units)
-	for i, u := range units {
-		if err != nil {
-			u.res.OK = false
-			u.res.Reason = fmt.Sprintf("could not read the unit's state: %v", err)
-			v.finish(u)
-			continue
-		}
-		p := props[i]
-		u.res.State = state(p)
-		u.res.SDResult = p["Result"]
-		u.res.NRestarts = atoi(p["NRestarts"])
-		if !u.res.OK {
+	v.look(units, func(u *unitRun, p systemctl.Properties) {
+		switch {
+		case !u.res.OK:
 			// The operation itself failed; the state only explains why.
 			u.what = describeFailedOp(u, p)
-		} else if v.verify {
+		case v.verify:
 			if what := describe(v.op, p, 0); what != "" {
-				u.res.OK = false
-				u.what = what
+				v.fail(u, what)
 			}
 		}
-		v.finish(u)
-	}
+	})
 }
 
 // checkSettled decides units whose settle window has passed: active now,
@@ -225,31 +233,17 @@ func (v *verifier) checkNow(units []*unitRun) {
 // start of the main process and every entry into the active state on the
 // monotonic clock, so one look at the end shows any restart in between.
 func (v *verifier) checkSettled(units []*unitRun) {
-	props, err := v.query(units)
-	for i, u := range units {
-		if err != nil {
-			u.res.OK = false
-			u.res.Reason = fmt.Sprintf("could not read the unit's state: %v", err)
-			v.finish(u)
-			continue
-		}
-		p := props[i]
-		u.res.State = state(p)
-		u.res.SDResult = p["Result"]
-		u.res.NRestarts = atoi(p["NRestarts"])
+	v.look(units, func(u *unitRun, p systemctl.Properties) {
 		restarts := 0
 		if started := max(atou(p["ExecMainStartTimestampMonotonic"]), atou(p["ActiveEnterTimestampMonotonic"])); started > u.opEndMono {
 			restarts = max(1, u.res.NRestarts)
 		}
-		if what := describe(v.op, p, restarts); what != "" || restarts > 0 {
-			if what == "" {
-				what = fmt.Sprintf("restarted within %s of %s", v.settle, v.op)
-			}
-			u.res.OK = false
-			u.what = what
+		if what := describe(v.op, p, restarts); what != "" {
+			v.fail(u, what)
+		} else if restarts > 0 {
+			v.fail(u, fmt.Sprintf("restarted within %s of %s", v.settle, v.op))
 		}
-		v.finish(u)
-	}
+	})
 }
 
 // describeFailedOp explains a unit whose systemctl call failed. An unknown

@@ -62,31 +62,20 @@ func tagString(tags map[string]string) string {
 }
 
 type planEvent struct {
-	SchemaVersion int        `json:"schema_version"`
-	Event         string     `json:"event"`
-	Operation     string     `json:"operation"`
-	Manager       string     `json:"manager"`
-	Units         int        `json:"units"`
-	MaxParallel   int        `json:"max_parallel"`
-	Verify        bool       `json:"verify"`
-	SettleMS      int64      `json:"settle_ms"`
-	TimeoutMS     int64      `json:"timeout_ms"`
-	Filters       []string   `json:"filters"`
-	Phases        [][]string `json:"phases"`
+	SchemaVersion int    `json:"schema_version"`
+	Event         string `json:"event"`
+	settings
+	Phases [][]string `json:"phases"`
 }
 
 // DryRun prints the plan: the exact units by phase and the settings.
 func DryRun(s *Streams, mode Mode, p Plan) error {
 	if mode == JSON {
-		filters, phases := p.Filters, p.Phases
-		if filters == nil {
-			filters = []string{}
-		}
+		phases := p.Phases
 		if phases == nil {
 			phases = [][]string{}
 		}
-		return json.NewEncoder(s.Out).Encode(planEvent{SchemaVersion, "plan", p.Operation, p.Manager, p.Units(),
-			p.MaxParallel, p.Verify, p.Settle.Milliseconds(), p.Timeout.Milliseconds(), filters, phases})
+		return json.NewEncoder(s.Out).Encode(planEvent{SchemaVersion, "plan", p.settings(), phases})
 	}
 	w := s.Out
 	fmt.Fprintf(w, "Dry run: would %s %d service(s) on the %s manager, up to %d at a time\n",

@@ -77,18 +77,32 @@ func NewRun(s *Streams, mode Mode, plan Plan) *Run {
 	return r
 }
 
+// settings are the fields a start event and a dry-run plan share.
+type settings struct {
+	Operation   string   `json:"operation"`
+	Manager     string   `json:"manager"`
+	Units       int      `json:"units"`
+	MaxParallel int      `json:"max_parallel"`
+	Verify      bool     `json:"verify"`
+	SettleMS    int64    `json:"settle_ms"`
+	TimeoutMS   int64    `json:"timeout_ms"`
+	Filters     []string `json:"filters"`
+}
+
+func (p Plan) settings() settings {
+	filters := p.Filters
+	if filters == nil {
+		filters = []string{}
+	}
+	return settings{p.Operation, p.Manager, p.Units(), p.MaxParallel, p.Verify,
+		p.Settle.Milliseconds(), p.Timeout.Milliseconds(), filters}
+}
+
 type startEvent struct {
-	SchemaVersion int      `json:"schema_version"`
-	Event         string   `json:"event"`
-	Time          string   `json:"time"`
-	Operation     string   `json:"operation"`
-	Manager       string   `json:"manager"`
-	Units         int      `json:"units"`
-	MaxParallel   int      `json:"max_parallel"`
-	Verify        bool     `json:"verify"`
-	SettleMS      int64    `json:"settle_ms"`
-	TimeoutMS     int64    `json:"timeout_ms"`
-	Filters       []string `json:"filters"`
+	SchemaVersion int    `json:"schema_version"`
+	Event         string `json:"event"`
+	Time          string `json:"time"`
+	settings
 }
 
 type resultEvent struct {
@@ -139,13 +153,8 @@ func (r *Run) emit(v any) {
 func (r *Run) Begin() {
 	r.start = r.now()
 	p := r.plan
-	filters := p.Filters
-	if filters == nil {
-		filters = []string{}
-	}
 	r.mu.Lock()
-	r.emit(startEvent{SchemaVersion, "start", stamp(r.start), p.Operation, p.Manager, r.total,
-		p.MaxParallel, p.Verify, p.Settle.Milliseconds(), p.Timeout.Milliseconds(), filters})
+	r.emit(startEvent{SchemaVersion, "start", stamp(r.start), p.settings()})
 	fmt.Fprintf(r.s.Err, "%s %d service(s), up to %d at a time...\n", gerund(p.Operation), r.total, p.MaxParallel)
 	r.mu.Unlock()
 	if r.live {
