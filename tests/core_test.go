@@ -113,7 +113,8 @@ func TestBulkStartParallelExecution(t *testing.T) {
 func TestMaxParallelismRespected(t *testing.T) {
 	for _, limit := range []int{1, 3, 10} {
 		t.Run(fmt.Sprintf("j%d", limit), func(t *testing.T) {
-			specs := recordedUnits(limit+4, 300*time.Millisecond)
+			// Long enough holds that every slot fills even on a loaded machine.
+			specs := recordedUnits(limit+4, 600*time.Millisecond)
 			sb := newSandbox(t, specs...)
 			r := bulk(t, sb, nil, "start", "-j", strconv.Itoa(limit), "--no-verify")
 			wantCode(t, r, 0)

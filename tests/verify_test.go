@@ -92,12 +92,25 @@ func TestSettleCostIsPaidOnce(t *testing.T) {
 	sb := newSandbox(t, specs...)
 	startAll(t, sb, specs)
 
-	plain := bulk(t, sb, nil, "restart", "--no-verify")
-	wantCode(t, plain, 0)
-	verified := bulk(t, sb, nil, "restart", "--settle=1s")
-	wantCode(t, verified, 0)
-	if limit := plain.wall + 1500*time.Millisecond; verified.wall > limit {
-		t.Errorf("verified run took %s; the unverified one %s: want at most %s", verified.wall, plain.wall, limit)
+	// Best of two runs each, taking turns: the machine's load drifts.
+	var plain, verified time.Duration
+	for i := 0; i < 2; i++ {
+		p := bulk(t, sb, nil, "restart", "--no-verify")
+		wantCode(t, p, 0)
+		v := bulk(t, sb, nil, "restart", "--settle=1s")
+		wantCode(t, v, 0)
+		if i == 0 || p.wall < plain {
+			plain = p.wall
+		}
+		if i == 0 || v.wall < verified {
+			verified = v.wall
+		}
+	}
+	if limit := plain + 1500*time.Millisecond; verified > limit {
+		t.Errorf("verified run took %s; the unverified one %s: want at most %s", verified, plain, limit)
+	}
+	if verified < plain+time.Second {
+		t.Errorf("verified run took %s, the unverified one %s: the 1s settle window was not waited for", verified, plain)
 	}
 }
 
@@ -211,7 +224,10 @@ func assertNoChildren(t *testing.T, sb *sandbox.Sandbox) {
 }
 
 func TestOverlappingRunsAreSerialised(t *testing.T) {
-	specs := sandbox.SlowStop("moonfrp-client", 12, 300*time.Millisecond)
+	// The first run's units stop slowly, so it holds its locks for a
+	// few seconds while the other runs try theirs.
+	specs := append(sandbox.SlowStop("moonfrp-client", 6, 700*time.Millisecond),
+		sandbox.SlowStop("moonfrp-visitor", 6, 50*time.Millisecond)...)
 	sb := newSandbox(t, specs...)
 	startAll(t, sb, specs)
 	names := sandbox.Names(specs)
