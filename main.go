@@ -45,9 +45,9 @@ a glob such as 'moonfrp-client-*'.
 
 Order: on start and restart moonfrp-server goes first, then clients and
 visitors; on stop clients and visitors go first, then the server. Each phase
-runs in parallel. Before start and restart, the units are reset
-(systemctl reset-failed), so that units that hit systemd's start limit
-(too many starts in a short time) come back instead of being refused.
+runs in parallel. Before start and restart, failed units are reset
+(systemctl reset-failed), and a unit refused for starting too often is reset
+and tried once more, so that units that hit systemd's start limit come back.
 
 A unit succeeds only if it is active right after its operation and stays
 active, without restarting, for the settle window (--settle); after stop it

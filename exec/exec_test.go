@@ -114,6 +114,7 @@ type fakeUnit struct {
 	opDelay  time.Duration
 	hang     bool
 	onOp     func() // runs during the operation, e.g. to write a log line
+	limited  bool   // refused by the start limit until reset-failed
 	// state is returned by show; after it, later shows return settled.
 	state, settled systemctl.Properties
 }
@@ -146,6 +147,13 @@ func (f *fakeManager) Run(ctx context.Context, args ...string) (systemctl.Output
 		f.mu.Unlock()
 		return systemctl.Output{}, nil
 	case "reset-failed":
+		f.mu.Lock()
+		for _, n := range args[2:] {
+			if u := f.units[n]; u != nil {
+				u.limited = false
+			}
+		}
+		f.mu.Unlock()
 		return systemctl.Output{}, nil
 	}
 	unit := args[len(args)-1]
@@ -162,6 +170,12 @@ func (f *fakeManager) Run(ctx context.Context, args ...string) (systemctl.Output
 		f.order = append(f.order, unit)
 		f.mu.Unlock()
 	}()
+	f.mu.Lock()
+	limited := u.limited
+	f.mu.Unlock()
+	if limited {
+		return systemctl.Output{ExitCode: 1, Stderr: []byte("Job for " + unit + " failed because start of the service was attempted too often.\n")}, nil
+	}
 	if u.hang {
 		<-ctx.Done()
 		return systemctl.Output{ExitCode: -1}, ctx.Err()
@@ -394,5 +408,23 @@ func TestRunReadsLogDirThenJournal(t *testing.T) {
 	}
 	if got, want := sum.Results[1].Reason, "exited with status 2: bind: address already in use"; got != want {
 		t.Errorf("reason %q, want %q", got, want)
+	}
+}
+
+// A unit refused by systemd's start limit is reset and tried once more.
+func TestRunResetsAStartLimitedUnitAndRetries(t *testing.T) {
+	units := map[string]*fakeUnit{"moonfrp-client-1.service": {limited: true}}
+	f := newFake(units)
+	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 1, Runner: f},
+		[]string{"moonfrp-client-1.service"}, &collector{})
+	if err != nil || sum.Succeeded != 1 {
+		t.Fatalf("summary %+v, %v", sum, err)
+	}
+	var verbs []string
+	for _, c := range f.calls {
+		verbs = append(verbs, c[0])
+	}
+	if got := strings.Join(verbs, " "); got != "show restart reset-failed restart" {
+		t.Errorf("calls %q, want a reset and one retry after the refusal", got)
 	}
 }

@@ -57,29 +57,27 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 	if len(units) == 0 {
 		return sum, nil
 	}
-	// Two independent calls before the first operation, side by side: the
-	// units' files (for their logs) and, for start and restart, the reset
-	// of systemd's start limit. systemd refuses to start a unit that
-	// started too often lately, even when an operator asks: a failed unit
-	// stays down, and an active one restarted a few times in a row fails
-	// its restart. reset-failed clears that, so a bulk restart brings back
-	// exactly the units that need it. Its exit status is not checked: it
-	// complains about unknown units, which the operation reports anyway.
-	resetDone := make(chan error, 1)
-	if cfg.Operation == "start" || cfg.Operation == "restart" {
-		go func() {
-			_, err := cfg.Runner.Run(ctx, append([]string{"reset-failed", "--"}, units...)...)
-			resetDone <- err
-		}()
-	} else {
-		resetDone <- nil
-	}
-	pre, err := showUnits(ctx, cfg.Runner, "Id,LoadState,FragmentPath,DropInPaths", units)
-	if resetErr := <-resetDone; err == nil && resetErr != nil {
-		err = fmt.Errorf("reset-failed: %w", resetErr)
-	}
+	pre, err := showUnits(ctx, cfg.Runner, "Id,LoadState,ActiveState,FragmentPath,DropInPaths", units)
 	if err != nil {
 		return sum, fmt.Errorf("read units before %s: %w", cfg.Operation, err)
+	}
+	if cfg.Operation == "start" || cfg.Operation == "restart" {
+		// systemd refuses to start a failed unit that hit its start limit
+		// until its failure is reset; a bulk restart is meant to bring it
+		// back. Units that are up but get refused for restarting too
+		// often are reset and retried one by one (see operate), so the
+		// common case costs no call at all.
+		var failed []string
+		for i, p := range pre {
+			if p["ActiveState"] == "failed" {
+				failed = append(failed, units[i])
+			}
+		}
+		if len(failed) > 0 {
+			if _, err := cfg.Runner.Run(ctx, append([]string{"reset-failed", "--"}, failed...)...); err != nil {
+				return sum, fmt.Errorf("reset failed units: %w", err)
+			}
+		}
 	}
 
 	phases := Phases(cfg.Operation, units)
@@ -198,6 +196,14 @@ func operate(ctx context.Context, cfg Config, u *unitRun, obs Observer) {
 		opCtx, cancel = context.WithTimeout(ctx, cfg.Timeout)
 	}
 	out, err := cfg.Runner.Run(opCtx, cfg.Operation, "--", u.res.Unit)
+	if err == nil && out.ExitCode != 0 && startLimited(cfg.Operation, out) {
+		// Refused for starting too often lately (an operator restarting
+		// the same units a few times in a row): reset the limit and try
+		// once more, within the same timeout.
+		if _, rerr := cfg.Runner.Run(opCtx, "reset-failed", "--", u.res.Unit); rerr == nil {
+			out, err = cfg.Runner.Run(opCtx, cfg.Operation, "--", u.res.Unit)
+		}
+	}
 	cancel()
 	u.opEnd = time.Now()
 	u.opEndMono = monotonicMicros()
@@ -220,6 +226,17 @@ func operate(ctx context.Context, cfg Config, u *unitRun, obs Observer) {
 		u.res.OK = true
 	}
 	obs.OpEnded(u.res.Unit)
+}
+
+// startLimited reports whether systemctl was refused by the unit's start
+// rate limit. systemd 252 says so only in systemctl's message; the unit's
+// Result keeps its previous value.
+func startLimited(op string, out systemctl.Output) bool {
+	if op != "start" && op != "restart" {
+		return false
+	}
+	msg := string(out.Stderr)
+	return strings.Contains(msg, "attempted too often") || strings.Contains(msg, "start-limit")
 }
 
 // cancelJobs cancels every pending systemd job of unit and returns how many.
