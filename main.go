@@ -148,6 +148,12 @@ func main() {
 
 func run(args []string) int {
 	streams := report.System()
+	// An empty setting means "not set", as in MoonFRP's scripts.
+	for _, name := range []string{"MOONFRP_MAX_PARALLEL", "MOONFRP_SYSTEMCTL", "MOONFRP_BULK_USER"} {
+		if v, ok := os.LookupEnv(name); ok && strings.TrimSpace(v) == "" {
+			os.Unsetenv(name)
+		}
+	}
 	outputDefault := "auto"
 	if os.Getenv("MOONFRP_LOG_FORMAT") == "json" {
 		outputDefault = "json"
@@ -175,10 +181,16 @@ func run(args []string) int {
 		return exitUsage
 	}
 
+	cmd := kctx.Command()
+	if cmd != "version" {
+		if _, err := osexec.LookPath(cli.Systemctl); err != nil {
+			fmt.Fprintf(streams.Err, "moonfrp-bulk: %s not found: moonfrp-bulk drives systemd and needs its systemctl on PATH\n", cli.Systemctl)
+			return exitCannotRun
+		}
+	}
 	app := newApp(streams, cli.Globals)
 	defer app.stopSignals()
 
-	cmd := kctx.Command()
 	var runErr error
 	switch {
 	case cmd == "version":
