@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -57,65 +58,15 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 	if len(units) == 0 {
 		return sum, nil
 	}
-	pre, err := showUnits(ctx, cfg.Runner, "Id,LoadState,ActiveState,FragmentPath,DropInPaths", units)
+	runs, phases, err := prepare(ctx, cfg, units)
 	if err != nil {
-		return sum, fmt.Errorf("read units before %s: %w", cfg.Operation, err)
-	}
-	if cfg.Operation == "start" || cfg.Operation == "restart" {
-		// systemd refuses to start a failed unit that hit its start limit
-		// until its failure is reset; a bulk restart is meant to bring it
-		// back. Units that are up but get refused for restarting too
-		// often are reset and retried one by one (see operate), so the
-		// common case costs no call at all.
-		var failed []string
-		for i, p := range pre {
-			if p["ActiveState"] == "failed" {
-				failed = append(failed, units[i])
-			}
-		}
-		if len(failed) > 0 {
-			if _, err := cfg.Runner.Run(ctx, append([]string{"reset-failed", "--"}, failed...)...); err != nil {
-				return sum, fmt.Errorf("reset failed units: %w", err)
-			}
-		}
-	}
-
-	phases := Phases(cfg.Operation, units)
-	runs := make([]*unitRun, 0, len(units))
-	for pi, ph := range phases {
-		for _, name := range ph {
-			u := &unitRun{res: Result{Index: len(runs), Phase: pi, Unit: name, Operation: cfg.Operation}}
-			runs = append(runs, u)
-		}
-	}
-	preByName := map[string]systemctl.Properties{}
-	for i, name := range units {
-		preByName[name] = pre[i]
-	}
-	for _, u := range runs {
-		p := preByName[u.res.Unit]
-		u.logs = logFiles(p["FragmentPath"], strings.Fields(p["DropInPaths"]), u.res.Unit)
-		if len(u.logs) == 0 && cfg.LogDir != "" {
-			u.logs = []string{filepath.Join(cfg.LogDir, strings.TrimSuffix(u.res.Unit, ".service")+".log")}
-		}
+		return sum, err
 	}
 
 	var mu sync.Mutex
 	finish := func(u *unitRun) {
 		if !u.res.OK {
-			found := false
-			for i, p := range u.logs {
-				if fileSize(p) >= 0 {
-					found = true
-					u.res.LogTail = append(u.res.LogTail, readTail(p, u.offsets[i])...)
-				}
-			}
-			if !found && cfg.Journal != nil && !u.res.Start.IsZero() {
-				u.res.LogTail = cfg.Journal(ctx, u.res.Unit, u.res.Start)
-			}
-			if len(u.res.LogTail) > maxTailLines {
-				u.res.LogTail = u.res.LogTail[len(u.res.LogTail)-maxTailLines:]
-			}
+			u.res.LogTail = logTail(ctx, cfg, u)
 			if u.res.Reason == "" {
 				explain(&u.res, u.what)
 			}
@@ -129,22 +80,20 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 	ver := newVerifier(ctx, cfg.Runner, cfg.Operation, cfg.Settle, cfg.Verify, finish)
 
 	next := 0
-	interrupted := false
 	for _, ph := range phases {
 		batch := runs[next : next+len(ph)]
 		n := ForEach(ctx, cfg.Drain, cfg.MaxParallel, ph, func(i int, _ string) {
 			u := batch[i]
 			operate(ctx, cfg, u, obs)
 			if u.res.OK && !cfg.Verify {
-				// Trusted exit code: nothing to query.
-				finish(u)
+				finish(u) // a trusted exit code: nothing to query
 				return
 			}
 			ver.add(u)
 		})
 		next += n
 		if n < len(ph) {
-			interrupted = true
+			sum.Interrupted = true
 			break
 		}
 	}
@@ -156,7 +105,7 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 		obs.Finished(u.res)
 		sum.Results = append(sum.Results, u.res)
 	}
-	sortResults(sum.Results)
+	sort.Slice(sum.Results, func(i, j int) bool { return sum.Results[i].Index < sum.Results[j].Index })
 	for _, r := range sum.Results {
 		switch {
 		case r.NotStarted:
@@ -167,18 +116,70 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 			sum.Failed++
 		}
 	}
-	sum.Interrupted = interrupted || ctx.Err() != nil
+	sum.Interrupted = sum.Interrupted || ctx.Err() != nil
 	sum.Duration = time.Since(start)
 	return sum, nil
 }
 
-func sortResults(rs []Result) {
-	// Insertion by index: results arrive nearly in order.
-	for i := 1; i < len(rs); i++ {
-		for j := i; j > 0 && rs[j].Index < rs[j-1].Index; j-- {
-			rs[j], rs[j-1] = rs[j-1], rs[j]
+// prepare reads the units (one batched show), resets failed ones before a
+// start, and lays out the runs in phase order with their log files.
+func prepare(ctx context.Context, cfg Config, units []string) ([]*unitRun, [][]string, error) {
+	pre, err := showUnits(ctx, cfg.Runner, "Id,LoadState,ActiveState,FragmentPath,DropInPaths", units)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read units before %s: %w", cfg.Operation, err)
+	}
+	preByName := map[string]systemctl.Properties{}
+	var failed []string
+	for i, name := range units {
+		preByName[name] = pre[i]
+		if pre[i]["ActiveState"] == "failed" {
+			failed = append(failed, name)
 		}
 	}
+	// systemd refuses to start a failed unit that hit its start limit
+	// until its failure is reset; a bulk restart is meant to bring it back.
+	// Units that are up but get refused for restarting too often are reset
+	// and retried one by one (see operate), so the common case costs no
+	// call at all.
+	if (cfg.Operation == "start" || cfg.Operation == "restart") && len(failed) > 0 {
+		if _, err := cfg.Runner.Run(ctx, append([]string{"reset-failed", "--"}, failed...)...); err != nil {
+			return nil, nil, fmt.Errorf("reset failed units: %w", err)
+		}
+	}
+	phases := Phases(cfg.Operation, units)
+	runs := make([]*unitRun, 0, len(units))
+	for pi, ph := range phases {
+		for _, name := range ph {
+			u := &unitRun{res: Result{Index: len(runs), Phase: pi, Unit: name, Operation: cfg.Operation}}
+			p := preByName[name]
+			u.logs = logFiles(p["FragmentPath"], strings.Fields(p["DropInPaths"]), name)
+			if len(u.logs) == 0 && cfg.LogDir != "" {
+				u.logs = []string{filepath.Join(cfg.LogDir, strings.TrimSuffix(name, ".service")+".log")}
+			}
+			runs = append(runs, u)
+		}
+	}
+	return runs, phases, nil
+}
+
+// logTail gathers what a failed unit logged since its operation began: from
+// its log files, or from the journal when it has none.
+func logTail(ctx context.Context, cfg Config, u *unitRun) []string {
+	var tail []string
+	found := false
+	for i, p := range u.logs {
+		if fileSize(p) >= 0 {
+			found = true
+			tail = append(tail, readTail(p, u.offsets[i])...)
+		}
+	}
+	if !found && cfg.Journal != nil && !u.res.Start.IsZero() {
+		tail = cfg.Journal(ctx, u.res.Unit, u.res.Start)
+	}
+	if len(tail) > maxTailLines {
+		tail = tail[len(tail)-maxTailLines:]
+	}
+	return tail
 }
 
 // operate runs one unit's systemctl operation, bounded by cfg.Timeout. A
