@@ -192,50 +192,61 @@ func run(o options) error {
 		stop  time.Duration
 		sizes []int
 	}
+	// The rows the targets are about come first; the table and chart are
+	// rewritten after every row group, so a long run that is stopped
+	// early still leaves what it measured.
 	configs := []config{
-		{0, []int{10, 25, 50, 100, 500, 1000}},
-		{500 * time.Millisecond, []int{10, 25, 50, 100, 500, 1000}},
+		{500 * time.Millisecond, []int{10, 25, 50, 100}},
+		{0, []int{10, 25, 50, 100}},
 		{2 * time.Second, []int{10, 25, 50, 100}},
+		{500 * time.Millisecond, []int{500, 1000}},
+		{0, []int{500, 1000}},
 	}
 	if o.quick {
 		configs = []config{{500 * time.Millisecond, []int{50}}}
 	}
 	var cells []cell
 	var notes []string
-	for _, cf := range configs {
-		var serialPerUnit time.Duration
+	write := func() error {
+		if o.out != "" {
+			if err := writeTable(o, cells, append(notes, targets(cells)...)); err != nil {
+				return err
+			}
+		}
+		if o.chart != "" {
+			return drawChart(o.chart, cells)
+		}
+		return nil
+	}
+	serialPerUnit := map[time.Duration]time.Duration{}
+	for i, cf := range configs {
 		for _, n := range cf.sizes {
-			cs, perUnit, err := measure(o, bin, n, cf.stop, serialPerUnit)
+			cs, perUnit, err := measure(o, bin, n, cf.stop, serialPerUnit[cf.stop])
 			if err != nil {
 				return err
 			}
 			if perUnit > 0 {
-				serialPerUnit = perUnit
+				serialPerUnit[cf.stop] = perUnit
 			}
 			cells = append(cells, cs...)
 			printCells(cs)
 		}
+		if err := write(); err != nil {
+			return err
+		}
+		if i == 0 {
+			// The extra targets right after the main rows.
+			extra, err := measureExtras(o, bin)
+			if err != nil {
+				return err
+			}
+			notes = append(notes, extra...)
+		}
 	}
-	extra, err := measureExtras(o, bin)
-	if err != nil {
-		return err
-	}
-	notes = append(notes, extra...)
-	notes = append(notes, targets(cells)...)
-	for _, n := range notes {
+	for _, n := range append(notes, targets(cells)...) {
 		fmt.Println("note:", n)
 	}
-	if o.out != "" {
-		if err := writeTable(o, cells, notes); err != nil {
-			return err
-		}
-	}
-	if o.chart != "" {
-		if err := drawChart(o.chart, cells); err != nil {
-			return err
-		}
-	}
-	return nil
+	return write()
 }
 
 // benchUnits are n slow-stop units without a start limit: every method
@@ -495,6 +506,13 @@ func writeTable(o options, cells []cell, notes []string) error {
 		time.Now().UTC().Format("2006-01-02"), host, runtime.NumCPU(), strings.SplitN(strings.TrimSpace(string(version)), "\n", 2)[0], runtime.Version())
 	b.WriteString("Each row restarts the same N slow-stop units of a sandboxed systemd user manager (a stand-in frpc that takes the given time to stop after SIGTERM). Wall time is the median of " +
 		strconv.Itoa(o.runs+2) + " runs up to 100 units and of " + strconv.Itoa(o.runs) + " above (min–max beside it; the methods take turns, round by round); CPU is user+sys of the command and everything it ran; RSS is the command's own peak resident set (VmHWM, sampled every 10 ms; for bash and xargs that is the shell or xargs, not systemctl). The ideal is ceil(N/10) × the median single-unit restart measured in the same sandbox. The machines are shared and noisy: compare ratios within a row group, not absolute times across runs.\n\n")
+	cells = append([]cell(nil), cells...)
+	sort.SliceStable(cells, func(i, j int) bool {
+		if cells[i].stop != cells[j].stop {
+			return cells[i].stop < cells[j].stop
+		}
+		return cells[i].units < cells[j].units
+	})
 	b.WriteString("| units | stop | method | wall (median, min–max) | × xargs -P10 | × ideal | CPU | peak RSS |\n|---:|---:|---|---|---:|---:|---:|---:|\n")
 	for _, c := range cells {
 		lo, hi := c.minMax()
