@@ -91,7 +91,7 @@ type OpFlags struct {
 	MaxParallel Parallel      `short:"j" env:"MOONFRP_MAX_PARALLEL" default:"10" placeholder:"N" help:"At most N systemctl operations at once."`
 	Filter      []string      `sep:"none" placeholder:"EXPR" help:"Only units matching EXPR: tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor. Repeat to AND them."`
 	DryRun      bool          `help:"Print the units that would be acted on, by phase, and change nothing."`
-	Timeout     time.Duration `default:"2m" help:"Bound on each unit's operation; a unit that takes longer fails and its systemd job is cancelled."`
+	Timeout     time.Duration `default:"2m" help:"Bound on each unit's operation (0: none); a unit that takes longer fails and its systemd job is cancelled."`
 	Settle      time.Duration `default:"1s" help:"How long a started unit must stay up, without restarting, to count as a success."`
 	NoVerify    bool          `help:"Trust systemctl's exit code; do not check the units' state afterwards."`
 	NoWait      bool          `help:"Fail at once (exit 4) if another moonfrp-bulk run is acting on the same units, instead of waiting."`
