@@ -20,7 +20,7 @@ type fakeSystemctl struct {
 	mu        sync.Mutex
 	calls     [][]string
 	listUnits string
-	listFiles string
+	unitPath  string
 	show      func(units []string) string
 }
 
@@ -31,9 +31,10 @@ func (f *fakeSystemctl) Run(_ context.Context, args ...string) (systemctl.Output
 	switch args[0] {
 	case "list-units":
 		return systemctl.Output{Stdout: []byte(f.listUnits)}, nil
-	case "list-unit-files":
-		return systemctl.Output{Stdout: []byte(f.listFiles)}, nil
 	case "show":
+		if args[len(args)-1] == "UnitPath" {
+			return systemctl.Output{Stdout: []byte("UnitPath=" + f.unitPath + "\n")}, nil
+		}
 		var units []string
 		for i, a := range args {
 			if a == "--" {
@@ -46,12 +47,25 @@ func (f *fakeSystemctl) Run(_ context.Context, args ...string) (systemctl.Output
 }
 
 func TestAll(t *testing.T) {
+	etc, run := t.TempDir(), t.TempDir()
+	for _, f := range []string{"moonfrp-client@.service", "moonfrp-client-2.service", "moonfrp-visitor-1.service", "other.service", "moonfrp-client-1.timer"} {
+		if err := os.WriteFile(filepath.Join(etc, f), []byte("[Service]\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(os.DevNull, filepath.Join(run, "moonfrp-client-9.service")); err != nil {
+		t.Fatal(err)
+	}
+	// Shadowed by the file in the first directory of the path.
+	if err := os.Symlink(os.DevNull, filepath.Join(run, "moonfrp-visitor-1.service")); err != nil {
+		t.Fatal(err)
+	}
 	f := &fakeSystemctl{
 		listUnits: "● moonfrp-client-2.service loaded failed failed c2\n" +
 			"moonfrp-client-10.service loaded active running c10\n" +
 			"moonfrp-client@a.service loaded active running inst\n" +
 			"moonfrp-server.service loaded activating auto-restart s\n",
-		listFiles: "moonfrp-client@.service static -\nmoonfrp-client-2.service static -\nmoonfrp-visitor-1.service disabled enabled\n",
+		unitPath: etc + " /nonexistent " + run,
 	}
 	units, err := All(context.Background(), f)
 	if err != nil {
@@ -59,6 +73,7 @@ func TestAll(t *testing.T) {
 	}
 	want := []Unit{
 		{"moonfrp-client-2.service", "loaded", "failed", "failed"},
+		{"moonfrp-client-9.service", "masked", "inactive", "dead"},
 		{"moonfrp-client-10.service", "loaded", "active", "running"},
 		{"moonfrp-client@a.service", "loaded", "active", "running"},
 		{"moonfrp-server.service", "loaded", "activating", "auto-restart"},

@@ -327,3 +327,57 @@ func TestLoadFiftyWithTenFailingTwoRunsAtOnce(t *testing.T) {
 		t.Errorf("jobs left behind:\n%s", jobs)
 	}
 }
+
+// Discovery: loaded units in any state under their real names, installed
+// files that systemd has not loaded, template instances but not templates.
+func TestDiscoveryListsEveryMoonFRPUnit(t *testing.T) {
+	specs := []sandbox.Spec{
+		{Name: "moonfrp-client-1", Behaviour: sandbox.Up},
+		{Name: "moonfrp-client-2", Behaviour: sandbox.Crash, RestartDelay: 50 * time.Millisecond},
+		{Name: "moonfrp-server", Behaviour: sandbox.Up, StopDelay: 10 * time.Millisecond},
+	}
+	sb := newSandbox(t, specs...)
+	ctx := context.Background()
+	tmpl := "[Service]\nExecStart=/bin/sleep 3600\n"
+	if err := os.WriteFile(filepath.Join(sb.UnitDir, "moonfrp-visitor@.service"), []byte(tmpl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.Systemctl(ctx, "daemon-reload"); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = sb.Systemctl(ctx, "start", "moonfrp-server", "moonfrp-client-2", "moonfrp-visitor@eu")
+	// systemd offers no event for "gave up restarting"; poll with a bound.
+	deadline := time.Now().Add(20 * time.Second)
+	for sb.Show(ctx, "moonfrp-client-2", "ActiveState") != "failed" {
+		if time.Now().After(deadline) {
+			t.Fatalf("moonfrp-client-2 never failed: %s", activeState(sb, "moonfrp-client-2"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	r := bulk(t, sb, nil, "list")
+	wantCode(t, r, 0)
+	rows := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(r.stdout), "\n")[1:] {
+		f := strings.Fields(l)
+		rows[f[0]] = strings.Join(f[1:4], " ")
+	}
+	want := map[string]string{
+		"moonfrp-client-1":   "not-loaded inactive dead",
+		"moonfrp-client-2":   "loaded failed failed",
+		"moonfrp-server":     "loaded active running",
+		"moonfrp-visitor@eu": "loaded active running",
+	}
+	if len(rows) != len(want) {
+		t.Errorf("listed %v, want %v", rows, want)
+	}
+	for name, w := range want {
+		if rows[name] != w {
+			t.Errorf("%s: %q, want %q", name, rows[name], w)
+		}
+	}
+	// The failed unit is restarted under its own name, not as "●".
+	r = bulk(t, sb, nil, "stop", "--filter=status:failed")
+	wantCode(t, r, 0)
+	wantContains(t, "stderr", r.stderr, "Progress: 1/1 services... moonfrp-client-2 ok")
+}
