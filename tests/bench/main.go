@@ -26,6 +26,7 @@ import (
 type options struct {
 	bin, out, chart string
 	quick           bool
+	extrasOnly      bool
 	runs            int
 }
 
@@ -36,7 +37,11 @@ func main() {
 	flag.StringVar(&o.chart, "chart", "bench/scaling.png", "chart to draw with gnuplot (empty: none)")
 	flag.BoolVar(&o.quick, "quick", false, "N = 50 at 0.5 s only; a smoke test, no files written")
 	flag.IntVar(&o.runs, "runs", 3, "runs per cell (the median is reported)")
+	flag.BoolVar(&o.extrasOnly, "extras", false, "only the discovery and 1,000-unit measurements; print, write nothing")
 	flag.Parse()
+	if o.extrasOnly {
+		o.out, o.chart = "", ""
+	}
 	if o.quick {
 		o.out, o.chart = "", ""
 	}
@@ -204,6 +209,13 @@ func run(o options) error {
 	}
 	if o.quick {
 		configs = []config{{500 * time.Millisecond, []int{50}}}
+	}
+	if o.extrasOnly {
+		notes, err := measureExtras(o, bin)
+		for _, n := range notes {
+			fmt.Println("note:", n)
+		}
+		return err
 	}
 	var cells []cell
 	var notes []string
