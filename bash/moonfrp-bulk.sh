@@ -58,8 +58,7 @@ __moonfrp_bulk_bin() {
 }
 
 # Runs the binary with MoonFRP's settings. stdout and stderr pass through
-# untouched (so the live progress line still sees the terminal), except
-# that JSON lines go to stderr: callers expect nothing new on stdout.
+# untouched, so the live progress line still sees the terminal.
 __moonfrp_bulk_exec() {
     local __mfb_bin __mfb_rc=0
     local -a __mfb_extra=()
@@ -107,27 +106,25 @@ __moonfrp_bulk_is_count() {
     [[ "${1:-}" =~ ^[1-9][0-9]*$ ]]
 }
 
-__moonfrp_bulk_output() {
+# Runs an operation for people: a live line on a terminal, plain lines
+# otherwise. With MOONFRP_LOG_FORMAT=json the JSON lines go to stderr, as
+# MoonFRP's own log does, so that stdout stays what callers expect.
+__moonfrp_bulk_human() {
     if [[ "${MOONFRP_LOG_FORMAT:-text}" == json ]]; then
-        printf '%s\n' "--output=json"
+        __moonfrp_bulk_op --output=json "$@" 1>&2
     else
-        printf '%s\n' "--output=auto"
+        __moonfrp_bulk_op --output=auto "$@"
     fi
 }
 
 # Runs an operation over every MoonFRP service, with an optional MAX.
 __moonfrp_bulk_all() {
-    local __mfb_op="$1" __mfb_max="${2:-}" __mfb_out
+    local __mfb_op="$1" __mfb_max="${2:-}"
     local -a __mfb_jobs=()
     if [[ -n "$__mfb_max" ]]; then
         __mfb_jobs=(--max-parallel="$__mfb_max")
     fi
-    __mfb_out=$(__moonfrp_bulk_output)
-    if [[ "$__mfb_out" == --output=json ]]; then
-        __moonfrp_bulk_op "$__mfb_out" "$__mfb_op" "${__mfb_jobs[@]}" 1>&2
-    else
-        __moonfrp_bulk_op "$__mfb_out" "$__mfb_op" "${__mfb_jobs[@]}"
-    fi
+    __moonfrp_bulk_human "$__mfb_op" "${__mfb_jobs[@]}"
 }
 
 get_moonfrp_services() {
@@ -137,7 +134,7 @@ get_moonfrp_services() {
 # bulk_service_operation OP MAX SERVICE...  (MoonFRP's callers)
 # bulk_service_operation OP SERVICE...      (the story's form)
 bulk_service_operation() {
-    local __mfb_op="${1:-}" __mfb_max="" __mfb_out
+    local __mfb_op="${1:-}" __mfb_max=""
     local -a __mfb_services=()
     if (($# < 1)); then
         printf '%s\n' "bulk_service_operation: usage: bulk_service_operation start|stop|restart|reload [MAX] SERVICE..." >&2
@@ -154,12 +151,7 @@ bulk_service_operation() {
         return 0
     fi
     __mfb_max="${__mfb_max:-${MOONFRP_MAX_PARALLEL:-10}}"
-    __mfb_out=$(__moonfrp_bulk_output)
-    if [[ "$__mfb_out" == --output=json ]]; then
-        __moonfrp_bulk_op "$__mfb_out" "$__mfb_op" --max-parallel="$__mfb_max" -- "${__mfb_services[@]}" 1>&2
-    else
-        __moonfrp_bulk_op "$__mfb_out" "$__mfb_op" --max-parallel="$__mfb_max" -- "${__mfb_services[@]}"
-    fi
+    __moonfrp_bulk_human "$__mfb_op" --max-parallel="$__mfb_max" -- "${__mfb_services[@]}"
 }
 
 bulk_start_services() { __moonfrp_bulk_all start "${1:-}"; }
@@ -169,7 +161,7 @@ bulk_reload_services() { __moonfrp_bulk_all reload "${1:-}"; }
 
 # bulk_operation_filtered OP TYPE VALUE [MAX]; TYPE is tag, status or name.
 bulk_operation_filtered() {
-    local __mfb_op="${1:-}" __mfb_type="${2:-}" __mfb_value="${3:-}" __mfb_max="${4:-${MOONFRP_MAX_PARALLEL:-10}}" __mfb_out
+    local __mfb_op="${1:-}" __mfb_type="${2:-}" __mfb_value="${3:-}" __mfb_max="${4:-${MOONFRP_MAX_PARALLEL:-10}}"
     case "$__mfb_type" in
         tag | status | name) ;;
         *)
@@ -181,12 +173,7 @@ bulk_operation_filtered() {
         printf '%s\n' "bulk_operation_filtered: missing filter value after '$__mfb_type'" >&2
         return 2
     fi
-    __mfb_out=$(__moonfrp_bulk_output)
-    if [[ "$__mfb_out" == --output=json ]]; then
-        __moonfrp_bulk_op "$__mfb_out" "$__mfb_op" --max-parallel="$__mfb_max" --filter="$__mfb_type:$__mfb_value" 1>&2
-    else
-        __moonfrp_bulk_op "$__mfb_out" "$__mfb_op" --max-parallel="$__mfb_max" --filter="$__mfb_type:$__mfb_value"
-    fi
+    __moonfrp_bulk_human "$__mfb_op" --max-parallel="$__mfb_max" --filter="$__mfb_type:$__mfb_value"
 }
 
 get_services_by_tag() {
@@ -208,7 +195,7 @@ stop_all_services() { __moonfrp_bulk_all stop; }
 restart_all_services() { __moonfrp_bulk_all restart; }
 
 export -f __moonfrp_bulk_shim __moonfrp_bulk_bin __moonfrp_bulk_exec __moonfrp_bulk_op \
-    __moonfrp_bulk_is_count __moonfrp_bulk_output __moonfrp_bulk_all \
+    __moonfrp_bulk_is_count __moonfrp_bulk_human __moonfrp_bulk_all \
     get_moonfrp_services bulk_service_operation bulk_start_services bulk_stop_services \
     bulk_restart_services bulk_reload_services bulk_operation_filtered get_services_by_tag \
     start_all_services stop_all_services restart_all_services
