@@ -2,9 +2,6 @@ package exec
 
 import "strings"
 
-// Operations lists the operations that moonfrp-bulk performs.
-var Operations = []string{"start", "stop", "restart", "reload"}
-
 // IsServer reports whether unit is a MoonFRP server (frps) unit.
 func IsServer(unit string) bool { return strings.HasPrefix(unit, "moonfrp-server") }
 
