@@ -183,10 +183,13 @@ func run(args []string) int {
 
 	cmd := kctx.Command()
 	if cmd != "version" {
-		if _, err := osexec.LookPath(cli.Systemctl); err != nil {
+		// Resolve once, not on every one of possibly thousands of calls.
+		path, err := osexec.LookPath(cli.Systemctl)
+		if err != nil {
 			fmt.Fprintf(streams.Err, "moonfrp-bulk: %s not found: moonfrp-bulk drives systemd and needs its systemctl on PATH\n", cli.Systemctl)
 			return exitCannotRun
 		}
+		cli.Systemctl = path
 	}
 	app := newApp(streams, cli.Globals)
 	defer app.stopSignals()
@@ -237,12 +240,7 @@ type app struct {
 }
 
 func newApp(s *report.Streams, g Globals) *app {
-	path := g.Systemctl
-	// Resolve once, not on every one of possibly thousands of calls.
-	if p, err := osexec.LookPath(path); err == nil {
-		path = p
-	}
-	a := &app{streams: s, globals: g, mgr: systemctl.Manager{Path: path, User: g.User},
+	a := &app{streams: s, globals: g, mgr: systemctl.Manager{Path: g.Systemctl, User: g.User},
 		mode: report.Mode(g.Output), drain: make(chan struct{}), sigs: make(chan os.Signal, 2), sigDone: make(chan struct{})}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	signal.Notify(a.sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -288,12 +286,12 @@ func (a *app) interrupted() bool {
 func (a *app) warn(format string, args ...any) { report.Warn(a.streams.Err, format, args...) }
 
 // resolve turns UNIT arguments and filters into the units to act on.
-func (a *app) resolve(args []string, filterExprs []string) ([]discover.Unit, []string, error) {
+func (a *app) resolve(args []string, filterExprs []string) ([]discover.Unit, error) {
 	filters := make([]discover.Filter, 0, len(filterExprs))
 	for _, e := range filterExprs {
 		f, err := discover.ParseFilter(e)
 		if err != nil {
-			return nil, nil, usageErr("%v", err)
+			return nil, usageErr("%v", err)
 		}
 		filters = append(filters, f)
 	}
@@ -302,7 +300,7 @@ func (a *app) resolve(args []string, filterExprs []string) ([]discover.Unit, []s
 	for _, arg := range args {
 		n, err := discover.Normalize(arg)
 		if err != nil {
-			return nil, nil, usageErr("%v", err)
+			return nil, usageErr("%v", err)
 		}
 		if discover.IsPattern(n) {
 			needDiscovery = true
@@ -314,7 +312,7 @@ func (a *app) resolve(args []string, filterExprs []string) ([]discover.Unit, []s
 		var err error
 		all, err = discover.All(a.ctx, a.mgr)
 		if err != nil {
-			return nil, nil, &exitError{exitCannotRun, fmt.Sprintf("%v; is the %s manager running?", err, a.mgr.Scope())}
+			return nil, &exitError{exitCannotRun, fmt.Sprintf("%v; is the %s manager running?", err, a.mgr.Scope())}
 		}
 	}
 	units := all
@@ -357,9 +355,9 @@ func (a *app) resolve(args []string, filterExprs []string) ([]discover.Unit, []s
 	sel, err := discover.Apply(a.ctx, a.mgr, units, filters, discover.Options{DataDir: dataDir()})
 	if err != nil {
 		if errors.Is(err, discover.ErrNoIndex) {
-			return nil, nil, usageErr("tag filter: %v", err)
+			return nil, usageErr("tag filter: %v", err)
 		}
-		return nil, nil, &exitError{exitCannotRun, fmt.Sprintf("filter: %v", err)}
+		return nil, &exitError{exitCannotRun, fmt.Sprintf("filter: %v", err)}
 	}
 	for _, w := range sel.Warnings {
 		a.warn("%s", w)
@@ -367,7 +365,7 @@ func (a *app) resolve(args []string, filterExprs []string) ([]discover.Unit, []s
 	if sel.Empty != "" {
 		a.warn("filter %q matches no service", sel.Empty)
 	}
-	return sel.Units, filterExprs, nil
+	return sel.Units, nil
 }
 
 // logDir is MoonFRP's MOONFRP_LOG_DIR, where a unit that names no log file
@@ -401,7 +399,7 @@ func (a *app) writeStatus(sum exec.Summary) {
 }
 
 func (a *app) list(c ListCmd) error {
-	units, _, err := a.resolve(nil, c.Filter)
+	units, err := a.resolve(nil, c.Filter)
 	if err != nil {
 		return err
 	}
@@ -426,7 +424,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	if f.Timeout < 0 || f.Settle < 0 {
 		return usageErr("--timeout and --settle must not be negative")
 	}
-	units, filters, err := a.resolve(args, f.Filter)
+	units, err := a.resolve(args, f.Filter)
 	if err != nil {
 		return err
 	}
@@ -435,7 +433,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 		names[i] = u.Name
 	}
 	plan := report.Plan{Operation: op, Manager: a.mgr.Scope(), MaxParallel: int(f.MaxParallel),
-		Verify: !f.NoVerify, Settle: f.Settle, Timeout: f.Timeout, Filters: filters,
+		Verify: !f.NoVerify, Settle: f.Settle, Timeout: f.Timeout, Filters: f.Filter,
 		Phases: exec.Phases(op, names)}
 	if f.DryRun {
 		return report.DryRun(a.streams, a.mode, plan)
