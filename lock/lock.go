@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // ErrBusy is returned with NoWait when another run holds a unit.
@@ -130,9 +131,17 @@ func waitLock(ctx context.Context, f *os.File) error {
 	}
 }
 
+// holder reads the pid of the run that holds f's lock. That run writes it
+// just after its flock succeeds, so a reader can come in between; it looks
+// again for up to 50 ms before saying it does not know.
 func holder(f *os.File) int {
 	buf := make([]byte, 16)
-	n, _ := f.ReadAt(buf, 0)
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(buf[:n])))
-	return pid
+	for try := 0; try < 10; try++ {
+		n, _ := f.ReadAt(buf, 0)
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(buf[:n]))); err == nil && pid > 0 {
+			return pid
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return 0
 }
