@@ -88,13 +88,14 @@ type Globals struct {
 
 // OpFlags are the flags of start, stop, restart, reload and bulk.
 type OpFlags struct {
-	MaxParallel Parallel      `short:"j" env:"MOONFRP_MAX_PARALLEL" default:"10" placeholder:"N" help:"At most N systemctl operations at once."`
-	Filter      []string      `sep:"none" placeholder:"EXPR" help:"Only units matching EXPR: tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor. Repeat to AND them."`
-	DryRun      bool          `help:"Print the units that would be acted on, by phase, and change nothing."`
-	Timeout     time.Duration `default:"2m" help:"Bound on each unit's operation (0: none); a unit that takes longer fails and its systemd job is cancelled."`
-	Settle      time.Duration `default:"1s" help:"How long a started unit must stay up, without restarting, to count as a success."`
-	NoVerify    bool          `help:"Trust systemctl's exit code; do not check the units' state afterwards."`
-	NoWait      bool          `help:"Fail at once (exit 4) if another moonfrp-bulk run is acting on the same units, instead of waiting."`
+	MaxParallel    Parallel      `short:"j" env:"MOONFRP_MAX_PARALLEL" default:"10" placeholder:"N" help:"At most N systemctl operations at once."`
+	Filter         []string      `sep:"none" placeholder:"EXPR" help:"Only units matching EXPR: tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor. Repeat to AND them."`
+	DryRun         bool          `help:"Print the units that would be acted on, by phase, and change nothing."`
+	Timeout        time.Duration `default:"2m" help:"Bound on each unit's operation (0: none); a unit that takes longer fails and its systemd job is cancelled."`
+	Settle         time.Duration `default:"1s" help:"How long a started unit must stay up, without restarting, to count as a success."`
+	TunnelDeadline time.Duration `default:"10s" placeholder:"DUR" help:"How long an frp tunnel may take to be proven up (logged in, every proxy running; a server accepting) before its unit fails."`
+	NoVerify       bool          `help:"Trust systemctl's exit code; do not check the units' state afterwards."`
+	NoWait         bool          `help:"Fail at once (exit 4) if another moonfrp-bulk run is acting on the same units, instead of waiting."`
 }
 
 // OpCmd is start, stop, restart or reload.
@@ -421,8 +422,8 @@ func (a *app) list(c ListCmd) error {
 }
 
 func (a *app) operate(op string, args []string, f OpFlags) error {
-	if f.Timeout < 0 || f.Settle < 0 {
-		return usageErr("--timeout and --settle must not be negative")
+	if f.Timeout < 0 || f.Settle < 0 || f.TunnelDeadline <= 0 {
+		return usageErr("--timeout and --settle must not be negative, and --tunnel-deadline must be positive (for example --tunnel-deadline=10s)")
 	}
 	units, err := a.resolve(args, f.Filter)
 	if err != nil {
@@ -433,7 +434,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 		names[i] = u.Name
 	}
 	plan := report.Plan{Operation: op, Manager: a.mgr.Scope(), MaxParallel: int(f.MaxParallel),
-		Verify: !f.NoVerify, Settle: f.Settle, Timeout: f.Timeout, Filters: f.Filter,
+		Verify: !f.NoVerify, Settle: f.Settle, Timeout: f.Timeout, TunnelDeadline: f.TunnelDeadline, Filters: f.Filter,
 		Phases: exec.Phases(op, names)}
 	if f.DryRun {
 		return report.DryRun(a.streams, a.mode, plan)
@@ -482,7 +483,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	rep.Begin()
 	sum, err := exec.Run(a.ctx, exec.Config{
 		Operation: op, MaxParallel: int(f.MaxParallel), Timeout: f.Timeout,
-		Verify: !f.NoVerify, Settle: f.Settle, LogDir: logDir(),
+		Verify: !f.NoVerify, Settle: f.Settle, TunnelDeadline: f.TunnelDeadline, LogDir: logDir(),
 		Journal: exec.JournalReader(a.globals.User), Runner: a.mgr, Drain: a.drain,
 	}, names, rep)
 	if err != nil {

@@ -223,8 +223,8 @@ type collector struct {
 	finished []Result
 }
 
-func (c *collector) Launched(string) {}
-func (c *collector) OpEnded(string)  {}
+func (c *collector) Launched(string)      {}
+func (c *collector) OpEnded(string, bool) {}
 func (c *collector) Finished(r Result) {
 	c.mu.Lock()
 	c.finished = append(c.finished, r)

@@ -10,13 +10,16 @@ func IsServer(unit string) bool { return strings.HasPrefix(unit, "moonfrp-server
 // on stop clients and visitors go first, so they are not left retrying
 // against a vanished server. Reload takes nothing down, so it is one phase.
 // Each phase runs in parallel inside; empty phases are dropped.
-func Phases(op string, units []string) [][]string {
+func Phases(op string, units []string) [][]string { return PhasesBy(op, units, IsServer) }
+
+// PhasesBy is Phases with the servers picked by isServer.
+func PhasesBy(op string, units []string, isServer func(string) bool) [][]string {
 	if op == "reload" {
 		return nonEmpty(units)
 	}
 	var servers, others []string
 	for _, u := range units {
-		if IsServer(u) {
+		if isServer(u) {
 			servers = append(servers, u)
 		} else {
 			others = append(others, u)

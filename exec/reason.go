@@ -193,10 +193,17 @@ func cleanStderr(stderr string) string {
 }
 
 // explain fills r.Reason (one line) and r.Detail from the best sources:
-// what the state says, then the unit's own log, then systemctl's words.
-func explain(r *Result, what string) {
+// what the state says, then frp's own log (frpKey, its newest error line),
+// then the unit's own log, then systemctl's words.
+func explain(r *Result, what, frpKey string) {
 	sys := cleanStderr(r.Stderr)
-	key := keyLine(r.LogTail)
+	key := frpKey
+	if key == "" {
+		key = keyLine(r.LogTail)
+	}
+	if key != "" && strings.Contains(what, key) {
+		key = "" // already said
+	}
 	if what == "" {
 		what = sys
 		sys = ""

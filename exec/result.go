@@ -29,6 +29,8 @@ type Result struct {
 	Reason  string
 	Detail  string
 	LogTail []string
+	// Tunnel is set for frp units: what frp-level verification found.
+	Tunnel *Tunnel
 }
 
 // Duration is the time from launch to verdict.
@@ -44,8 +46,9 @@ func (r Result) Duration() time.Duration {
 type Observer interface {
 	// Launched is called just before a unit's systemctl operation starts.
 	Launched(unit string)
-	// OpEnded is called when the operation returns and verification begins.
-	OpEnded(unit string)
+	// OpEnded is called when the operation returns and verification
+	// begins; tunnel is true when the unit's tunnel is to be proven.
+	OpEnded(unit string, tunnel bool)
 	// Finished is called once per unit with its final result, including
 	// units that were never launched.
 	Finished(r Result)
@@ -60,6 +63,9 @@ type Summary struct {
 	NotStarted  int
 	Interrupted bool
 	Duration    time.Duration
+	// Notes are run-level findings shown above the failures, such as a
+	// server that was not ready when its clients started.
+	Notes []string
 	// Results holds every unit's result in plan order.
 	Results []Result
 }

@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/user"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/moonfrp/moonfrp-bulk/frp"
+	"github.com/moonfrp/moonfrp-bulk/safefile"
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
 )
 
@@ -31,6 +35,11 @@ type Config struct {
 	// own nor to LogDir. See JournalReader.
 	Journal func(ctx context.Context, unit string, since time.Time) []string
 	Runner  systemctl.Runner
+	// TunnelDeadline bounds how long an frp unit's tunnel may take to be
+	// proven up after its operation (see package frp).
+	TunnelDeadline time.Duration
+	// API asks frpc admin APIs; nil means a fresh one for the run.
+	API *frp.API
 	// Drain, when closed, stops new launches; operations already running
 	// finish and are verified. Cancelling the context passed to Run kills
 	// everything instead.
@@ -45,7 +54,10 @@ type unitRun struct {
 	opEnd     time.Time
 	opEndMono uint64 // µs on CLOCK_MONOTONIC, the clock systemd stamps with
 	what      string
-	deadline  time.Time
+	// tun is set for an frp unit whose tunnel can be proven.
+	tun *tunnel
+	// done closes when the unit is finished.
+	done chan struct{}
 }
 
 // Run performs cfg.Operation on units, phase by phase (see Phases), each
@@ -63,12 +75,21 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 		return sum, err
 	}
 
+	api := cfg.API
+	if api == nil {
+		api = frp.NewAPI()
+		defer api.Close()
+	}
 	var mu sync.Mutex
 	finish := func(u *unitRun) {
 		if !u.res.OK {
 			u.res.LogTail = logTail(ctx, cfg, u)
 			if u.res.Reason == "" {
-				explain(&u.res, u.what)
+				frpKey := ""
+				if u.tun != nil {
+					frpKey = u.tun.log.LastError
+				}
+				explain(&u.res, u.what, frpKey)
 			}
 		}
 		u.res.End = time.Now()
@@ -76,8 +97,9 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 		sum.Results = append(sum.Results, u.res)
 		mu.Unlock()
 		obs.Finished(u.res)
+		close(u.done)
 	}
-	ver := newVerifier(ctx, cfg.Runner, cfg.Operation, cfg.Settle, cfg.Verify, finish)
+	ver := newVerifier(ctx, cfg, api, finish)
 
 	next := 0
 	for _, ph := range phases {
@@ -96,11 +118,16 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 			sum.Interrupted = true
 			break
 		}
+		if !awaitServers(ctx, cfg, batch, &sum) {
+			sum.Interrupted = true
+			break
+		}
 	}
 	ver.close()
 	ver.wait()
 	for _, u := range runs[next:] {
 		u.res.NotStarted = true
+		u.res.Tunnel = nil
 		u.res.Reason = "not started (interrupted)"
 		obs.Finished(u.res)
 		sum.Results = append(sum.Results, u.res)
@@ -121,10 +148,14 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 	return sum, nil
 }
 
+// prepareProps are read for every unit before the operation, in one call.
+const prepareProps = "Id,LoadState,ActiveState,FragmentPath,DropInPaths,ExecStart,User"
+
 // prepare reads the units (one batched show), resets failed ones before a
-// start, and lays out the runs in phase order with their log files.
+// start, reads the frp config of each frp unit, and lays out the runs in
+// phase order with their log files.
 func prepare(ctx context.Context, cfg Config, units []string) ([]*unitRun, [][]string, error) {
-	pre, err := showUnits(ctx, cfg.Runner, "Id,LoadState,ActiveState,FragmentPath,DropInPaths", units)
+	pre, err := showUnits(ctx, cfg.Runner, prepareProps, units)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read units before %s: %w", cfg.Operation, err)
 	}
@@ -146,11 +177,35 @@ func prepare(ctx context.Context, cfg Config, units []string) ([]*unitRun, [][]s
 			return nil, nil, fmt.Errorf("reset failed units: %w", err)
 		}
 	}
-	phases := Phases(cfg.Operation, units)
+	tunnels := map[string]*tunnel{}
+	infos := map[string]*Tunnel{}
+	for _, name := range units {
+		p := preByName[name]
+		for _, argv := range systemctl.ExecArgv(p["ExecStart"]) {
+			if bin, path, ok := frp.Binary(argv); ok {
+				tunnels[name], infos[name] = loadTunnel(bin, path, safefile.Options{Owners: owners(p["User"])})
+				break
+			}
+		}
+	}
+	isServer := func(name string) bool {
+		if t := tunnels[name]; t != nil {
+			return t.cfg.Kind == frp.Server
+		}
+		return IsServer(name)
+	}
+	phases := PhasesBy(cfg.Operation, units, isServer)
 	runs := make([]*unitRun, 0, len(units))
 	for pi, ph := range phases {
 		for _, name := range ph {
-			u := &unitRun{res: Result{Index: len(runs), Phase: pi, Unit: name, Operation: cfg.Operation}}
+			u := &unitRun{res: Result{Index: len(runs), Phase: pi, Unit: name, Operation: cfg.Operation,
+				Tunnel: infos[name]}, done: make(chan struct{})}
+			if cfg.Operation != "stop" {
+				u.tun = tunnels[name]
+			}
+			if u.tun == nil && u.res.Tunnel != nil && u.res.Tunnel.Fallback == "" {
+				u.res.Tunnel = nil // a stop: systemd decides
+			}
 			p := preByName[name]
 			u.logs = logFiles(p["FragmentPath"], strings.Fields(p["DropInPaths"]), name)
 			if len(u.logs) == 0 && cfg.LogDir != "" {
@@ -162,10 +217,56 @@ func prepare(ctx context.Context, cfg Config, units []string) ([]*unitRun, [][]s
 	return runs, phases, nil
 }
 
+// owners returns the uid of a unit's User=, whose files may be read as
+// well as root's.
+func owners(u string) []int {
+	if u == "" {
+		return nil
+	}
+	if n, err := strconv.Atoi(u); err == nil {
+		return []int{n}
+	}
+	if pw, err := user.Lookup(u); err == nil {
+		if n, err := strconv.Atoi(pw.Uid); err == nil {
+			return []int{n}
+		}
+	}
+	return nil
+}
+
+// awaitServers holds the next phase back until the frp servers of this
+// one accept connections, are seen down, or pass their deadline, so that
+// clients find their server listening. A server that is not ready is
+// noted in the summary; its clients go anyway. It returns false when the
+// run was cancelled meanwhile.
+func awaitServers(ctx context.Context, cfg Config, batch []*unitRun, sum *Summary) bool {
+	if cfg.Operation != "start" && cfg.Operation != "restart" {
+		return true
+	}
+	for _, u := range batch {
+		if u.tun == nil || u.tun.cfg.Kind != frp.Server {
+			continue
+		}
+		select {
+		case <-u.done:
+		case <-ctx.Done():
+			return false
+		}
+		if !u.res.OK && !u.res.NotStarted {
+			sum.Notes = append(sum.Notes, fmt.Sprintf("%s was not ready, so its clients started without it: %s",
+				strings.TrimSuffix(u.res.Unit, ".service"), u.res.Reason))
+		}
+	}
+	return true
+}
+
 // logTail gathers what a failed unit logged since its operation began: from
 // its log files, or from the journal when it has none.
 func logTail(ctx context.Context, cfg Config, u *unitRun) []string {
 	var tail []string
+	if u.tun != nil {
+		tail = append(tail, u.tun.lines...)
+	}
 	found := false
 	for i, p := range u.logs {
 		if fileSize(p) >= 0 {
@@ -186,6 +287,9 @@ func logTail(ctx context.Context, cfg Config, u *unitRun) []string {
 // timed-out operation has its queued or running systemd job cancelled, so
 // nothing is left behind the tool's back.
 func operate(ctx context.Context, cfg Config, u *unitRun, obs Observer) {
+	if u.tun != nil {
+		u.tun.mark()
+	}
 	u.offsets = make([]int64, len(u.logs))
 	for i, p := range u.logs {
 		u.offsets[i] = fileSize(p)
@@ -226,7 +330,7 @@ func operate(ctx context.Context, cfg Config, u *unitRun, obs Observer) {
 	case out.ExitCode == 0:
 		u.res.OK = true
 	}
-	obs.OpEnded(u.res.Unit)
+	obs.OpEnded(u.res.Unit, u.tun != nil && cfg.Verify && u.res.OK)
 }
 
 // startLimited reports whether systemctl was refused by the unit's start

@@ -31,7 +31,8 @@ func List(s *Streams, mode Mode, units []discover.Unit, tags map[string]map[stri
 			if t == nil {
 				t = map[string]string{}
 			}
-			if err := enc.Encode(listEntry{SchemaVersion, u.Name, u.Short(), u.Type(), u.Load, u.Active, u.Sub, t}); err != nil {
+			if err := enc.Encode(listEntry{SchemaVersion: SchemaVersion, Unit: u.Name, Name: u.Short(), Type: u.Type(),
+				Load: u.Load, Active: u.Active, Sub: u.Sub, Tags: t}); err != nil {
 				return fmt.Errorf("write list: %w", err)
 			}
 		}
@@ -75,7 +76,7 @@ func DryRun(s *Streams, mode Mode, p Plan) error {
 		if phases == nil {
 			phases = [][]string{}
 		}
-		return json.NewEncoder(s.Out).Encode(planEvent{SchemaVersion, "plan", p.settings(), phases})
+		return json.NewEncoder(s.Out).Encode(planEvent{SchemaVersion: SchemaVersion, Event: "plan", settings: p.settings(), Phases: phases})
 	}
 	w := s.Out
 	fmt.Fprintf(w, "Dry run: would %s %d service(s) on the %s manager, up to %d at a time\n",

@@ -53,7 +53,7 @@ func runEvents(r *Run) {
 	r.Begin()
 	for _, u := range []string{"moonfrp-client-1.service", "moonfrp-client-2.service"} {
 		r.Launched(u)
-		r.OpEnded(u)
+		r.OpEnded(u, false)
 	}
 	r.Finished(exec.Result{Unit: "moonfrp-client-1.service", Operation: "restart", OK: true})
 	r.Finished(exec.Result{Unit: "moonfrp-client-2.service", Operation: "restart", Reason: "boom", LogTail: []string{"x"}})

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -13,7 +14,7 @@ import (
 
 // SchemaVersion is the version of the JSON line format. It changes only
 // when a field is removed or changes meaning; new fields may appear.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // Mode is the output mode: auto, text or json.
 type Mode string
@@ -33,8 +34,10 @@ type Plan struct {
 	Verify      bool
 	Settle      time.Duration
 	Timeout     time.Duration
-	Filters     []string
-	Phases      [][]string
+	// TunnelDeadline bounds the proof of each frp tunnel.
+	TunnelDeadline time.Duration
+	Filters        []string
+	Phases         [][]string
 }
 
 // Units counts the units in the plan.
@@ -60,6 +63,7 @@ type Run struct {
 	json     *json.Encoder
 	running  int
 	settling int
+	proving  map[string]bool // frp units whose tunnel is being proven
 	ok       int
 	failed   int
 	lastLine string
@@ -69,7 +73,7 @@ type Run struct {
 
 // NewRun prepares a reporter for plan.
 func NewRun(s *Streams, mode Mode, plan Plan) *Run {
-	r := &Run{s: s, mode: mode, plan: plan, total: plan.Units(), now: time.Now}
+	r := &Run{s: s, mode: mode, plan: plan, total: plan.Units(), now: time.Now, proving: map[string]bool{}}
 	r.live = mode != Text && s.ErrTTY
 	if mode == JSON {
 		r.json = json.NewEncoder(s.Out)
@@ -79,14 +83,16 @@ func NewRun(s *Streams, mode Mode, plan Plan) *Run {
 
 // settings are the fields a start event and a dry-run plan share.
 type settings struct {
-	Operation   string   `json:"operation"`
-	Manager     string   `json:"manager"`
-	Units       int      `json:"units"`
-	MaxParallel int      `json:"max_parallel"`
-	Verify      bool     `json:"verify"`
-	SettleMS    int64    `json:"settle_ms"`
-	TimeoutMS   int64    `json:"timeout_ms"`
-	Filters     []string `json:"filters"`
+	Operation   string `json:"operation"`
+	Manager     string `json:"manager"`
+	Units       int    `json:"units"`
+	MaxParallel int    `json:"max_parallel"`
+	Verify      bool   `json:"verify"`
+	SettleMS    int64  `json:"settle_ms"`
+	TimeoutMS   int64  `json:"timeout_ms"`
+	// TunnelDeadlineMS bounds the proof of each frp tunnel.
+	TunnelDeadlineMS int64    `json:"tunnel_deadline_ms"`
+	Filters          []string `json:"filters"`
 }
 
 func (p Plan) settings() settings {
@@ -94,8 +100,9 @@ func (p Plan) settings() settings {
 	if filters == nil {
 		filters = []string{}
 	}
-	return settings{p.Operation, p.Manager, p.Units(), p.MaxParallel, p.Verify,
-		p.Settle.Milliseconds(), p.Timeout.Milliseconds(), filters}
+	return settings{Operation: p.Operation, Manager: p.Manager, Units: p.Units(), MaxParallel: p.MaxParallel,
+		Verify: p.Verify, SettleMS: p.Settle.Milliseconds(), TimeoutMS: p.Timeout.Milliseconds(),
+		TunnelDeadlineMS: p.TunnelDeadline.Milliseconds(), Filters: filters}
 }
 
 type startEvent struct {
@@ -124,19 +131,51 @@ type resultEvent struct {
 	Reason        string   `json:"reason"`
 	Detail        string   `json:"detail"`
 	LogTail       []string `json:"log_tail"`
+	// Tunnel is null for units that are not frp units.
+	Tunnel *tunnelJSON `json:"tunnel"`
+}
+
+// tunnelJSON is an frp unit's tunnel in a result event.
+type tunnelJSON struct {
+	Kind     string      `json:"kind"`
+	Config   string      `json:"config"`
+	Check    string      `json:"check"`
+	State    string      `json:"state"`
+	Fallback string      `json:"fallback"`
+	Proxies  []proxyJSON `json:"proxies"`
+}
+
+type proxyJSON struct {
+	Name   string `json:"name"`
+	Type   string `json:"type"`
+	Status string `json:"status"`
+	Err    string `json:"err"`
+}
+
+func tunnelOf(t *exec.Tunnel) *tunnelJSON {
+	if t == nil {
+		return nil
+	}
+	j := &tunnelJSON{Kind: string(t.Kind), Config: t.Config, Check: t.Check, State: t.State,
+		Fallback: t.Fallback, Proxies: []proxyJSON{}}
+	for _, p := range t.Proxies {
+		j.Proxies = append(j.Proxies, proxyJSON{Name: p.Name, Type: p.Type, Status: p.Status, Err: p.Err})
+	}
+	return j
 }
 
 type summaryEvent struct {
-	SchemaVersion int    `json:"schema_version"`
-	Event         string `json:"event"`
-	Time          string `json:"time"`
-	Operation     string `json:"operation"`
-	Units         int    `json:"units"`
-	Succeeded     int    `json:"succeeded"`
-	Failed        int    `json:"failed"`
-	NotStarted    int    `json:"not_started"`
-	Interrupted   bool   `json:"interrupted"`
-	DurationMS    int64  `json:"duration_ms"`
+	SchemaVersion int      `json:"schema_version"`
+	Event         string   `json:"event"`
+	Time          string   `json:"time"`
+	Operation     string   `json:"operation"`
+	Units         int      `json:"units"`
+	Succeeded     int      `json:"succeeded"`
+	Failed        int      `json:"failed"`
+	NotStarted    int      `json:"not_started"`
+	Interrupted   bool     `json:"interrupted"`
+	DurationMS    int64    `json:"duration_ms"`
+	Notes         []string `json:"notes"`
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
@@ -154,7 +193,7 @@ func (r *Run) Begin() {
 	r.start = r.now()
 	p := r.plan
 	r.mu.Lock()
-	r.emit(startEvent{SchemaVersion, "start", stamp(r.start), p.settings()})
+	r.emit(startEvent{SchemaVersion: SchemaVersion, Event: "start", Time: stamp(r.start), settings: p.settings()})
 	fmt.Fprintf(r.s.Err, "%s %d service(s), up to %d at a time...\n", gerund(p.Operation), r.total, p.MaxParallel)
 	r.mu.Unlock()
 	if r.live {
@@ -189,11 +228,15 @@ func (r *Run) Launched(string) {
 }
 
 // OpEnded implements exec.Observer.
-func (r *Run) OpEnded(string) {
+func (r *Run) OpEnded(unit string, tunnel bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.running--
-	r.settling++
+	if tunnel {
+		r.proving[unit] = true
+	} else {
+		r.settling++
+	}
 }
 
 // Finished implements exec.Observer.
@@ -201,7 +244,11 @@ func (r *Run) Finished(res exec.Result) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !res.NotStarted {
-		r.settling--
+		if r.proving[res.Unit] {
+			delete(r.proving, res.Unit)
+		} else {
+			r.settling--
+		}
 		if res.OK {
 			r.ok++
 		} else {
@@ -212,9 +259,12 @@ func (r *Run) Finished(res exec.Result) {
 	if tail == nil {
 		tail = []string{}
 	}
-	r.emit(resultEvent{SchemaVersion, "result", stamp(r.now()), res.Unit, res.Operation, res.Phase,
-		res.OK, res.NotStarted, res.TimedOut, res.Duration().Milliseconds(), res.OpDuration.Milliseconds(),
-		res.ExitCode, res.State, res.SDResult, res.NRestarts, res.Reason, res.Detail, tail})
+	r.emit(resultEvent{SchemaVersion: SchemaVersion, Event: "result", Time: stamp(r.now()),
+		Unit: res.Unit, Operation: res.Operation, Phase: res.Phase + 1,
+		OK: res.OK, NotStarted: res.NotStarted, TimedOut: res.TimedOut,
+		DurationMS: res.Duration().Milliseconds(), OpDurationMS: res.OpDuration.Milliseconds(),
+		ExitCode: res.ExitCode, State: res.State, Result: res.SDResult, NRestarts: res.NRestarts,
+		Reason: res.Reason, Detail: res.Detail, LogTail: tail, Tunnel: tunnelOf(res.Tunnel)})
 	if res.NotStarted {
 		return
 	}
@@ -239,6 +289,17 @@ func (r *Run) draw() {
 	if r.settling > 0 {
 		line += fmt.Sprintf(", %d settling", r.settling)
 	}
+	if n := len(r.proving); n > 0 {
+		line += fmt.Sprintf(", %d proving", n)
+		if n <= 3 {
+			names := make([]string, 0, n)
+			for u := range r.proving {
+				names = append(names, short(u))
+			}
+			sort.Strings(names)
+			line += " (" + strings.Join(names, " ") + ")"
+		}
+	}
 	line += fmt.Sprintf(", %.1fs", r.now().Sub(r.start).Seconds())
 	// A line that wraps cannot be redrawn with \r; keep it inside the width.
 	if r.s.Width > 1 && len(line) >= r.s.Width {
@@ -262,8 +323,14 @@ func (r *Run) End(sum exec.Summary) {
 	if r.live {
 		fmt.Fprint(r.s.Err, "\r\x1b[K")
 	}
-	r.emit(summaryEvent{SchemaVersion, "summary", stamp(r.now()), sum.Operation, sum.Total,
-		sum.Succeeded, sum.Failed, sum.NotStarted, sum.Interrupted, sum.Duration.Milliseconds()})
+	notes := sum.Notes
+	if notes == nil {
+		notes = []string{}
+	}
+	r.emit(summaryEvent{SchemaVersion: SchemaVersion, Event: "summary", Time: stamp(r.now()),
+		Operation: sum.Operation, Units: sum.Total, Succeeded: sum.Succeeded, Failed: sum.Failed,
+		NotStarted: sum.NotStarted, Interrupted: sum.Interrupted, DurationMS: sum.Duration.Milliseconds(),
+		Notes: notes})
 	WriteSummary(r.s, sum)
 }
 
@@ -285,6 +352,9 @@ func WriteSummary(s *Streams, sum exec.Summary) {
 		line += fmt.Sprintf(", %d not started (interrupted)", sum.NotStarted)
 	}
 	fmt.Fprintln(w, line)
+	for _, n := range sum.Notes {
+		fmt.Fprintf(w, "  ! %s\n", n)
+	}
 	for _, res := range sum.Results {
 		if !res.OK && !res.NotStarted {
 			fmt.Fprintf(w, "  - %s: %s\n", s.bold(short(res.Unit)), res.Reason)

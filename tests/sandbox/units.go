@@ -49,6 +49,9 @@ type Spec struct {
 	// NoStartLimit turns off systemd's start rate limit, for benchmarks
 	// that restart the same units many times in a row.
 	NoStartLimit bool
+	// ExecStart, when set, is the unit's command instead of the stand-in
+	// frpc: a real frpc or frps, with Behaviour ignored.
+	ExecStart string
 }
 
 // frpcScript stands in for frpc: MoonFRP-shaped ExecStart, real process
@@ -135,7 +138,11 @@ func (s *Sandbox) UnitFile(sp Spec) string {
 		}
 		fmt.Fprintf(&b, "ExecStartPre=%s %s %.3f\n", filepath.Join(s.BinDir(), "record-pre"), filepath.Join(s.StateDir, sp.RecordPre), hold.Seconds())
 	}
-	fmt.Fprintf(&b, "ExecStart=%s -c %s\n", filepath.Join(s.BinDir(), "frpc"), cfg)
+	if sp.ExecStart != "" {
+		fmt.Fprintf(&b, "ExecStart=%s\n", sp.ExecStart)
+	} else {
+		fmt.Fprintf(&b, "ExecStart=%s -c %s\n", filepath.Join(s.BinDir(), "frpc"), cfg)
+	}
 	b.WriteString("ExecReload=/bin/kill -HUP $MAINPID\n")
 	fmt.Fprintf(&b, "Restart=always\nRestartSec=%.3f\n", restartDelay.Seconds())
 	fmt.Fprintf(&b, "StandardOutput=append:%s\nStandardError=append:%s\n", log, log)

@@ -1,0 +1,183 @@
+package exec
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/moonfrp/moonfrp-bulk/frp"
+	"github.com/moonfrp/moonfrp-bulk/safefile"
+	"github.com/moonfrp/moonfrp-bulk/sanitize"
+)
+
+// Tunnel states, in results and in `list`.
+const (
+	TunnelOnline       = "online"        // proven: logged in with every proxy running, or accepting
+	TunnelLoggingIn    = "logging-in"    // not logged in yet, no error seen
+	TunnelLoginFailed  = "login-failed"  // not logged in, and frp logged why
+	TunnelProxyError   = "proxy-error"   // logged in, a proxy is not running
+	TunnelNotListening = "not-listening" // a server that does not accept yet
+	TunnelDown         = "down"          // the unit's process is not running
+	TunnelUnchecked    = "unchecked"     // an frp unit checked at systemd level only (see Fallback)
+)
+
+// Tunnel is what frp-level verification found for an frp unit.
+type Tunnel struct {
+	Kind   frp.Kind
+	Config string // the config's path
+	// Check is how the tunnel was judged: "admin API", "log", "port", or
+	// "systemd" after a fallback.
+	Check string
+	State string
+	// Fallback says why the unit was checked at systemd level only.
+	Fallback string
+	Proxies  []frp.ProxyStatus
+}
+
+// maxLogChunk bounds one read of an frp log between two looks.
+const maxLogChunk = 256 << 10
+
+// tunnel is one frp unit's verification state.
+type tunnel struct {
+	cfg    frp.Config
+	opt    safefile.Options
+	offset int64 // of frp's log.to, where the operation began
+	rest   []byte
+	log    frp.LogState
+	lines  []string // the last maxTailLines lines, for the result's log tail
+	// adminOff is set once the admin API refused to be useful (bad
+	// credentials, not frp): the log decides from then on.
+	adminOff bool
+	status   *frp.Status
+}
+
+// mark records where frp's log ends as the operation begins.
+func (t *tunnel) mark() {
+	if t.cfg.LogTo != "" {
+		t.offset = safefile.Size(t.cfg.LogTo, t.opt)
+	}
+	t.rest, t.log, t.status, t.lines = nil, frp.LogState{}, nil, nil
+}
+
+// readLog feeds the frp log lines written since the last look to the
+// log state. It reads whole lines only, at most maxLogChunk at a time.
+func (t *tunnel) readLog() {
+	if t.cfg.LogTo == "" {
+		return
+	}
+	f, err := safefile.Open(t.cfg.LogTo, t.opt)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if t.offset < 0 || f.Size < t.offset {
+		t.offset, t.rest = 0, nil // created, or truncated, since
+	}
+	data, err := f.ReadFrom(t.offset, maxLogChunk)
+	if err != nil {
+		return
+	}
+	t.offset = f.Size
+	data = append(t.rest, data...)
+	end := bytes.LastIndexByte(data, '\n')
+	if end < 0 {
+		t.rest = data
+		return
+	}
+	t.rest = append([]byte(nil), data[end+1:]...)
+	defer func() {
+		if len(t.lines) > maxTailLines {
+			t.lines = append([]string(nil), t.lines[len(t.lines)-maxTailLines:]...)
+		}
+	}()
+	for _, l := range strings.Split(string(data[:end]), "\n") {
+		if l = strings.TrimSpace(sanitize.Line(l)); l != "" {
+			t.log.Add(l)
+			t.lines = append(t.lines, l)
+		}
+	}
+}
+
+// look checks once whether the tunnel is up. It returns "" when it is,
+// else what is missing, for the reason at the deadline.
+func (t *tunnel) look(ctx context.Context, api *frp.API, check *string) string {
+	t.readLog()
+	switch {
+	case t.cfg.Kind == frp.Server:
+		*check = "port"
+		if err := frp.Accepts(ctx, t.cfg.BindAddr, t.cfg.BindPort); err != nil {
+			return err.Error()
+		}
+		return ""
+	case t.cfg.Admin != nil && !t.adminOff:
+		*check = "admin API"
+		st, err := api.Status(ctx, *t.cfg.Admin)
+		if err != nil {
+			if t.cfg.LogTo != "" && (strings.Contains(err.Error(), "(401)") || strings.Contains(err.Error(), "not frp's JSON")) {
+				t.adminOff = true
+			}
+			return err.Error()
+		}
+		t.status = &st
+		return t.cfg.Up(st)
+	default:
+		*check = "log"
+		return t.log.Up(t.cfg)
+	}
+}
+
+// state names where the tunnel stands after its last look.
+func (t *tunnel) state(up bool) string {
+	switch {
+	case up:
+		return TunnelOnline
+	case t.cfg.Kind == frp.Server:
+		return TunnelNotListening
+	case t.status != nil && t.status.LoggedIn, t.status == nil && t.log.LoggedIn:
+		return TunnelProxyError
+	case t.log.LastError != "":
+		return TunnelLoginFailed
+	}
+	return TunnelLoggingIn
+}
+
+// why picks the most telling reason for a tunnel that is not up: frp's
+// own newest error line since the operation began, then the admin API's
+// proxy error, then what the last look missed.
+func (t *tunnel) why(missing string) string {
+	if t.log.LastError != "" {
+		return t.log.LastError
+	}
+	if t.status != nil {
+		for _, p := range t.status.Proxies {
+			if p.Err != "" {
+				return "proxy " + p.Name + " " + p.Status + ": " + p.Err
+			}
+		}
+	}
+	return missing
+}
+
+// loadTunnel reads an frp unit's config. A config that cannot be used is
+// not an error for the run: the unit is checked at systemd level, and the
+// result says why.
+func loadTunnel(binary, path string, opt safefile.Options) (*tunnel, *Tunnel) {
+	cfg, err := frp.Load(path, binary, opt)
+	info := &Tunnel{Config: path, Check: "systemd", State: TunnelUnchecked}
+	if err != nil {
+		switch {
+		case errors.Is(err, frp.ErrLegacy), errors.Is(err, frp.ErrTemplate):
+			info.Fallback = err.Error()
+		default:
+			info.Fallback = sanitize.Line(err.Error()) + "; checked at systemd level"
+		}
+		return nil, info
+	}
+	info.Kind = cfg.Kind
+	if cfg.Kind != frp.Server && cfg.Admin == nil && cfg.LogTo == "" {
+		info.Fallback = "no webServer and no log.to file to prove the tunnel; checked at systemd level"
+		return nil, info
+	}
+	return &tunnel{cfg: cfg, opt: opt}, info
+}

@@ -1,0 +1,238 @@
+// Package frp reads frp configs (TOML, YAML or JSON, as frp itself does),
+// asks frpc's admin API how its proxies are doing, checks that frps
+// accepts connections, and tells what frp's log lines mean. It knows
+// nothing about systemd.
+package frp
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+
+	"github.com/pelletier/go-toml/v2"
+	"sigs.k8s.io/yaml"
+
+	"github.com/moonfrp/moonfrp-bulk/safefile"
+)
+
+// Kind is what an frp unit is, from its binary and config.
+type Kind string
+
+// Kinds of frp unit.
+const (
+	Server  Kind = "server"  // frps
+	Client  Kind = "client"  // frpc with proxies
+	Visitor Kind = "visitor" // frpc with visitors only
+)
+
+// maxConfigBytes bounds a config read: frp configs are a few KB; one with
+// thousands of proxies is still far below this.
+const maxConfigBytes = 4 << 20
+
+// Endpoint is an HTTP endpoint with basic-auth credentials: frpc's admin
+// API or frps's dashboard. String never shows the credentials.
+type Endpoint struct {
+	Addr     string
+	Port     int
+	User     string
+	password string
+}
+
+// String is host:port, for messages.
+func (e Endpoint) String() string { return hostPort(e.Addr, e.Port) }
+
+// Config is what moonfrp-bulk needs from one frp config.
+type Config struct {
+	Path string
+	Kind Kind
+	// BindAddr and BindPort are where frps accepts clients (server only).
+	BindAddr string
+	BindPort int
+	// ServerAddr and ServerPort are the server a client logs in to.
+	ServerAddr string
+	ServerPort int
+	// Admin is frpc's admin API, or frps's dashboard; nil when off.
+	Admin *Endpoint
+	// LogTo is the file frp logs to once it has read its config; empty
+	// when it logs to the console (its unit's output).
+	LogTo string
+	// Proxies and Visitors are the names frp reports them by: prefixed
+	// with "USER." when the config sets user.
+	Proxies  []string
+	Visitors []string
+}
+
+// Errors that make a unit fall back to systemd-level verification.
+var (
+	ErrLegacy   = errors.New("legacy INI config ([common]); not checked")
+	ErrTemplate = errors.New("config uses templates; not checked")
+)
+
+// raw mirrors the v1 config keys that matter here, with frp's JSON names.
+type raw struct {
+	BindAddr   string `json:"bindAddr"`
+	BindPort   *int   `json:"bindPort"`
+	User       string `json:"user"`
+	ServerAddr string `json:"serverAddr"`
+	ServerPort *int   `json:"serverPort"`
+	WebServer  struct {
+		Addr     string `json:"addr"`
+		Port     int    `json:"port"`
+		User     string `json:"user"`
+		Password string `json:"password"`
+	} `json:"webServer"`
+	Log struct {
+		To string `json:"to"`
+	} `json:"log"`
+	Proxies []struct {
+		Name string `json:"name"`
+	} `json:"proxies"`
+	Visitors []struct {
+		Name string `json:"name"`
+	} `json:"visitors"`
+}
+
+var legacyRE = regexp.MustCompile(`(?m)^\s*\[common\]\s*$`)
+
+// Load reads the config at path (safely: see package safefile) for the
+// given binary, "frpc" or "frps".
+func Load(path, binary string, opt safefile.Options) (Config, error) {
+	data, err := safefile.ReadFile(path, maxConfigBytes, opt)
+	if err != nil {
+		return Config{}, fmt.Errorf("read frp config: %w", err)
+	}
+	c, err := Parse(data, binary)
+	if err != nil {
+		return Config{}, err
+	}
+	c.Path = path
+	if c.LogTo != "" && !filepath.IsAbs(c.LogTo) {
+		// Relative to frp's working directory, which the unit decides;
+		// MoonFRP always writes absolute paths.
+		c.LogTo = ""
+	}
+	return c, nil
+}
+
+// Parse decodes a config as frp 0.61 does: TOML if it parses as TOML,
+// else JSON when it starts with '{', else YAML. Parse errors never quote
+// the config, which holds tokens and passwords.
+func Parse(data []byte, binary string) (Config, error) {
+	if legacyRE.Match(data) {
+		return Config{}, ErrLegacy
+	}
+	if bytes.Contains(data, []byte("{{")) {
+		return Config{}, ErrTemplate
+	}
+	var r raw
+	var tree map[string]any
+	if err := toml.Unmarshal(data, &tree); err == nil {
+		js, err := json.Marshal(tree)
+		if err != nil {
+			return Config{}, fmt.Errorf("frp config: convert TOML: %w", err)
+		}
+		if err := json.Unmarshal(js, &r); err != nil {
+			return Config{}, errors.New("frp config: a key has the wrong type")
+		}
+	} else if err := yaml.Unmarshal(data, &r); err != nil {
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, _ := de.Position()
+			return Config{}, fmt.Errorf("frp config does not parse (TOML, line %d)", row)
+		}
+		return Config{}, errors.New("frp config does not parse as TOML, YAML or JSON")
+	}
+	c := Config{LogTo: r.Log.To}
+	if c.LogTo == "console" {
+		c.LogTo = ""
+	}
+	if r.WebServer.Port > 0 {
+		addr := r.WebServer.Addr
+		if addr == "" {
+			addr = "127.0.0.1"
+		}
+		c.Admin = &Endpoint{Addr: addr, Port: r.WebServer.Port, User: r.WebServer.User, password: r.WebServer.Password}
+	}
+	switch binary {
+	case "frps":
+		c.Kind = Server
+		c.BindAddr, c.BindPort = r.BindAddr, 7000
+		if r.BindPort != nil {
+			c.BindPort = *r.BindPort
+		}
+		if c.BindPort <= 0 || c.BindPort > 65535 {
+			return Config{}, fmt.Errorf("frp config: bindPort %d is not a port", c.BindPort)
+		}
+	case "frpc":
+		c.Kind = Client
+		c.ServerAddr, c.ServerPort = r.ServerAddr, 7000
+		if c.ServerAddr == "" {
+			c.ServerAddr = "0.0.0.0"
+		}
+		if r.ServerPort != nil {
+			c.ServerPort = *r.ServerPort
+		}
+		prefix := ""
+		if r.User != "" {
+			prefix = r.User + "."
+		}
+		for _, p := range r.Proxies {
+			c.Proxies = append(c.Proxies, prefix+p.Name)
+		}
+		for _, v := range r.Visitors {
+			c.Visitors = append(c.Visitors, prefix+v.Name)
+		}
+		if len(c.Proxies) == 0 && len(c.Visitors) > 0 {
+			c.Kind = Visitor
+		}
+	default:
+		return Config{}, fmt.Errorf("frp config: unknown frp binary %q", binary)
+	}
+	return c, nil
+}
+
+// Binary returns "frpc" or "frps" when argv runs one of them with a config
+// (-c PATH, --config PATH or --config=PATH), and that config's path.
+func Binary(argv []string) (binary, config string, ok bool) {
+	if len(argv) == 0 {
+		return "", "", false
+	}
+	b := filepath.Base(argv[0])
+	if b != "frpc" && b != "frps" {
+		return "", "", false
+	}
+	for i, a := range argv[1:] {
+		switch {
+		case (a == "-c" || a == "--config") && i+2 < len(argv):
+			config = argv[i+2]
+		case len(a) > len("--config=") && a[:len("--config=")] == "--config=":
+			config = a[len("--config="):]
+		case len(a) > 2 && a[:2] == "-c" && a[2] != '-':
+			config = a[2:]
+		}
+	}
+	return b, config, config != ""
+}
+
+func hostPort(addr string, port int) string {
+	if bytes.ContainsRune([]byte(addr), ':') {
+		return "[" + addr + "]:" + strconv.Itoa(port)
+	}
+	return addr + ":" + strconv.Itoa(port)
+}
+
+// dialAddr turns a listening address into one to connect to: the wildcard
+// addresses and an empty one mean this host.
+func dialAddr(addr string) string {
+	switch addr {
+	case "", "0.0.0.0":
+		return "127.0.0.1"
+	case "::", "[::]":
+		return "::1"
+	}
+	return addr
+}

@@ -1,0 +1,78 @@
+package frp
+
+import (
+	"regexp"
+	"strings"
+)
+
+var (
+	// frp's line prefix: "2024-11-30 07:42:01.234 [I] [client/service.go:301] ",
+	// optionally followed by xlog tags such as "[c8f3a2b1e0d94f77] ".
+	prefixRE = regexp.MustCompile(`^(\d{4}[-/]\d\d[-/]\d\d[ T][0-9:.,]+(Z|[+-]\d\d:?\d\d)?\s+)?(\[([A-Z])\]\s+)?(\[[^\]]*\.go:\d+\]\s+)?`)
+	runIDRE  = regexp.MustCompile(`^\[[0-9a-f]{8,32}\]\s+`)
+	tagRE    = regexp.MustCompile(`\[([^\]\s]+)\]`)
+)
+
+// Line is one frp log line taken apart.
+type Line struct {
+	Level string // I, W, E, D, T; "" when the line has no level
+	// Message is what frp wrote after its prefix, word for word.
+	Message string
+}
+
+// ParseLine splits a log line (already sanitised) into level and message.
+func ParseLine(s string) Line {
+	m := prefixRE.FindStringSubmatch(s)
+	msg := strings.TrimSpace(s[len(m[0]):])
+	msg = runIDRE.ReplaceAllString(msg, "")
+	return Line{Level: m[4], Message: msg}
+}
+
+// IsError reports whether the line is a warning or an error.
+func (l Line) IsError() bool { return l.Level == "W" || l.Level == "E" }
+
+// LogState is what frp's log says about a tunnel, line by line since an
+// operation began.
+type LogState struct {
+	LoggedIn bool
+	Started  map[string]bool // proxies and visitors that started
+	// LastError is the newest warning or error message.
+	LastError string
+}
+
+// Add takes one more log line.
+func (s *LogState) Add(raw string) {
+	l := ParseLine(raw)
+	switch {
+	case strings.Contains(l.Message, "login to server success"):
+		s.LoggedIn = true
+	case strings.Contains(l.Message, "start proxy success") || strings.Contains(l.Message, "start visitor success"):
+		if s.Started == nil {
+			s.Started = map[string]bool{}
+		}
+		for _, m := range tagRE.FindAllStringSubmatch(l.Message, -1) {
+			s.Started[m[1]] = true
+		}
+	}
+	if l.IsError() && l.Message != "" {
+		s.LastError = l.Message
+	}
+}
+
+// Up says whether the log shows the tunnel of c up: logged in, and every
+// proxy started. A visitor-only config is up once logged in. It returns ""
+// when up, else what is missing.
+func (s LogState) Up(c Config) string {
+	if !s.LoggedIn {
+		return "not logged in to its server yet"
+	}
+	if c.Kind == Visitor {
+		return ""
+	}
+	for _, p := range c.Proxies {
+		if !s.Started[p] {
+			return "proxy " + p + " not started yet"
+		}
+	}
+	return ""
+}

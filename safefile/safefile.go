@@ -1,0 +1,135 @@
+// Package safefile reads files that a unit, a config or the environment
+// names, on hosts where the tool runs as root and the files' directories
+// may belong to less trusted users. Every open refuses symlinks (the last
+// path component), never blocks (a FIFO or a device would), accepts only
+// regular files, optionally checks the owner, and reads a bounded amount.
+package safefile
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrRefused wraps every reason a file was not read although it exists:
+// a symlink, not a regular file, or a foreign owner.
+var ErrRefused = errors.New("not read")
+
+// Options says whose files are acceptable.
+type Options struct {
+	// Owners are the uids, besides root, whose files may be read when the
+	// process runs as root (a unit's User=). Ignored for other users, who
+	// can read only what the kernel lets them anyway.
+	Owners []int
+}
+
+// File is an open, checked, regular file.
+type File struct {
+	f    *os.File
+	Size int64
+}
+
+// Open opens path for reading with O_NOFOLLOW|O_NONBLOCK and checks the
+// open descriptor: a regular file, owned by root or one of opt.Owners when
+// the caller is root. A refusal wraps ErrRefused and says why in words
+// ("is a FIFO"); a missing file wraps fs.ErrNotExist.
+func Open(path string, opt Options) (*File, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return nil, fmt.Errorf("%s is a symlink, %w", path, ErrRefused)
+		}
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s is %s, not a regular file, %w", path, kind(st.Mode), ErrRefused)
+	}
+	if os.Geteuid() == 0 && st.Uid != 0 && !contains(opt.Owners, int(st.Uid)) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s is owned by uid %d, not root or the unit's user, %w", path, st.Uid, ErrRefused)
+	}
+	return &File{f: os.NewFile(uintptr(fd), path), Size: st.Size}, nil
+}
+
+// Close closes the file.
+func (f *File) Close() error { return f.f.Close() }
+
+// ReadFrom reads what lies between offset and the end seen at open, at
+// most limit bytes, keeping the last limit bytes when there is more. An
+// offset beyond the end (the file was truncated or replaced) reads from
+// the start. It uses ReadAt, so a file that grows meanwhile cannot make it
+// read more than limit.
+func (f *File) ReadFrom(offset, limit int64) ([]byte, error) {
+	end := f.Size
+	if offset < 0 || offset > end {
+		offset = 0
+	}
+	if end-offset > limit {
+		offset = end - limit
+	}
+	buf := make([]byte, end-offset)
+	n, err := f.f.ReadAt(buf, offset)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read %s: %w", f.f.Name(), err)
+	}
+	return buf[:n], nil
+}
+
+// ReadFile opens path as Open does and returns its content, or an error
+// when it holds more than limit bytes.
+func ReadFile(path string, limit int64, opt Options) ([]byte, error) {
+	f, err := Open(path, opt)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if f.Size > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes, %w", path, limit, ErrRefused)
+	}
+	return f.ReadFrom(0, limit)
+}
+
+// Size returns the size of the regular file at path, or -1 when it does
+// not exist or is refused: the offset from which later reads start.
+func Size(path string, opt Options) int64 {
+	f, err := Open(path, opt)
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	return f.Size
+}
+
+func kind(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		return "a FIFO"
+	case unix.S_IFCHR:
+		return "a character device"
+	case unix.S_IFBLK:
+		return "a block device"
+	case unix.S_IFDIR:
+		return "a directory"
+	case unix.S_IFSOCK:
+		return "a socket"
+	}
+	return "not a regular file"
+}
+
+func contains(list []int, n int) bool {
+	for _, x := range list {
+		if x == n {
+			return true
+		}
+	}
+	return false
+}

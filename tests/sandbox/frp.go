@@ -1,0 +1,122 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+)
+
+// FRPVersion is the frp release that tests/frpbuild pins.
+const FRPVersion = "v0.61.0"
+
+// CacheDir holds what the tests build once and keep: the real frp
+// binaries. MOONFRP_BULK_CACHE overrides it.
+func CacheDir() string {
+	if d := os.Getenv("MOONFRP_BULK_CACHE"); d != "" {
+		return d
+	}
+	return "/var/cache/moonfrp-bulk"
+}
+
+// FRP returns a directory holding the real frpc and frps, building them
+// from the module in tests/frpbuild (go.mod and go.sum pin every input)
+// the first time. The directory is readable by every user, so that
+// sandbox units can run them. Concurrent callers wait for one build.
+func FRP(ctx context.Context) (string, error) {
+	dir := filepath.Join(CacheDir(), "frp-"+FRPVersion)
+	if haveFRP(dir) {
+		return dir, nil
+	}
+	if err := os.MkdirAll(CacheDir(), 0o755); err != nil {
+		return "", fmt.Errorf("frp cache: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(CacheDir(), ".frp-build.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("frp cache lock: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("frp cache lock: %w", err)
+	}
+	if haveFRP(dir) {
+		return dir, nil
+	}
+	_, self, _, _ := runtime.Caller(0)
+	src := filepath.Join(filepath.Dir(self), "..", "frpbuild")
+	tmp, err := os.MkdirTemp(CacheDir(), ".frp-build-")
+	if err != nil {
+		return "", fmt.Errorf("frp build dir: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	for _, bin := range []string{"frpc", "frps"} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(tmp, bin),
+			"github.com/fatedier/frp/cmd/"+bin)
+		cmd.Dir = src
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("build %s %s from the Go module proxy: %w: %s", bin, FRPVersion, err, out)
+		}
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", fmt.Errorf("frp cache: %w", err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return "", fmt.Errorf("frp cache: %w", err)
+	}
+	return dir, nil
+}
+
+func haveFRP(dir string) bool {
+	for _, bin := range []string{"frpc", "frps"} {
+		st, err := os.Stat(filepath.Join(dir, bin))
+		if err != nil || st.Mode()&0o111 == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// FreePorts returns n TCP ports on 127.0.0.1 that were free a moment ago,
+// all different. Other processes share this machine, so tests never use
+// fixed ports.
+func FreePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// WaitAccepts waits until something accepts on 127.0.0.1:port.
+func WaitAccepts(ctx context.Context, port int) error {
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 200*time.Millisecond)
+		if err == nil {
+			return c.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(ctx.Err(), err)
+		case <-time.After(20 * time.Millisecond):
+			// A port opening sends no event that a test could wait on.
+		}
+	}
+}
