@@ -38,7 +38,7 @@ staticcheck:
 	$(STATICCHECK) ./...
 
 lint:
-	shellcheck -x bash/*.sh tests/bash/*.sh tests/bash/*.bats
+	shellcheck -x bash/*.sh tests/bash/*.sh tests/bash/*.bats tests/moonfrp/*.sh tests/moonfrp/moonfrp
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /tests)

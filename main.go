@@ -4,11 +4,13 @@ package main
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"os"
 	osexec "os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/moonfrp/moonfrp-bulk/discover"
 	"github.com/moonfrp/moonfrp-bulk/exec"
+	"github.com/moonfrp/moonfrp-bulk/integrate"
 	"github.com/moonfrp/moonfrp-bulk/lock"
 	"github.com/moonfrp/moonfrp-bulk/report"
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
@@ -116,19 +119,34 @@ type ListCmd struct {
 	Names  bool     `help:"Print only the service names, one a line, without .service (as MoonFRP's get_moonfrp_services)."`
 }
 
+// shim is the bash shim, carried in the binary so that `integrate`
+// installs the one that matches it.
+//
+//go:embed bash/moonfrp-bulk.sh
+var shim []byte
+
+// IntegrateCmd wires the shim into an installed MoonFRP.
+type IntegrateCmd struct {
+	MoonfrpDir string `name:"moonfrp-dir" placeholder:"DIR" help:"MoonFRP's module directory (default: where 'moonfrp' on PATH lives, symlinks resolved, else /usr/local/bin)."`
+	ShimDir    string `default:"/usr/local/share/moonfrp-bulk" placeholder:"DIR" help:"Where the shim is installed."`
+	Check      bool   `help:"Change nothing; load MoonFRP's modules as moonfrp.sh does and say which service functions run through moonfrp-bulk (exit 0 when all do, 1 otherwise)."`
+	Undo       bool   `help:"Remove exactly what integrate added: the block in moonfrp-services.sh and the shim."`
+}
+
 // VersionCmd prints the version.
 type VersionCmd struct{}
 
 // CLI is the whole command line.
 type CLI struct {
 	Globals
-	Start   OpCmd      `cmd:"" help:"Start units."`
-	Stop    OpCmd      `cmd:"" help:"Stop units (clients and visitors before the server)."`
-	Restart OpCmd      `cmd:"" help:"Restart units (the server first)."`
-	Reload  OpCmd      `cmd:"" help:"Reload units (ExecReload, e.g. SIGHUP to frpc)."`
-	List    ListCmd    `cmd:"" help:"List MoonFRP services with their load, active and sub state, and tags."`
-	Bulk    BulkCmd    `cmd:"" help:"Run an operation with MoonFRP's 'service bulk' flags (--operation=... --filter=... --max-parallel=N --dry-run)."`
-	Version VersionCmd `cmd:"" help:"Print the version."`
+	Start     OpCmd        `cmd:"" help:"Start units."`
+	Stop      OpCmd        `cmd:"" help:"Stop units (clients and visitors before the server)."`
+	Restart   OpCmd        `cmd:"" help:"Restart units (the server first)."`
+	Reload    OpCmd        `cmd:"" help:"Reload units (ExecReload, e.g. SIGHUP to frpc)."`
+	List      ListCmd      `cmd:"" help:"List MoonFRP services with their load, active and sub state, and tags."`
+	Bulk      BulkCmd      `cmd:"" help:"Run an operation with MoonFRP's 'service bulk' flags (--operation=... --filter=... --max-parallel=N --dry-run)."`
+	Integrate IntegrateCmd `cmd:"" help:"Make MoonFRP's menus and 'moonfrp service' commands run through moonfrp-bulk: installs the shim and sources it at the end of moonfrp-services.sh, so that MoonFRP's repeated loading of that file keeps it. --check and --undo."`
+	Version   VersionCmd   `cmd:"" help:"Print the version."`
 }
 
 // exitError carries an exit code and a one-line message.
@@ -183,6 +201,9 @@ func run(args []string) int {
 	}
 
 	cmd := kctx.Command()
+	if cmd == "integrate" {
+		return runIntegrate(streams, cli.Integrate)
+	}
 	if cmd != "version" {
 		// Resolve once, not on every one of possibly thousands of calls.
 		path, err := osexec.LookPath(cli.Systemctl)
@@ -500,4 +521,63 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 		a.code = exitFailed
 	}
 	return nil
+}
+
+// runIntegrate carries out `moonfrp-bulk integrate`.
+func runIntegrate(s *report.Streams, c IntegrateCmd) int {
+	fail := func(code int, err error) int {
+		fmt.Fprintf(s.Err, "moonfrp-bulk: integrate: %v\n", err)
+		return code
+	}
+	dir, err := integrate.Find(c.MoonfrpDir)
+	if err != nil {
+		return fail(exitUsage, err)
+	}
+	bin, err := os.Executable()
+	if err == nil {
+		bin, err = filepath.EvalSymlinks(bin)
+	}
+	if err != nil {
+		return fail(exitCannotRun, fmt.Errorf("find this binary: %w", err))
+	}
+	opt := integrate.Options{Dir: dir, ShimDir: c.ShimDir, Shim: shim, Bin: bin}
+	ctx := context.Background()
+	switch {
+	case c.Check && c.Undo:
+		return fail(exitUsage, errors.New("--check and --undo exclude each other"))
+	case c.Check:
+		st, err := integrate.Check(ctx, dir)
+		if err != nil {
+			return fail(exitCannotRun, err)
+		}
+		report.IntegrationStatus(s, dir, st)
+		if !st.Integrated() {
+			return exitFailed
+		}
+		return exitOK
+	case c.Undo:
+		ch, err := integrate.Undo(opt)
+		if err != nil {
+			return fail(exitCannotRun, err)
+		}
+		if ch.Done == "absent" {
+			fmt.Fprintf(s.Out, "moonfrp-bulk was not integrated in %s; nothing to undo\n", ch.Services)
+		} else {
+			fmt.Fprintf(s.Out, "Removed moonfrp-bulk from %s; MoonFRP's own service functions run again\n", ch.Services)
+		}
+		return exitOK
+	}
+	ch, err := integrate.Apply(opt)
+	if err != nil {
+		return fail(exitCannotRun, err)
+	}
+	st, err := integrate.Check(ctx, dir)
+	if err != nil {
+		return fail(exitCannotRun, fmt.Errorf("integrated, but checking it failed: %w", err))
+	}
+	report.Integrated(s, ch.Services, ch.Shim, ch.Backup, ch.Done, st)
+	if !st.Integrated() {
+		return exitFailed
+	}
+	return exitOK
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonfrp/moonfrp-bulk/report"
 	"github.com/moonfrp/moonfrp-bulk/tests/sandbox"
 )
 
@@ -200,7 +201,7 @@ func TestJSONLines(t *testing.T) {
 		t.Fatalf("%d events, want start, 2 results, summary:\n%s", len(evs), r.stdout)
 	}
 	for _, ev := range evs {
-		if ev["schema_version"] != float64(1) {
+		if ev["schema_version"] != float64(report.SchemaVersion) {
 			t.Errorf("schema_version: %v", ev)
 		}
 		if ts, _ := ev["time"].(string); !regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$`).MatchString(ts) {

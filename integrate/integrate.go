@@ -1,0 +1,152 @@
+// Package integrate wires the bash shim into an installed MoonFRP, undoes
+// it, and checks which of MoonFRP's service functions run through
+// moonfrp-bulk.
+//
+// MoonFRP sources moonfrp-services.sh several times per start (its ui,
+// search and optimize modules source it again), and each time every
+// service function is redefined. A shim sourced once is therefore lost.
+// The integration appends a marked block to the end of
+// moonfrp-services.sh that sources the shim, so that every load of that
+// file ends with the shim's definitions. The block is idempotent, silent,
+// costs one file test and one source per load, and returns 0, so it is
+// harmless under `set -euo pipefail`. A MoonFRP upgrade replaces the file
+// and with it the block; Check then says so.
+package integrate
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// Markers delimit the block in moonfrp-services.sh.
+const (
+	beginMarker = "# >>> moonfrp-bulk >>>"
+	endMarker   = "# <<< moonfrp-bulk <<<"
+	// nlFlag on the begin line records that the file did not end with a
+	// newline and one was added before the block; Undo takes it away
+	// again, so the file comes back byte for byte.
+	nlFlag = " (newline added)"
+)
+
+// ServicesFile is the MoonFRP module the block goes into.
+const ServicesFile = "moonfrp-services.sh"
+
+// ShimName is the file name of the installed shim.
+const ShimName = "moonfrp-bulk.sh"
+
+// DefaultDir is where MoonFRP's install.sh puts its modules.
+const DefaultDir = "/usr/local/bin"
+
+// DefaultShimDir is where Apply installs the shim unless told otherwise.
+const DefaultShimDir = "/usr/local/share/moonfrp-bulk"
+
+// maxModuleBytes bounds a read of a MoonFRP module (they are tens of KB).
+const maxModuleBytes = 8 << 20
+
+// Functions are the MoonFRP functions that the shim replaces.
+var Functions = []string{
+	"get_moonfrp_services", "bulk_service_operation", "bulk_start_services", "bulk_stop_services",
+	"bulk_restart_services", "bulk_reload_services", "bulk_operation_filtered", "get_services_by_tag",
+	"start_all_services", "stop_all_services", "restart_all_services",
+}
+
+// mustDefine are the functions whose definitions mark a file as MoonFRP's
+// moonfrp-services.sh.
+var mustDefine = []string{"start_all_services", "stop_all_services", "restart_all_services", "bulk_service_operation"}
+
+// ErrNotMoonFRP means the directory does not hold MoonFRP's modules.
+var ErrNotMoonFRP = errors.New("not a MoonFRP install")
+
+// Find returns MoonFRP's module directory: dir when given, else the
+// directory of the `moonfrp` command on PATH with symlinks resolved, else
+// DefaultDir. It checks that the files there are MoonFRP's.
+func Find(dir string) (string, error) {
+	if dir == "" {
+		dir = DefaultDir
+		if p, err := exec.LookPath("moonfrp"); err == nil {
+			if r, err := filepath.EvalSymlinks(p); err == nil {
+				dir = filepath.Dir(r)
+			}
+		}
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("MoonFRP directory %s: %w", dir, err)
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = r
+	}
+	main, err := readModule(filepath.Join(abs, "moonfrp.sh"))
+	if err != nil {
+		return "", fmt.Errorf("%w at %s: %v; point --moonfrp-dir at the directory that holds moonfrp.sh", ErrNotMoonFRP, abs, err)
+	}
+	if !bytes.Contains(main, []byte(ServicesFile)) {
+		return "", fmt.Errorf("%w at %s: moonfrp.sh does not load %s", ErrNotMoonFRP, abs, ServicesFile)
+	}
+	svc, err := readModule(filepath.Join(abs, ServicesFile))
+	if err != nil {
+		return "", fmt.Errorf("%w at %s: %v", ErrNotMoonFRP, abs, err)
+	}
+	for _, fn := range mustDefine {
+		if !defines(svc, fn) {
+			return "", fmt.Errorf("%w at %s: %s defines no %s()", ErrNotMoonFRP, abs, ServicesFile, fn)
+		}
+	}
+	return abs, nil
+}
+
+func defines(src []byte, fn string) bool {
+	return regexp.MustCompile(`(?m)^\s*(function\s+)?` + regexp.QuoteMeta(fn) + `\s*\(\)`).Match(src)
+}
+
+// Block returns the lines appended to moonfrp-services.sh.
+func Block(shim, bin string) string {
+	return beginMarker + " added by 'moonfrp-bulk integrate'; 'moonfrp-bulk integrate --undo' removes it\n" +
+		"if [[ -r " + quote(shim) + " ]]; then\n" +
+		"    export MOONFRP_BULK_BIN=\"${MOONFRP_BULK_BIN:-" + strings.ReplaceAll(bin, `"`, `\"`) + "}\"\n" +
+		"    # shellcheck source=/dev/null\n" +
+		"    source " + quote(shim) + "\n" +
+		"fi\n" +
+		endMarker + "\n"
+}
+
+func quote(s string) string { return "'" + s + "'" }
+
+// safePath refuses paths that would need more than single quotes.
+func safePath(what, p string) error {
+	if !filepath.IsAbs(p) || strings.ContainsAny(p, "'\"\\$`\n\r") {
+		return fmt.Errorf("%s %q must be an absolute path without quotes, '$', '`', '\\' or line breaks", what, p)
+	}
+	return nil
+}
+
+// split finds the block in content: the content before it (without the
+// newline the block may have added), the block, and whether there is one.
+func split(content []byte) (before []byte, block []byte, found bool, err error) {
+	i := bytes.Index(content, []byte(beginMarker))
+	if i < 0 {
+		return content, nil, false, nil
+	}
+	if i > 0 && content[i-1] != '\n' {
+		return nil, nil, false, errors.New("the moonfrp-bulk block does not start a line; remove it by hand")
+	}
+	j := bytes.Index(content[i:], []byte(endMarker+"\n"))
+	if j < 0 {
+		return nil, nil, false, errors.New("the moonfrp-bulk block has no end marker; restore the file from its backup or fix it by hand")
+	}
+	end := i + j + len(endMarker) + 1
+	if end != len(content) {
+		return nil, nil, false, errors.New("something follows the moonfrp-bulk block; it must stay the last thing in the file, so move it by hand")
+	}
+	before = content[:i]
+	firstLine := content[i : i+bytes.IndexByte(content[i:], '\n')]
+	if bytes.Contains(firstLine, []byte(nlFlag)) && len(before) > 0 {
+		before = before[:len(before)-1]
+	}
+	return before, content[i:end], true, nil
+}

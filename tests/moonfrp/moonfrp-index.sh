@@ -1,0 +1,3 @@
+# shellcheck shell=bash
+# Stand-in for moonfrp-index.sh: nothing this project touches.
+:
