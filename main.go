@@ -20,6 +20,7 @@ import (
 
 	"github.com/moonfrp/moonfrp-bulk/discover"
 	"github.com/moonfrp/moonfrp-bulk/exec"
+	"github.com/moonfrp/moonfrp-bulk/frp"
 	"github.com/moonfrp/moonfrp-bulk/integrate"
 	"github.com/moonfrp/moonfrp-bulk/lock"
 	"github.com/moonfrp/moonfrp-bulk/report"
@@ -251,6 +252,8 @@ type app struct {
 	mgr     systemctl.Manager
 	mode    report.Mode
 	code    int
+	// api asks frpc admin APIs; one per run keeps connections alive.
+	api *frp.API
 
 	// ctx ends on a second signal: everything in flight is killed.
 	ctx    context.Context
@@ -263,7 +266,7 @@ type app struct {
 
 func newApp(s *report.Streams, g Globals) *app {
 	a := &app{streams: s, globals: g, mgr: systemctl.Manager{Path: g.Systemctl, User: g.User},
-		mode: report.Mode(g.Output), drain: make(chan struct{}), sigs: make(chan os.Signal, 2), sigDone: make(chan struct{})}
+		mode: report.Mode(g.Output), api: frp.NewAPI(), drain: make(chan struct{}), sigs: make(chan os.Signal, 2), sigDone: make(chan struct{})}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	signal.Notify(a.sigs, syscall.SIGINT, syscall.SIGTERM)
 	go a.watchSignals()
@@ -308,12 +311,12 @@ func (a *app) interrupted() bool {
 func (a *app) warn(format string, args ...any) { report.Warn(a.streams.Err, format, args...) }
 
 // resolve turns UNIT arguments and filters into the units to act on.
-func (a *app) resolve(args []string, filterExprs []string) ([]discover.Unit, error) {
+func (a *app) resolve(args []string, filterExprs []string) (discover.Selection, error) {
 	filters := make([]discover.Filter, 0, len(filterExprs))
 	for _, e := range filterExprs {
 		f, err := discover.ParseFilter(e)
 		if err != nil {
-			return nil, usageErr("%v", err)
+			return discover.Selection{}, usageErr("%v", err)
 		}
 		filters = append(filters, f)
 	}
@@ -322,7 +325,7 @@ func (a *app) resolve(args []string, filterExprs []string) ([]discover.Unit, err
 	for _, arg := range args {
 		n, err := discover.Normalize(arg)
 		if err != nil {
-			return nil, usageErr("%v", err)
+			return discover.Selection{}, usageErr("%v", err)
 		}
 		if discover.IsPattern(n) {
 			needDiscovery = true
@@ -334,7 +337,7 @@ func (a *app) resolve(args []string, filterExprs []string) ([]discover.Unit, err
 		var err error
 		all, err = discover.All(a.ctx, a.mgr)
 		if err != nil {
-			return nil, &exitError{exitCannotRun, fmt.Sprintf("%v; is the %s manager running?", err, a.mgr.Scope())}
+			return discover.Selection{}, &exitError{exitCannotRun, fmt.Sprintf("%v; is the %s manager running?", err, a.mgr.Scope())}
 		}
 	}
 	units := all
@@ -374,12 +377,12 @@ func (a *app) resolve(args []string, filterExprs []string) ([]discover.Unit, err
 			}
 		}
 	}
-	sel, err := discover.Apply(a.ctx, a.mgr, units, filters, discover.Options{DataDir: dataDir()})
+	sel, err := discover.Apply(a.ctx, a.mgr, units, filters, a.discoverOptions())
 	if err != nil {
 		if errors.Is(err, discover.ErrNoIndex) {
-			return nil, usageErr("tag filter: %v", err)
+			return sel, usageErr("tag filter: %v", err)
 		}
-		return nil, &exitError{exitCannotRun, fmt.Sprintf("filter: %v", err)}
+		return sel, &exitError{exitCannotRun, fmt.Sprintf("filter: %v", err)}
 	}
 	for _, w := range sel.Warnings {
 		a.warn("%s", w)
@@ -387,7 +390,11 @@ func (a *app) resolve(args []string, filterExprs []string) ([]discover.Unit, err
 	if sel.Empty != "" {
 		a.warn("filter %q matches no service", sel.Empty)
 	}
-	return sel.Units, nil
+	return sel, nil
+}
+
+func (a *app) discoverOptions() discover.Options {
+	return discover.Options{DataDir: dataDir(), API: a.api}
 }
 
 // logDir is MoonFRP's MOONFRP_LOG_DIR, where a unit that names no log file
@@ -421,22 +428,20 @@ func (a *app) writeStatus(sum exec.Summary) {
 }
 
 func (a *app) list(c ListCmd) error {
-	units, err := a.resolve(nil, c.Filter)
+	sel, err := a.resolve(nil, c.Filter)
 	if err != nil {
 		return err
 	}
-	var tags map[string]map[string]string
-	if idx, err := discover.LoadIndex(dataDir()); err == nil && len(units) > 0 {
-		// Tags are a bonus in a listing: without an index they are blank.
-		tags, _ = discover.UnitTags(a.ctx, a.mgr, units, idx)
-	}
 	if c.Names {
-		for _, u := range units {
+		for _, u := range sel.Units {
 			fmt.Fprintln(a.streams.Out, u.Short())
 		}
 		return nil
 	}
-	if err := report.List(a.streams, a.mode, units, tags); err != nil {
+	if err := discover.Describe(a.ctx, a.mgr, &sel, a.discoverOptions()); err != nil {
+		return &exitError{exitCannotRun, fmt.Sprintf("list: %v", err)}
+	}
+	if err := report.List(a.streams, a.mode, sel); err != nil {
 		return fmt.Errorf("list: %w", err)
 	}
 	return nil
@@ -446,10 +451,11 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	if f.Timeout < 0 || f.Settle < 0 || f.TunnelDeadline <= 0 {
 		return usageErr("--timeout and --settle must not be negative, and --tunnel-deadline must be positive (for example --tunnel-deadline=10s)")
 	}
-	units, err := a.resolve(args, f.Filter)
+	sel, err := a.resolve(args, f.Filter)
 	if err != nil {
 		return err
 	}
+	units := sel.Units
 	names := make([]string, len(units))
 	for i, u := range units {
 		names[i] = u.Name
@@ -505,7 +511,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	sum, err := exec.Run(a.ctx, exec.Config{
 		Operation: op, MaxParallel: int(f.MaxParallel), Timeout: f.Timeout,
 		Verify: !f.NoVerify, Settle: f.Settle, TunnelDeadline: f.TunnelDeadline, LogDir: logDir(),
-		Journal: exec.JournalReader(a.globals.User), Runner: a.mgr, Drain: a.drain,
+		Journal: exec.JournalReader(a.globals.User), Runner: a.mgr, Drain: a.drain, API: a.api,
 	}, names, rep)
 	if err != nil {
 		sum.Interrupted = a.interrupted()

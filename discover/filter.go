@@ -6,11 +6,12 @@ import (
 	"path"
 	"strings"
 
+	"github.com/moonfrp/moonfrp-bulk/frp"
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
 )
 
 // ValidForms lists the filter forms, for error messages and help.
-const ValidForms = "tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor"
+const ValidForms = "tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor, tunnel:STATE"
 
 // States accepted by status: filters. The first group is systemd's
 // ActiveState, the second its SubState for services.
@@ -70,6 +71,11 @@ func ParseFilter(expr string) (Filter, error) {
 			return bad(fmt.Sprintf("unknown type %q", rest))
 		}
 		f.Value = rest
+	case "tunnel":
+		if rest != TunnelDown && !validTunnelState(rest) {
+			return bad(fmt.Sprintf("unknown tunnel state %q (one of %s)", rest, tunnelStates()))
+		}
+		f.Value = rest
 	default:
 		return bad(fmt.Sprintf("unknown filter type %q", kind))
 	}
@@ -110,6 +116,34 @@ func (f Filter) matchUnit(u Unit) bool {
 	return false
 }
 
+// TunnelDown in a tunnel: filter selects every frp unit whose tunnel is
+// not online (down, logging in, login failed, proxy error, not listening).
+const TunnelDown = "down"
+
+func validTunnelState(s string) bool {
+	for _, st := range frp.States {
+		if string(st) == s {
+			return true
+		}
+	}
+	return false
+}
+
+func tunnelStates() string {
+	var names []string
+	for _, st := range frp.States {
+		names = append(names, string(st))
+	}
+	return strings.Join(names, ", ") + "; down means any frp tunnel that is not online"
+}
+
+func matchTunnel(t TunnelInfo, f Filter) bool {
+	if f.Value == TunnelDown {
+		return t.State != frp.Online && t.State != frp.NotFRP && t.State != frp.Unchecked
+	}
+	return string(t.State) == f.Value
+}
+
 // Selection is the result of applying filters.
 type Selection struct {
 	Units []Unit
@@ -117,64 +151,109 @@ type Selection struct {
 	Warnings []string
 	// Empty names the first filter after which nothing was left, if any.
 	Empty string
+	// Facts, Tags and Tunnels are filled as filters need them, and by
+	// Describe, so that nothing is asked twice.
+	Facts   map[string]Facts
+	Tags    map[string]map[string]string
+	Tunnels map[string]TunnelInfo
 }
 
 // Options tunes Apply.
 type Options struct {
 	// DataDir is MoonFRP's data directory, holding config-index/.
 	DataDir string
+	// API asks frpc admin APIs for tunnel: filters and Describe.
+	API *frp.API
 }
 
-// Apply keeps the units that match every filter. Only tag filters cost a
-// systemctl call (one batched `show` for all candidates, to map configs to
-// units); status, name and type use what discovery already listed.
+// Apply keeps the units that match every filter. status, name and type
+// use what discovery already listed; tag filters cost one batched
+// `systemctl show` (to map configs to units); tunnel filters also look
+// at each running frp unit's tunnel.
 func Apply(ctx context.Context, r systemctl.Runner, units []Unit, filters []Filter, opt Options) (Selection, error) {
 	sel := Selection{Units: units}
-	var tagFilters []Filter
+	keep := func(f Filter, match func(Unit) bool) {
+		var kept []Unit
+		for _, u := range sel.Units {
+			if match(u) {
+				kept = append(kept, u)
+			}
+		}
+		sel.Units = kept
+		if len(kept) == 0 && sel.Empty == "" {
+			sel.Empty = f.Raw
+		}
+	}
+	var tagFilters, tunnelFilters []Filter
 	for _, f := range filters {
-		if f.Kind == "tag" {
+		switch f.Kind {
+		case "tag":
 			tagFilters = append(tagFilters, f)
-			continue
+		case "tunnel":
+			tunnelFilters = append(tunnelFilters, f)
+		default:
+			keep(f, f.matchUnit)
 		}
-		var kept []Unit
-		for _, u := range sel.Units {
-			if f.matchUnit(u) {
-				kept = append(kept, u)
+	}
+	if len(tagFilters) > 0 {
+		idx, err := LoadIndex(opt.DataDir)
+		if err != nil {
+			return sel, err
+		}
+		sel.Warnings = append(sel.Warnings, idx.Warnings...)
+		if len(sel.Units) > 0 {
+			if err := sel.readFacts(ctx, r); err != nil {
+				return sel, err
 			}
+			sel.Tags = UnitTags(sel.Units, sel.Facts, idx)
 		}
-		sel.Units = kept
-		if len(kept) == 0 && sel.Empty == "" {
-			sel.Empty = f.Raw
+		for _, f := range tagFilters {
+			keep(f, func(u Unit) bool { return matchTag(sel.Tags[u.Name], f) })
 		}
 	}
-	if len(tagFilters) == 0 {
-		return sel, nil
-	}
-	idx, err := LoadIndex(opt.DataDir)
-	if err != nil {
-		return sel, err
-	}
-	sel.Warnings = append(sel.Warnings, idx.Warnings...)
-	if len(sel.Units) == 0 {
-		return sel, nil
-	}
-	tags, err := UnitTags(ctx, r, sel.Units, idx)
-	if err != nil {
-		return sel, err
-	}
-	for _, f := range tagFilters {
-		var kept []Unit
-		for _, u := range sel.Units {
-			if matchTag(tags[u.Name], f) {
-				kept = append(kept, u)
-			}
+	if len(tunnelFilters) > 0 && len(sel.Units) > 0 {
+		if err := sel.readFacts(ctx, r); err != nil {
+			return sel, err
 		}
-		sel.Units = kept
-		if len(kept) == 0 && sel.Empty == "" {
-			sel.Empty = f.Raw
+		sel.Tunnels = Tunnels(ctx, sel.Units, sel.Facts, opt.API)
+		for _, f := range tunnelFilters {
+			keep(f, func(u Unit) bool { return matchTunnel(sel.Tunnels[u.Name], f) })
 		}
 	}
 	return sel, nil
+}
+
+func (sel *Selection) readFacts(ctx context.Context, r systemctl.Runner) error {
+	if sel.Facts != nil {
+		return nil
+	}
+	facts, err := ReadFacts(ctx, r, sel.Units)
+	if err != nil {
+		return err
+	}
+	sel.Facts = facts
+	return nil
+}
+
+// Describe fills in what a listing shows and the filters did not already
+// ask for: facts, tags (when an index exists; without one they are blank)
+// and tunnel states.
+func Describe(ctx context.Context, r systemctl.Runner, sel *Selection, opt Options) error {
+	if len(sel.Units) == 0 {
+		return nil
+	}
+	if err := sel.readFacts(ctx, r); err != nil {
+		return err
+	}
+	if sel.Tags == nil {
+		if idx, err := LoadIndex(opt.DataDir); err == nil {
+			sel.Tags = UnitTags(sel.Units, sel.Facts, idx)
+		}
+	}
+	if sel.Tunnels == nil {
+		sel.Tunnels = Tunnels(ctx, sel.Units, sel.Facts, opt.API)
+	}
+	return nil
 }
 
 func matchTag(tags map[string]string, f Filter) bool {

@@ -1,7 +1,6 @@
 package discover
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -100,23 +99,14 @@ func ConfigPaths(execStart string) []string {
 	return paths
 }
 
-// UnitTags maps each unit to the tags of the config it runs. The config a
-// unit runs comes from its ExecStart, read for all units in one batched
-// `systemctl show`. Only a config that no unit names falls back to the
-// bash convention, moonfrp-<config file name without .toml>.
-func UnitTags(ctx context.Context, r systemctl.Runner, units []Unit, idx Index) (map[string]map[string]string, error) {
-	args := []string{"show", "--no-pager", "-p", "Id,ExecStart", "--"}
-	for _, u := range units {
-		args = append(args, u.Name)
-	}
-	out, err := r.Run(ctx, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read ExecStart: %w", err)
-	}
+// UnitTags maps each unit to the tags of the config it runs, from the
+// units' Facts. Only a config that no unit names falls back to the bash
+// convention, moonfrp-<config file name without .toml>.
+func UnitTags(units []Unit, facts map[string]Facts, idx Index) map[string]map[string]string {
 	byConfig := map[string][]string{}
-	for _, p := range systemctl.ParseShow(out.Stdout) {
-		for _, c := range ConfigPaths(p["ExecStart"]) {
-			byConfig[filepath.Clean(c)] = append(byConfig[filepath.Clean(c)], p["Id"])
+	for _, u := range units {
+		for _, c := range facts[u.Name].Configs {
+			byConfig[filepath.Clean(c)] = append(byConfig[filepath.Clean(c)], u.Name)
 		}
 	}
 	known := map[string]bool{}
@@ -141,5 +131,5 @@ func UnitTags(ctx context.Context, r systemctl.Runner, units []Unit, idx Index) 
 			}
 		}
 	}
-	return tags, nil
+	return tags
 }

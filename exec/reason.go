@@ -11,7 +11,7 @@ import (
 // stateProps are the properties read after an operation, for every unit in
 // one batched `systemctl show`.
 var stateProps = "Id,LoadState,ActiveState,SubState,Result,NRestarts,ExecMainCode,ExecMainStatus,ExecStartPre," +
-	"ExecMainStartTimestampMonotonic,ActiveEnterTimestampMonotonic"
+	"ExecMainStartTimestampMonotonic,ActiveEnterTimestampMonotonic,MainPID"
 
 func state(p systemctl.Properties) string {
 	if p == nil || p["ActiveState"] == "" {
@@ -195,11 +195,11 @@ func cleanStderr(stderr string) string {
 // explain fills r.Reason (one line) and r.Detail from the best sources:
 // what the state says, then frp's own log (frpKey, its newest error line),
 // then the unit's own log, then systemctl's words.
-func explain(r *Result, what, frpKey string) {
+func explain(r *Result, what, frpKey string, unitLines []string) {
 	sys := cleanStderr(r.Stderr)
 	key := frpKey
 	if key == "" {
-		key = keyLine(r.LogTail)
+		key = keyLine(unitLines)
 	}
 	if key != "" && strings.Contains(what, key) {
 		key = "" // already said

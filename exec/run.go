@@ -83,13 +83,19 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 	var mu sync.Mutex
 	finish := func(u *unitRun) {
 		if !u.res.OK {
-			u.res.LogTail = logTail(ctx, cfg, u)
+			unitLines := unitLog(ctx, cfg, u)
+			u.res.LogTail = unitLines
+			frpKey := ""
+			if u.tun != nil {
+				// frp's own log first: it is where frp says why.
+				u.res.LogTail = append(append([]string(nil), u.tun.lines...), unitLines...)
+				frpKey = u.tun.log.LastError
+			}
+			if len(u.res.LogTail) > maxTailLines {
+				u.res.LogTail = u.res.LogTail[len(u.res.LogTail)-maxTailLines:]
+			}
 			if u.res.Reason == "" {
-				frpKey := ""
-				if u.tun != nil {
-					frpKey = u.tun.log.LastError
-				}
-				explain(&u.res, u.what, frpKey)
+				explain(&u.res, u.what, frpKey, unitLines)
 			}
 		}
 		u.res.End = time.Now()
@@ -260,13 +266,10 @@ func awaitServers(ctx context.Context, cfg Config, batch []*unitRun, sum *Summar
 	return true
 }
 
-// logTail gathers what a failed unit logged since its operation began: from
-// its log files, or from the journal when it has none.
-func logTail(ctx context.Context, cfg Config, u *unitRun) []string {
+// unitLog gathers what a failed unit wrote to its own output since its
+// operation began: its log files, or the journal when it has none.
+func unitLog(ctx context.Context, cfg Config, u *unitRun) []string {
 	var tail []string
-	if u.tun != nil {
-		tail = append(tail, u.tun.lines...)
-	}
 	found := false
 	for i, p := range u.logs {
 		if fileSize(p) >= 0 {

@@ -2,7 +2,6 @@ package exec
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -122,33 +121,7 @@ func (s *states) flushLocked() {
 	}()
 }
 
-// showUnits runs one `systemctl show` for names and returns one property
-// block per name, in order. systemctl prints one block per name asked
-// for, in that order, and an alias's block carries its target's Id, so
-// blocks are matched by position; only when the count differs (systemctl
-// skipped a name) are they matched by Id.
+// showUnits is systemctl.Show.
 func showUnits(ctx context.Context, r systemctl.Runner, props string, names []string) ([]systemctl.Properties, error) {
-	args := append([]string{"show", "--no-pager", "-p", props, "--"}, names...)
-	out, err := r.Run(ctx, args...)
-	if err != nil {
-		return nil, fmt.Errorf("systemctl show: %w", err)
-	}
-	blocks := systemctl.ParseShow(out.Stdout)
-	if len(blocks) != len(names) {
-		byID := map[string]systemctl.Properties{}
-		for _, b := range blocks {
-			byID[b["Id"]] = b
-		}
-		blocks = make([]systemctl.Properties, len(names))
-		for i, n := range names {
-			blocks[i] = byID[n]
-			if blocks[i] == nil {
-				blocks[i] = systemctl.Properties{"Id": n}
-			}
-		}
-		if len(byID) == 0 && out.ExitCode != 0 {
-			return nil, fmt.Errorf("systemctl show: %s", systemctl.Failure(out))
-		}
-	}
-	return blocks, nil
+	return systemctl.Show(ctx, r, props, names)
 }

@@ -4,22 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/moonfrp/moonfrp-bulk/frp"
 	"github.com/moonfrp/moonfrp-bulk/safefile"
 	"github.com/moonfrp/moonfrp-bulk/sanitize"
-)
-
-// Tunnel states, in results and in `list`.
-const (
-	TunnelOnline       = "online"        // proven: logged in with every proxy running, or accepting
-	TunnelLoggingIn    = "logging-in"    // not logged in yet, no error seen
-	TunnelLoginFailed  = "login-failed"  // not logged in, and frp logged why
-	TunnelProxyError   = "proxy-error"   // logged in, a proxy is not running
-	TunnelNotListening = "not-listening" // a server that does not accept yet
-	TunnelDown         = "down"          // the unit's process is not running
-	TunnelUnchecked    = "unchecked"     // an frp unit checked at systemd level only (see Fallback)
 )
 
 // Tunnel is what frp-level verification found for an frp unit.
@@ -29,7 +19,7 @@ type Tunnel struct {
 	// Check is how the tunnel was judged: "admin API", "log", "port", or
 	// "systemd" after a fallback.
 	Check string
-	State string
+	State frp.State
 	// Fallback says why the unit was checked at systemd level only.
 	Fallback string
 	Proxies  []frp.ProxyStatus
@@ -94,20 +84,32 @@ func (t *tunnel) readLog() {
 	for _, l := range strings.Split(string(data[:end]), "\n") {
 		if l = strings.TrimSpace(sanitize.Line(l)); l != "" {
 			t.log.Add(l)
-			t.lines = append(t.lines, l)
+			if !frp.IsAPINoise(l) {
+				t.lines = append(t.lines, l)
+			}
 		}
 	}
 }
 
 // look checks once whether the tunnel is up. It returns "" when it is,
 // else what is missing, for the reason at the deadline.
-func (t *tunnel) look(ctx context.Context, api *frp.API, check *string) string {
+//
+// A server must accept connections on its bindPort, on a socket that its
+// own main process holds (mainPID), so that another program that happens
+// to listen there cannot pass for it. Where the process's descriptors
+// cannot be read, accepting is enough.
+func (t *tunnel) look(ctx context.Context, api *frp.API, check *string, mainPID int) string {
 	t.readLog()
 	switch {
 	case t.cfg.Kind == frp.Server:
 		*check = "port"
 		if err := frp.Accepts(ctx, t.cfg.BindAddr, t.cfg.BindPort); err != nil {
 			return err.Error()
+		}
+		if mainPID > 0 {
+			if own, err := frp.ListenerOf(mainPID, t.cfg.BindPort); err == nil && !own {
+				return fmt.Sprintf("port %d accepts, but not on a socket of frps (pid %d)", t.cfg.BindPort, mainPID)
+			}
 		}
 		return ""
 	case t.cfg.Admin != nil && !t.adminOff:
@@ -128,19 +130,7 @@ func (t *tunnel) look(ctx context.Context, api *frp.API, check *string) string {
 }
 
 // state names where the tunnel stands after its last look.
-func (t *tunnel) state(up bool) string {
-	switch {
-	case up:
-		return TunnelOnline
-	case t.cfg.Kind == frp.Server:
-		return TunnelNotListening
-	case t.status != nil && t.status.LoggedIn, t.status == nil && t.log.LoggedIn:
-		return TunnelProxyError
-	case t.log.LastError != "":
-		return TunnelLoginFailed
-	}
-	return TunnelLoggingIn
-}
+func (t *tunnel) state(up bool) frp.State { return frp.Judge(t.cfg, up, t.status, t.log) }
 
 // why picks the most telling reason for a tunnel that is not up: frp's
 // own newest error line since the operation began, then the admin API's
@@ -164,7 +154,7 @@ func (t *tunnel) why(missing string) string {
 // result says why.
 func loadTunnel(binary, path string, opt safefile.Options) (*tunnel, *Tunnel) {
 	cfg, err := frp.Load(path, binary, opt)
-	info := &Tunnel{Config: path, Check: "systemd", State: TunnelUnchecked}
+	info := &Tunnel{Config: path, Check: "systemd", State: frp.Unchecked}
 	if err != nil {
 		switch {
 		case errors.Is(err, frp.ErrLegacy), errors.Is(err, frp.ErrTemplate):

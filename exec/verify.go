@@ -174,12 +174,12 @@ func (v *verifier) prove(u *unitRun) {
 			}
 			v.fail(u, what)
 			u.tun.readLog()
-			u.res.Tunnel.State = TunnelDown
+			u.res.Tunnel.State = frp.Down
 			return
 		}
-		missing := v.look(u)
+		missing := v.look(u, atoi(p["MainPID"]))
 		if missing == "" {
-			u.res.Tunnel.State = TunnelOnline
+			u.res.Tunnel.State = frp.Online
 			return
 		}
 		if !time.Now().Before(deadline) {
@@ -204,14 +204,14 @@ func (v *verifier) prove(u *unitRun) {
 }
 
 // look runs one frp-level look, bounded by maxLooks at a time.
-func (v *verifier) look(u *unitRun) string {
+func (v *verifier) look(u *unitRun, mainPID int) string {
 	select {
 	case v.looks <- struct{}{}:
 	case <-v.ctx.Done():
 		return "run cancelled"
 	}
 	defer func() { <-v.looks }()
-	missing := u.tun.look(v.ctx, v.api, &u.res.Tunnel.Check)
+	missing := u.tun.look(v.ctx, v.api, &u.res.Tunnel.Check, mainPID)
 	if u.tun.status != nil {
 		u.res.Tunnel.Proxies = u.tun.status.Proxies
 	}

@@ -44,6 +44,11 @@ type LogState struct {
 func (s *LogState) Add(raw string) {
 	l := ParseLine(raw)
 	switch {
+	case strings.Contains(l.Message, "start frpc service"), strings.Contains(l.Message, "try to connect to server"),
+		strings.Contains(l.Message, "connect to server error"):
+		// A new process, or a new login after a lost session: what was
+		// up before is not up now.
+		s.LoggedIn, s.Started = false, nil
 	case strings.Contains(l.Message, "login to server success"):
 		s.LoggedIn = true
 	case strings.Contains(l.Message, "start proxy success") || strings.Contains(l.Message, "start visitor success"):
@@ -75,4 +80,10 @@ func (s LogState) Up(c Config) string {
 		}
 	}
 	return ""
+}
+
+// IsAPINoise reports whether a line is one of the two that frpc logs for
+// every admin API request, including the tool's own looks.
+func IsAPINoise(line string) bool {
+	return strings.Contains(line, "Http request [/api/") || strings.Contains(line, "Http response [/api/")
 }

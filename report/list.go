@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/moonfrp/moonfrp-bulk/discover"
+	"github.com/moonfrp/moonfrp-bulk/sanitize"
 )
 
 type listEntry struct {
@@ -19,29 +20,34 @@ type listEntry struct {
 	Active        string            `json:"active"`
 	Sub           string            `json:"sub"`
 	Tags          map[string]string `json:"tags"`
+	// Tunnel is the frp tunnel's state (not-frp for other units), and
+	// TunnelWhy what is wrong when it is not online.
+	Tunnel    string `json:"tunnel"`
+	TunnelWhy string `json:"tunnel_why"`
 }
 
-// List prints units: a table for people, or one JSON object per unit.
-// tags may be nil when no config index is available.
-func List(s *Streams, mode Mode, units []discover.Unit, tags map[string]map[string]string) error {
+// List prints a selection: a table for people, or one JSON object per
+// unit. Tags are blank when no config index is available.
+func List(s *Streams, mode Mode, sel discover.Selection) error {
 	if mode == JSON {
 		enc := json.NewEncoder(s.Out)
-		for _, u := range units {
-			t := tags[u.Name]
+		for _, u := range sel.Units {
+			t := sel.Tags[u.Name]
 			if t == nil {
 				t = map[string]string{}
 			}
+			tun := sel.Tunnels[u.Name]
 			if err := enc.Encode(listEntry{SchemaVersion: SchemaVersion, Unit: u.Name, Name: u.Short(), Type: u.Type(),
-				Load: u.Load, Active: u.Active, Sub: u.Sub, Tags: t}); err != nil {
+				Load: u.Load, Active: u.Active, Sub: u.Sub, Tags: t, Tunnel: string(tun.State), TunnelWhy: sanitize.Line(tun.Why)}); err != nil {
 				return fmt.Errorf("write list: %w", err)
 			}
 		}
 		return nil
 	}
 	tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "UNIT\tLOAD\tACTIVE\tSUB\tTAGS")
-	for _, u := range units {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Short(), u.Load, u.Active, u.Sub, tagString(tags[u.Name]))
+	fmt.Fprintln(tw, "UNIT\tLOAD\tACTIVE\tSUB\tTUNNEL\tTAGS")
+	for _, u := range sel.Units {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.Short(), u.Load, u.Active, u.Sub, sel.Tunnels[u.Name].State, tagString(sel.Tags[u.Name]))
 	}
 	return tw.Flush()
 }

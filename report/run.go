@@ -156,7 +156,7 @@ func tunnelOf(t *exec.Tunnel) *tunnelJSON {
 	if t == nil {
 		return nil
 	}
-	j := &tunnelJSON{Kind: string(t.Kind), Config: t.Config, Check: t.Check, State: t.State,
+	j := &tunnelJSON{Kind: string(t.Kind), Config: t.Config, Check: t.Check, State: string(t.State),
 		Fallback: t.Fallback, Proxies: []proxyJSON{}}
 	for _, p := range t.Proxies {
 		j.Proxies = append(j.Proxies, proxyJSON{Name: p.Name, Type: p.Type, Status: p.Status, Err: p.Err})

@@ -3,6 +3,8 @@ package systemctl
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"fmt"
 	"strings"
 )
 
@@ -39,21 +41,6 @@ func ParseListUnits(out []byte) []UnitState {
 		units = append(units, UnitState{Name: f[0], Load: f[1], Active: f[2], Sub: f[3]})
 	}
 	return units
-}
-
-// ParseListUnitFiles parses `systemctl list-unit-files --no-legend` and
-// returns the unit file names with their enablement state.
-func ParseListUnitFiles(out []byte) map[string]string {
-	files := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		f := fields(sc.Text())
-		if len(f) < 2 {
-			continue
-		}
-		files[f[0]] = f[1]
-	}
-	return files
 }
 
 // Job is one row of `systemctl list-jobs --no-legend`.
@@ -123,4 +110,36 @@ func ExecArgv(prop string) [][]string {
 		cmds = append(cmds, strings.Fields(rest))
 	}
 	return cmds
+}
+
+// Show runs one `systemctl show -p props -- names...` and returns one
+// property block per name, in order. systemctl prints one block per name
+// asked for, in that order, and an alias's block carries its target's Id,
+// so blocks are matched by position; only when the count differs
+// (systemctl skipped a name) are they matched by Id, and a name without a
+// block gets one holding only its Id.
+func Show(ctx context.Context, r Runner, props string, names []string) ([]Properties, error) {
+	args := append([]string{"show", "--no-pager", "-p", props, "--"}, names...)
+	out, err := r.Run(ctx, args...)
+	if err != nil {
+		return nil, fmt.Errorf("systemctl show: %w", err)
+	}
+	blocks := ParseShow(out.Stdout)
+	if len(blocks) != len(names) {
+		byID := map[string]Properties{}
+		for _, b := range blocks {
+			byID[b["Id"]] = b
+		}
+		blocks = make([]Properties, len(names))
+		for i, n := range names {
+			blocks[i] = byID[n]
+			if blocks[i] == nil {
+				blocks[i] = Properties{"Id": n}
+			}
+		}
+		if len(byID) == 0 && out.ExitCode != 0 {
+			return nil, fmt.Errorf("systemctl show: %s", Failure(out))
+		}
+	}
+	return blocks, nil
 }

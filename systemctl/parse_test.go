@@ -1,6 +1,7 @@
 package systemctl
 
 import (
+	"context"
 	"reflect"
 	"testing"
 )
@@ -29,11 +30,38 @@ func TestParseListUnits(t *testing.T) {
 	}
 }
 
-func TestParseListUnitFiles(t *testing.T) {
-	got := ParseListUnitFiles([]byte("moonfrp-client@.service static -\nmoonfrp-server.service enabled enabled\n"))
-	want := map[string]string{"moonfrp-client@.service": "static", "moonfrp-server.service": "enabled"}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %v, want %v", got, want)
+type scripted struct{ out Output }
+
+func (s scripted) Run(context.Context, ...string) (Output, error) { return s.out, nil }
+
+// Blocks are matched by position, so an alias named on the command line
+// gets its target's block; when systemctl skips a name, by Id.
+func TestShow(t *testing.T) {
+	cases := []struct {
+		name  string
+		out   string
+		names []string
+		want  []string // Id of each block
+	}{
+		{"alias by position", "Id=moonfrp-client-1.service\nActiveState=active\n\nId=b.service\n\n",
+			[]string{"tunnel-one.service", "b.service"}, []string{"moonfrp-client-1.service", "b.service"}},
+		{"skipped name by Id", "Id=b.service\nActiveState=active\n\n",
+			[]string{"a.service", "b.service"}, []string{"a.service", "b.service"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := Show(context.Background(), scripted{Output{Stdout: []byte(c.out)}}, "Id", c.names)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, p := range got {
+				ids = append(ids, p["Id"])
+			}
+			if !reflect.DeepEqual(ids, c.want) {
+				t.Errorf("ids %v, want %v", ids, c.want)
+			}
+		})
 	}
 }
 

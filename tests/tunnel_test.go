@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -327,4 +328,140 @@ func invocationIDs(t *testing.T, sb *sandbox.Sandbox, names []string) map[string
 		ids[n] = sb.Show(context.Background(), n, "InvocationID")
 	}
 	return ids
+}
+
+// lateFRPS writes a wrapper named frps that waits before it runs the real
+// frps, so that the server accepts connections only late; it is still an
+// frp unit, since its ExecStart runs "frps -c CONFIG".
+func (s *frpScene) lateFRPS(delay time.Duration) string {
+	s.t.Helper()
+	dir := filepath.Join(s.sb.RuntimeDir, "late")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		s.t.Fatal(err)
+	}
+	p := filepath.Join(dir, "frps")
+	body := fmt.Sprintf("#!/bin/sh\nsleep %.3f\nexec %s \"$@\"\n", delay.Seconds(), filepath.Join(s.frp, "frps"))
+	if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
+		s.t.Fatal(err)
+	}
+	return p
+}
+
+func tunnelOf(t *testing.T, ev map[string]any) map[string]any {
+	t.Helper()
+	tun, _ := ev["tunnel"].(map[string]any)
+	if tun == nil {
+		t.Errorf("%s: no tunnel in its result", ev["unit"])
+		return map[string]any{}
+	}
+	return tun
+}
+
+// A server that accepts only 0.7 s after it starts still gets its clients
+// after it is ready: none of them logs a refused connection. Tunnels
+// without an admin API are proven from frp's log, a visitor once it is
+// logged in, and a unit that does not run frp keeps the systemd check.
+// Then `list` shows the tunnel states, and --filter=tunnel:down restarts
+// exactly the tunnel that went down.
+func TestTunnelServerReadyLateLogPathVisitorAndTunnelFilter(t *testing.T) {
+	sb := newSandbox(t)
+	s := newFRPScene(t, sb)
+	s.server(s.lateFRPS(700 * time.Millisecond))
+	s.client("a", clientOpts{noAdmin: true})
+	s.client("s", clientOpts{stcp: "stcp-secret"})
+	s.visitor("1", "s", "stcp-secret")
+	s.specs = append(s.specs, sandbox.Spec{Name: "moonfrp-client-plain", ExecStart: "/bin/sleep infinity"})
+	s.install()
+
+	r := bulk(t, sb, nil, "start", "-o", "json", "--tunnel-deadline=8s")
+	wantCode(t, r, 0)
+	res := results(t, r.stdout)
+	for _, u := range []string{"moonfrp-server", "moonfrp-client-a", "moonfrp-client-s", "moonfrp-visitor-1", "moonfrp-client-plain"} {
+		if res[u]["ok"] != true {
+			t.Errorf("%s failed: %v", u, res[u]["reason"])
+		}
+	}
+	if d := res["moonfrp-server"]["duration_ms"].(float64); d < 700 {
+		t.Errorf("server proven after %.0f ms, before it could accept (700 ms)", d)
+	}
+	wantTunnel := map[string][2]string{ // unit -> check, kind
+		"moonfrp-server":    {"port", "server"},
+		"moonfrp-client-a":  {"log", "client"},
+		"moonfrp-client-s":  {"admin API", "client"},
+		"moonfrp-visitor-1": {"log", "visitor"},
+	}
+	for u, w := range wantTunnel {
+		tun := tunnelOf(t, res[u])
+		if tun["check"] != w[0] || tun["kind"] != w[1] || tun["state"] != "online" {
+			t.Errorf("%s: tunnel %v, want check %q kind %q online", u, tun, w[0], w[1])
+		}
+	}
+	if res["moonfrp-client-plain"]["tunnel"] != nil {
+		t.Errorf("a unit that does not run frp got a tunnel: %v", res["moonfrp-client-plain"]["tunnel"])
+	}
+	for _, log := range []string{"frpc-a.log", "frpc-s.log", "visitor-1.log"} {
+		data, err := os.ReadFile(filepath.Join(sb.LogDir, log))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(data), "connection refused") {
+			t.Errorf("%s: a client started before its server accepted:\n%s", log, data)
+		}
+	}
+
+	r = bulk(t, sb, nil, "list", "-o", "json")
+	wantCode(t, r, 0)
+	states := map[string]any{}
+	for _, ev := range parseEvents(t, r.stdout) {
+		states[ev["name"].(string)] = ev["tunnel"]
+	}
+	for u, want := range map[string]string{"moonfrp-server": "online", "moonfrp-client-a": "online",
+		"moonfrp-client-s": "online", "moonfrp-visitor-1": "online", "moonfrp-client-plain": "not-frp"} {
+		if states[u] != want {
+			t.Errorf("list: %s tunnel %v, want %s", u, states[u], want)
+		}
+	}
+
+	if _, err := sb.Systemctl(context.Background(), "stop", "moonfrp-client-a"); err != nil {
+		t.Fatal(err)
+	}
+	r = bulk(t, sb, nil, "list", "--filter=tunnel:down", "--names")
+	wantCode(t, r, 0)
+	if r.stdout != "moonfrp-client-a\n" {
+		t.Errorf("tunnel:down lists %q, want only moonfrp-client-a", r.stdout)
+	}
+	names := sandbox.Names(s.specs)
+	before := invocationIDs(t, sb, names)
+	r = bulk(t, sb, nil, "restart", "--filter=tunnel:down")
+	wantCode(t, r, 0)
+	wantContains(t, "summary", r.stderr, "Bulk restart complete: 1 succeeded, 0 failed")
+	for u, id := range invocationIDs(t, sb, names) {
+		if (id != before[u]) != (u == "moonfrp-client-a") {
+			t.Errorf("%s: InvocationID %q -> %q; only moonfrp-client-a should restart", u, before[u], id)
+		}
+	}
+}
+
+// A server that cannot come up (its port is taken) is reported above its
+// clients' failures, and its clients are started anyway.
+func TestTunnelServerNotReadyIsSaidAboveItsClients(t *testing.T) {
+	sb := newSandbox(t)
+	s := newFRPScene(t, sb)
+	blocker, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", s.bind))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Close()
+	s.server("")
+	s.client("1", clientOpts{})
+	s.install()
+
+	r := bulk(t, sb, nil, "start", "--tunnel-deadline=3s")
+	wantCode(t, r, 1)
+	note := strings.Index(r.stderr, "  ! moonfrp-server was not ready, so its clients started without it: ")
+	client := strings.Index(r.stderr, "  - moonfrp-client-1: ")
+	if note < 0 || client < 0 || note > client {
+		t.Errorf("want the server note above the client's failure:\n%s", r.stderr)
+	}
+	wantContains(t, "server reason", r.stderr, "address already in use")
 }

@@ -1,0 +1,121 @@
+package discover
+
+import (
+	"context"
+	"fmt"
+	"os/user"
+	"strconv"
+	"sync"
+
+	"github.com/moonfrp/moonfrp-bulk/frp"
+	"github.com/moonfrp/moonfrp-bulk/safefile"
+	"github.com/moonfrp/moonfrp-bulk/systemctl"
+)
+
+// Facts are what a unit's definition says about the tunnel it runs.
+type Facts struct {
+	// Configs are the -c/--config arguments of its ExecStart commands.
+	Configs []string
+	// FRPBinary ("frpc" or "frps") and FRPConfig are set when ExecStart
+	// runs frp with a config.
+	FRPBinary, FRPConfig string
+	// User is the unit's User=, whose files are read as well as root's.
+	User string
+}
+
+// Owners returns the uids whose files may be read for the unit besides
+// root's: its User=.
+func (f Facts) Owners() safefile.Options { return safefile.Options{Owners: UIDs(f.User)} }
+
+// UIDs resolves a User= value (a name or a number) to its uid.
+func UIDs(u string) []int {
+	if u == "" {
+		return nil
+	}
+	if n, err := strconv.Atoi(u); err == nil {
+		return []int{n}
+	}
+	if pw, err := user.Lookup(u); err == nil {
+		if n, err := strconv.Atoi(pw.Uid); err == nil {
+			return []int{n}
+		}
+	}
+	return nil
+}
+
+// FactsFromProps reads Facts from a unit's ExecStart and User properties.
+func FactsFromProps(p systemctl.Properties) Facts {
+	f := Facts{Configs: ConfigPaths(p["ExecStart"]), User: p["User"]}
+	for _, argv := range systemctl.ExecArgv(p["ExecStart"]) {
+		if bin, cfg, ok := frp.Binary(argv); ok {
+			f.FRPBinary, f.FRPConfig = bin, cfg
+			break
+		}
+	}
+	return f
+}
+
+// ReadFacts reads every unit's Facts with one batched `systemctl show`.
+func ReadFacts(ctx context.Context, r systemctl.Runner, units []Unit) (map[string]Facts, error) {
+	names := make([]string, len(units))
+	for i, u := range units {
+		names[i] = u.Name
+	}
+	props, err := systemctl.Show(ctx, r, "Id,ExecStart,User", names)
+	if err != nil {
+		return nil, fmt.Errorf("read ExecStart: %w", err)
+	}
+	facts := make(map[string]Facts, len(units))
+	for i, n := range names {
+		facts[n] = FactsFromProps(props[i])
+	}
+	return facts, nil
+}
+
+// TunnelInfo is a tunnel's state as `list` and tunnel: filters see it.
+type TunnelInfo struct {
+	State frp.State
+	// Why says what is wrong when the tunnel is not online.
+	Why string
+}
+
+// maxObserves bounds concurrent looks at tunnels (admin API requests).
+const maxObserves = 16
+
+// Tunnels looks once at the tunnel of every frp unit: inactive units are
+// down, running ones are asked (see frp.Observe), and units that do not
+// run frp are not-frp.
+func Tunnels(ctx context.Context, units []Unit, facts map[string]Facts, api *frp.API) map[string]TunnelInfo {
+	out := make(map[string]TunnelInfo, len(units))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxObserves)
+	for _, u := range units {
+		f := facts[u.Name]
+		if f.FRPBinary == "" {
+			out[u.Name] = TunnelInfo{State: frp.NotFRP}
+			continue
+		}
+		cfg, err := frp.Load(f.FRPConfig, f.FRPBinary, f.Owners())
+		if err != nil {
+			out[u.Name] = TunnelInfo{State: frp.Unchecked, Why: err.Error()}
+			continue
+		}
+		if u.Active != "active" && u.Active != "reloading" {
+			out[u.Name] = TunnelInfo{State: frp.Down, Why: "unit is " + u.Active + " (" + u.Sub + ")"}
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(name string) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			st, why := frp.Observe(ctx, api, cfg, f.Owners())
+			mu.Lock()
+			out[name] = TunnelInfo{State: st, Why: why}
+			mu.Unlock()
+		}(u.Name)
+	}
+	wg.Wait()
+	return out
+}
