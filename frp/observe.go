@@ -91,4 +91,3 @@ func Observe(ctx context.Context, api *API, c Config, opt safefile.Options) (Sta
 	}
 	return Unchecked, "no webServer and no log.to file to judge the tunnel by"
 }
-
