@@ -466,6 +466,9 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	if f.DryRun {
 		return report.DryRun(a.streams, a.mode, plan)
 	}
+	if !a.globals.User && os.Geteuid() != 0 {
+		return &exitError{exitCannotRun, fmt.Sprintf("%s on the system manager needs root: run it as root (sudo moonfrp-bulk ...), or add --user for your own services", op)}
+	}
 	if len(names) == 0 {
 		a.warn("No services found for bulk %s; nothing to do (see 'moonfrp-bulk list')", op)
 		if a.mode == report.JSON {
@@ -491,7 +494,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 			if pid > 0 {
 				fmt.Fprintf(a.streams.Err, "waiting for another moonfrp-bulk run (pid %d)...\n", pid)
 			} else {
-				fmt.Fprintln(a.streams.Err, "waiting for another moonfrp-bulk run...")
+				fmt.Fprintln(a.streams.Err, "waiting for a lock held by another process (not a moonfrp-bulk run that can be named)...")
 			}
 		},
 	})
@@ -511,7 +514,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	sum, err := exec.Run(a.ctx, exec.Config{
 		Operation: op, MaxParallel: int(f.MaxParallel), Timeout: f.Timeout,
 		Verify: !f.NoVerify, Settle: f.Settle, TunnelDeadline: f.TunnelDeadline, LogDir: logDir(),
-		Journal: exec.JournalReader(a.globals.User), Runner: a.mgr, Drain: a.drain, API: a.api,
+		Journal: exec.JournalReader(a.mgr), Runner: a.mgr, Drain: a.drain, API: a.api,
 	}, names, rep)
 	if err != nil {
 		sum.Interrupted = a.interrupted()

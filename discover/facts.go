@@ -3,8 +3,6 @@ package discover
 import (
 	"context"
 	"fmt"
-	"os/user"
-	"strconv"
 	"sync"
 
 	"github.com/moonfrp/moonfrp-bulk/frp"
@@ -23,25 +21,9 @@ type Facts struct {
 	User string
 }
 
-// Owners returns the uids whose files may be read for the unit besides
-// root's: its User=.
-func (f Facts) Owners() safefile.Options { return safefile.Options{Owners: UIDs(f.User)} }
-
-// UIDs resolves a User= value (a name or a number) to its uid.
-func UIDs(u string) []int {
-	if u == "" {
-		return nil
-	}
-	if n, err := strconv.Atoi(u); err == nil {
-		return []int{n}
-	}
-	if pw, err := user.Lookup(u); err == nil {
-		if n, err := strconv.Atoi(pw.Uid); err == nil {
-			return []int{n}
-		}
-	}
-	return nil
-}
+// Owners returns whose files may be read for the unit: root's and its
+// User='s.
+func (f Facts) Owners() safefile.Options { return safefile.ForUser(f.User) }
 
 // FactsFromProps reads Facts from a unit's ExecStart and User properties.
 func FactsFromProps(p systemctl.Properties) Facts {

@@ -1,16 +1,17 @@
 package exec
 
 import (
-	"bufio"
 	"context"
-	"io"
-	"os"
-	osexec "os/exec"
+	"errors"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/moonfrp/moonfrp-bulk/safefile"
+	"github.com/moonfrp/moonfrp-bulk/sanitize"
+	"github.com/moonfrp/moonfrp-bulk/systemctl"
 )
 
 // maxTailBytes bounds how much of a log is read for a failure's reason.
@@ -19,33 +20,29 @@ const maxTailBytes = 64 << 10
 // maxTailLines is how many log lines a Result keeps.
 const maxTailLines = 10
 
-var (
-	ansiRE = regexp.MustCompile(`\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07`)
-	// frpc and frps prefix lines with a timestamp, a level and a source
-	// position: "2024/05/01 10:00:00 [E] [service.go:295] login failed".
-	logPrefixRE = regexp.MustCompile(`^(\d{4}[-/]\d\d[-/]\d\d[ T][0-9:.,]+(Z|[+-]\d\d:?\d\d)?\s+)?(\[[A-Z]\]\s+)?(\[[^\]]*\.go:\d+\]\s+)?`)
-)
+// maxUnitFileBytes bounds a read of a unit file or drop-in.
+const maxUnitFileBytes = 4 << 20
 
-// StripANSI removes terminal escape sequences.
-func StripANSI(s string) string { return ansiRE.ReplaceAllString(s, "") }
+// logPrefixRE matches frp's line prefix: "2024/05/01 10:00:00 [E]
+// [service.go:295] ": a timestamp, a level and a source position.
+var logPrefixRE = regexp.MustCompile(`^(\d{4}[-/]\d\d[-/]\d\d[ T][0-9:.,]+(Z|[+-]\d\d:?\d\d)?\s+)?(\[[A-Z]\]\s+)?(\[[^\]]*\.go:\d+\]\s+)?`)
 
 // logFiles returns the files a unit writes its output to, from
 // StandardOutput= and StandardError= with append:, file: or truncate: in
-// its fragment and drop-ins (later ones override earlier ones).
-func logFiles(fragment string, dropIns []string, unit string) []string {
+// its fragment and drop-ins (later ones override earlier ones). Unit
+// files are read whole (bounded), so a very long line hides nothing.
+func logFiles(fragment string, dropIns []string, unit string, opt safefile.Options) []string {
 	var out, errp string
 	for _, f := range append([]string{fragment}, dropIns...) {
 		if f == "" {
 			continue
 		}
-		fh, err := os.Open(f)
+		data, err := safefile.ReadFile(f, maxUnitFileBytes, opt)
 		if err != nil {
 			continue
 		}
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			line := strings.TrimSpace(sc.Text())
-			key, val, ok := strings.Cut(line, "=")
+		for _, line := range strings.Split(string(data), "\n") {
+			key, val, ok := strings.Cut(strings.TrimSpace(line), "=")
 			if !ok {
 				continue
 			}
@@ -57,7 +54,6 @@ func logFiles(fragment string, dropIns []string, unit string) []string {
 				errp = fileTarget(val, unit)
 			}
 		}
-		fh.Close()
 	}
 	var files []string
 	for _, p := range []string{out, errp} {
@@ -70,61 +66,96 @@ func logFiles(fragment string, dropIns []string, unit string) []string {
 
 func fileTarget(val, unit string) string {
 	for _, pre := range []string{"append:", "file:", "truncate:"} {
-		if strings.HasPrefix(val, pre) {
-			p := strings.TrimPrefix(val, pre)
-			p = strings.ReplaceAll(p, "%n", unit)
-			p = strings.ReplaceAll(p, "%N", strings.TrimSuffix(unit, filepath.Ext(unit)))
-			return p
+		if p, ok := strings.CutPrefix(val, pre); ok {
+			return expandSpecifiers(p, unit)
 		}
 	}
 	return ""
 }
 
-// fileSize returns the size of path, or -1 when it does not exist.
-func fileSize(path string) int64 {
-	st, err := os.Stat(path)
-	if err != nil {
-		return -1
+// expandSpecifiers expands the systemd specifiers that name a unit in a
+// path: %n (full name), %N (without suffix), %p (prefix before @), %i and
+// %I (instance, escaped and unescaped), and %% (a literal %).
+func expandSpecifiers(p, unit string) string {
+	full := strings.TrimSuffix(unit, filepath.Ext(unit))
+	prefix, instance, _ := strings.Cut(full, "@")
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		if p[i] != '%' || i+1 == len(p) {
+			b.WriteByte(p[i])
+			continue
+		}
+		i++
+		switch p[i] {
+		case 'n':
+			b.WriteString(unit)
+		case 'N':
+			b.WriteString(full)
+		case 'p':
+			b.WriteString(prefix)
+		case 'P':
+			b.WriteString(unescape(prefix))
+		case 'i':
+			b.WriteString(instance)
+		case 'I':
+			b.WriteString(unescape(instance))
+		case '%':
+			b.WriteByte('%')
+		default:
+			b.WriteByte('%')
+			b.WriteByte(p[i])
+		}
 	}
-	return st.Size()
+	return b.String()
 }
 
-// readTail returns the meaningful lines written to path since offset: ANSI
-// codes stripped, blank lines dropped, at most maxTailLines of the last ones.
-func readTail(path string, offset int64) []string {
-	f, err := os.Open(path)
+// unescape undoes systemd's unit-name escaping: "-" is "/", "\xNN" a byte.
+func unescape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '-':
+			b.WriteByte('/')
+		case s[i] == '\\' && i+3 < len(s) && s[i+1] == 'x':
+			if n, err := strconv.ParseUint(s[i+2:i+4], 16, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+			b.WriteByte(s[i])
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}
+
+// readTail returns the meaningful lines written to path since offset:
+// sanitised, blank lines dropped, at most maxTailLines of the last ones.
+// A file that is refused (a symlink, not a regular file, a foreign owner)
+// yields a note that says so instead of lines.
+func readTail(path string, offset int64, opt safefile.Options) (lines []string, note string) {
+	f, err := safefile.Open(path, opt)
 	if err != nil {
-		return nil
+		if errors.Is(err, safefile.ErrRefused) {
+			return nil, "log " + sanitize.Line(err.Error())
+		}
+		return nil, ""
 	}
 	defer f.Close()
-	st, err := f.Stat()
+	data, err := f.ReadFrom(offset, maxTailBytes)
 	if err != nil {
-		return nil
+		return nil, ""
 	}
-	if offset < 0 || offset > st.Size() {
-		offset = 0 // created or truncated since the operation began
-	}
-	if st.Size()-offset > maxTailBytes {
-		offset = st.Size() - maxTailBytes
-	}
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return nil
-	}
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return nil
-	}
-	var lines []string
 	for _, l := range strings.Split(string(data), "\n") {
-		l = strings.TrimSpace(StripANSI(strings.TrimRight(l, "\r")))
-		if l != "" {
+		if l = strings.TrimSpace(sanitize.Line(l)); l != "" {
 			lines = append(lines, l)
 		}
 	}
 	if len(lines) > maxTailLines {
 		lines = lines[len(lines)-maxTailLines:]
 	}
-	return lines
+	return lines, ""
 }
 
 var errorWords = []string{"error", "fail", "refused", "denied", "invalid", "cannot", "can't", "unable", "fatal", "panic", "no such", "not found", "timeout", "timed out"}
@@ -148,33 +179,29 @@ func keyLine(tail []string) string {
 	return strings.TrimSpace(logPrefixRE.ReplaceAllString(pick, ""))
 }
 
-// JournalReader returns a Config.Journal that asks journalctl, or nil when
-// no journal runs here (no journald socket), so that nothing is spawned in
-// vain. user selects the user's journal, as systemctl --user does.
-func JournalReader(user bool) func(ctx context.Context, unit string, since time.Time) []string {
-	if _, err := os.Stat("/run/systemd/journal/socket"); err != nil {
-		return nil
-	}
-	path, err := osexec.LookPath("journalctl")
-	if err != nil {
+// JournalReader returns a Config.Journal that reads a unit's journal
+// through j (the same seam as systemctl, so unit tests can fake it), or nil
+// when no journal runs here, so that nothing is spawned in vain.
+func JournalReader(j systemctl.Journaler) func(ctx context.Context, unit string, since time.Time) []string {
+	if j == nil || !j.HasJournal() {
 		return nil
 	}
 	return func(ctx context.Context, unit string, since time.Time) []string {
-		args := []string{"--no-pager", "-o", "cat", "-n", strconv.Itoa(maxTailLines),
-			"--since", "@" + strconv.FormatInt(since.Unix(), 10), "-u", unit}
-		if user {
-			args = append([]string{"--user"}, args...)
-		}
-		out, err := osexec.CommandContext(ctx, path, args...).Output()
-		if err != nil {
+		out, err := j.Journal(ctx, "--no-pager", "-o", "cat", "-n", strconv.Itoa(maxTailLines),
+			"--since", "@"+strconv.FormatInt(since.Unix(), 10), "-u", unit)
+		if err != nil || out.ExitCode != 0 {
 			return nil
 		}
 		var lines []string
-		for _, l := range strings.Split(string(out), "\n") {
-			if l = strings.TrimSpace(StripANSI(l)); l != "" && !strings.HasPrefix(l, "-- ") {
+		for _, l := range strings.Split(string(out.Stdout), "\n") {
+			if l = strings.TrimSpace(sanitize.Line(l)); l != "" && !strings.HasPrefix(l, "-- ") {
 				lines = append(lines, l)
 			}
 		}
 		return lines
 	}
 }
+
+// fileSize returns the size of path, or -1 when it does not exist or is
+// refused: the offset from which a later read starts.
+func fileSize(path string, opt safefile.Options) int64 { return safefile.Size(path, opt) }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
 )
@@ -231,11 +232,21 @@ func explain(r *Result, what, frpKey string, unitLines []string) {
 	r.Detail = strings.Join(detail, "\n")
 }
 
+// oneLine makes s one line of at most maxReason bytes. A longer one keeps
+// its start (what happened) and its end, where log lines put the error.
 func oneLine(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
-	const max = 240
-	if len(s) > max {
-		s = s[:max-3] + "..."
+	const maxReason, head = 320, 100
+	if len(s) > maxReason {
+		tail := s[len(s)-(maxReason-head-5):]
+		for i := 0; i < 4 && i < len(tail) && !utf8.RuneStart(tail[0]); i++ {
+			tail = tail[1:]
+		}
+		h := s[:head]
+		for len(h) > 0 && !utf8.ValidString(h) {
+			h = h[:len(h)-1]
+		}
+		s = h + " ... " + tail
 	}
 	return s
 }

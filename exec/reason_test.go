@@ -4,8 +4,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/moonfrp/moonfrp-bulk/safefile"
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
 )
 
@@ -32,17 +36,54 @@ func TestReadTailOnlyNewLinesWithoutColour(t *testing.T) {
 	if err := os.WriteFile(p, []byte("old failure\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	off := fileSize(p)
+	off := fileSize(p, safefile.Options{})
 	f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString("\x1b[1;31m[E] new failure\x1b[0m\n\n   \nlast\n")
+	f.WriteString("\x1b[1;31m[E] new failure\x1b[0m\n\n   \nlast \x1b]0;title\x07\n")
 	f.Close()
-	if got, want := readTail(p, off), []string{"[E] new failure", "last"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("readTail = %q, want %q", got, want)
+	if got, _ := readTail(p, off, safefile.Options{}); !reflect.DeepEqual(got, []string{"[E] new failure", "last"}) {
+		t.Errorf("readTail = %q", got)
 	}
 	// A log rotated since the offset is read from its start.
 	os.WriteFile(p, []byte("fresh\n"), 0o644)
-	if got := readTail(p, off+100); !reflect.DeepEqual(got, []string{"fresh"}) {
+	if got, _ := readTail(p, off+100, safefile.Options{}); !reflect.DeepEqual(got, []string{"fresh"}) {
 		t.Errorf("after truncation readTail = %q", got)
+	}
+}
+
+// A log that is a FIFO, a device or a symlink is never read: a FIFO would
+// block, /dev/zero would never end, and a link may point at a root-only
+// file. Each refusal is named.
+func TestReadTailRefusesWhatIsNotARegularFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.log")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(dir, "secret")
+	os.WriteFile(secret, []byte("root:$6$hash\n"), 0o600)
+	link := filepath.Join(dir, "link.log")
+	os.Symlink(secret, link)
+	cases := []struct{ path, note string }{
+		{fifo, "is a FIFO, not a regular file"},
+		{"/dev/zero", "is a character device"},
+		{link, "is a symlink"},
+	}
+	for _, c := range cases {
+		done := make(chan struct{})
+		var lines []string
+		var note string
+		go func() {
+			lines, note = readTail(c.path, 0, safefile.Options{})
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: readTail blocked", c.path)
+		}
+		if len(lines) != 0 || !strings.Contains(note, c.note) {
+			t.Errorf("%s: lines %q note %q, want none and %q", c.path, lines, note, c.note)
+		}
 	}
 }
 
@@ -50,15 +91,31 @@ func TestLogFiles(t *testing.T) {
 	dir := t.TempDir()
 	frag := filepath.Join(dir, "u.service")
 	drop := filepath.Join(dir, "override.conf")
-	os.WriteFile(frag, []byte("[Service]\nStandardOutput=append:/var/log/frp/%n.log\nStandardError=append:/var/log/frp/%n.log\n"), 0o644)
-	os.WriteFile(drop, []byte("[Service]\nStandardError=file:/tmp/err.log\n"), 0o644)
-	got := logFiles(frag, []string{drop}, "moonfrp-client-1.service")
-	want := []string{"/var/log/frp/moonfrp-client-1.service.log", "/tmp/err.log"}
+	long := "# " + strings.Repeat("x", 100<<10) + "\n"
+	os.WriteFile(frag, []byte("[Service]\n"+long+"StandardOutput=append:/var/log/frp/%n.log\nStandardError=append:/var/log/frp/%n.log\n"), 0o644)
+	os.WriteFile(drop, []byte("[Service]\nStandardError=file:/tmp/%i/err-%p.log\n"), 0o644)
+	got := logFiles(frag, []string{drop}, "moonfrp-client@eu.service", safefile.Options{})
+	want := []string{"/var/log/frp/moonfrp-client@eu.service.log", "/tmp/eu/err-moonfrp-client.log"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("logFiles = %q, want %q", got, want)
 	}
-	if got := logFiles(filepath.Join(dir, "missing"), nil, "x"); got != nil {
+	if got := logFiles(filepath.Join(dir, "missing"), nil, "x", safefile.Options{}); got != nil {
 		t.Errorf("missing fragment gave %q", got)
+	}
+}
+
+func TestExpandSpecifiers(t *testing.T) {
+	cases := []struct{ in, unit, want string }{
+		{"/l/%n.log", "a@b.service", "/l/a@b.service.log"},
+		{"/l/%N.log", "a@b.service", "/l/a@b.log"},
+		{"/l/%p-%i.log", "moonfrp-client@x.service", "/l/moonfrp-client-x.log"},
+		{"/l/%I.log", "u@srv-a\\x2db.service", "/l/srv/a-b.log"},
+		{"/l/100%%.log", "u.service", "/l/100%.log"},
+	}
+	for _, c := range cases {
+		if got := expandSpecifiers(c.in, c.unit); got != c.want {
+			t.Errorf("expandSpecifiers(%q, %q) = %q, want %q", c.in, c.unit, got, c.want)
+		}
 	}
 }
 

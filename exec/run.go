@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/user"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +52,10 @@ type unitRun struct {
 	opEnd     time.Time
 	opEndMono uint64 // µs on CLOCK_MONOTONIC, the clock systemd stamps with
 	what      string
+	// opt says whose files may be read for the unit (root's and its
+	// User='s); notes name log files that were refused.
+	opt   safefile.Options
+	notes []string
 	// tun is set for an frp unit whose tunnel can be proven.
 	tun *tunnel
 	// done closes when the unit is finished.
@@ -96,6 +98,9 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 			}
 			if u.res.Reason == "" {
 				explain(&u.res, u.what, frpKey, unitLines)
+			}
+			if len(u.notes) > 0 {
+				u.res.Detail += "\n" + strings.Join(u.notes, "\n")
 			}
 		}
 		u.res.End = time.Now()
@@ -189,7 +194,7 @@ func prepare(ctx context.Context, cfg Config, units []string) ([]*unitRun, [][]s
 		p := preByName[name]
 		for _, argv := range systemctl.ExecArgv(p["ExecStart"]) {
 			if bin, path, ok := frp.Binary(argv); ok {
-				tunnels[name], infos[name] = loadTunnel(bin, path, safefile.Options{Owners: owners(p["User"])})
+				tunnels[name], infos[name] = loadTunnel(bin, path, safefile.ForUser(p["User"]))
 				break
 			}
 		}
@@ -213,7 +218,8 @@ func prepare(ctx context.Context, cfg Config, units []string) ([]*unitRun, [][]s
 				u.res.Tunnel = nil // a stop: systemd decides
 			}
 			p := preByName[name]
-			u.logs = logFiles(p["FragmentPath"], strings.Fields(p["DropInPaths"]), name)
+			u.opt = safefile.ForUser(p["User"])
+			u.logs = logFiles(p["FragmentPath"], strings.Fields(p["DropInPaths"]), name, u.opt)
 			if len(u.logs) == 0 && cfg.LogDir != "" {
 				u.logs = []string{filepath.Join(cfg.LogDir, strings.TrimSuffix(name, ".service")+".log")}
 			}
@@ -221,23 +227,6 @@ func prepare(ctx context.Context, cfg Config, units []string) ([]*unitRun, [][]s
 		}
 	}
 	return runs, phases, nil
-}
-
-// owners returns the uid of a unit's User=, whose files may be read as
-// well as root's.
-func owners(u string) []int {
-	if u == "" {
-		return nil
-	}
-	if n, err := strconv.Atoi(u); err == nil {
-		return []int{n}
-	}
-	if pw, err := user.Lookup(u); err == nil {
-		if n, err := strconv.Atoi(pw.Uid); err == nil {
-			return []int{n}
-		}
-	}
-	return nil
 }
 
 // awaitServers holds the next phase back until the frp servers of this
@@ -272,9 +261,13 @@ func unitLog(ctx context.Context, cfg Config, u *unitRun) []string {
 	var tail []string
 	found := false
 	for i, p := range u.logs {
-		if fileSize(p) >= 0 {
+		lines, note := readTail(p, u.offsets[i], u.opt)
+		if note != "" {
+			u.notes = append(u.notes, note)
+			found = true // it exists: the journal would not be its source
+		} else if fileSize(p, u.opt) >= 0 {
 			found = true
-			tail = append(tail, readTail(p, u.offsets[i])...)
+			tail = append(tail, lines...)
 		}
 	}
 	if !found && cfg.Journal != nil && !u.res.Start.IsZero() {
@@ -295,7 +288,7 @@ func operate(ctx context.Context, cfg Config, u *unitRun, obs Observer) {
 	}
 	u.offsets = make([]int64, len(u.logs))
 	for i, p := range u.logs {
-		u.offsets[i] = fileSize(p)
+		u.offsets[i] = fileSize(p, u.opt)
 	}
 	obs.Launched(u.res.Unit)
 	u.res.Start = time.Now()

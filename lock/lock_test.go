@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -67,5 +68,63 @@ func TestWaitEndsWithContext(t *testing.T) {
 	defer cancel()
 	if _, err := Acquire(ctx, dir, []string{"a.service"}, Options{}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("got %v, want the context's error", err)
+	}
+}
+
+func TestLockFilesArePrivateAndRemovedOnRelease(t *testing.T) {
+	dir := t.TempDir()
+	long := strings.Repeat("x", 247) + ".service" // 255 bytes, as systemd allows
+	s, err := Acquire(context.Background(), dir, []string{"a.service", long}, Options{})
+	if err != nil {
+		t.Fatalf("lock a 255-byte unit name: %v", err)
+	}
+	for _, u := range []string{"a.service", long} {
+		st, err := os.Lstat(filepath.Join(dir, FileName(u)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %o, want 0600: anyone who can open it can flock it", FileName(u), st.Mode().Perm())
+		}
+	}
+	if len(FileName(long)) > 255 {
+		t.Errorf("lock name of a long unit is %d bytes", len(FileName(long)))
+	}
+	s.Release()
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("lock files left after release: %v", ents)
+	}
+}
+
+func TestUnsafeLockDirectoriesAreRefused(t *testing.T) {
+	base := t.TempDir()
+	target := filepath.Join(base, "target")
+	os.Mkdir(target, 0o755)
+	link := filepath.Join(base, "link")
+	os.Symlink(target, link)
+	open := filepath.Join(base, "open")
+	os.Mkdir(open, 0o777)
+	os.Chmod(open, 0o777)
+	planted := filepath.Join(base, "planted")
+	os.Mkdir(planted, 0o755)
+	victim := filepath.Join(base, "victim")
+	os.WriteFile(victim, []byte("precious\n"), 0o644)
+	os.Symlink(victim, filepath.Join(planted, "a.service.lock"))
+	for _, dir := range []string{link, open, planted} {
+		_, err := Acquire(context.Background(), dir, []string{"a.service"}, Options{})
+		if !errors.Is(err, ErrUnsafeDir) {
+			t.Errorf("%s: %v, want ErrUnsafeDir", filepath.Base(dir), err)
+		}
+	}
+	if data, _ := os.ReadFile(victim); string(data) != "precious\n" {
+		t.Errorf("a planted link made the lock write through it: %q", data)
+	}
+	if os.Geteuid() == 0 {
+		foreign := filepath.Join(base, "foreign")
+		os.Mkdir(foreign, 0o755)
+		os.Chown(foreign, 65534, 65534)
+		if _, err := Acquire(context.Background(), foreign, []string{"a.service"}, Options{}); !errors.Is(err, ErrUnsafeDir) {
+			t.Errorf("a directory of another user: %v, want ErrUnsafeDir", err)
+		}
 	}
 }

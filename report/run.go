@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moonfrp/moonfrp-bulk/exec"
+	"github.com/moonfrp/moonfrp-bulk/sanitize"
 )
 
 // SchemaVersion is the version of the JSON line format. It changes only
@@ -255,16 +256,16 @@ func (r *Run) Finished(res exec.Result) {
 			r.failed++
 		}
 	}
-	tail := res.LogTail
-	if tail == nil {
-		tail = []string{}
+	tail := make([]string, 0, len(res.LogTail))
+	for _, l := range res.LogTail {
+		tail = append(tail, sanitize.Line(l))
 	}
 	r.emit(resultEvent{SchemaVersion: SchemaVersion, Event: "result", Time: stamp(r.now()),
 		Unit: res.Unit, Operation: res.Operation, Phase: res.Phase + 1,
 		OK: res.OK, NotStarted: res.NotStarted, TimedOut: res.TimedOut,
 		DurationMS: res.Duration().Milliseconds(), OpDurationMS: res.OpDuration.Milliseconds(),
 		ExitCode: res.ExitCode, State: res.State, Result: res.SDResult, NRestarts: res.NRestarts,
-		Reason: res.Reason, Detail: res.Detail, LogTail: tail, Tunnel: tunnelOf(res.Tunnel)})
+		Reason: sanitize.Line(res.Reason), Detail: sanitize.Text(res.Detail), LogTail: tail, Tunnel: tunnelOf(res.Tunnel)})
 	if res.NotStarted {
 		return
 	}
@@ -353,11 +354,11 @@ func WriteSummary(s *Streams, sum exec.Summary) {
 	}
 	fmt.Fprintln(w, line)
 	for _, n := range sum.Notes {
-		fmt.Fprintf(w, "  ! %s\n", n)
+		fmt.Fprintf(w, "  ! %s\n", sanitize.Line(n))
 	}
 	for _, res := range sum.Results {
 		if !res.OK && !res.NotStarted {
-			fmt.Fprintf(w, "  - %s: %s\n", s.bold(short(res.Unit)), res.Reason)
+			fmt.Fprintf(w, "  - %s: %s\n", s.bold(short(res.Unit)), sanitize.Line(res.Reason))
 		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -132,4 +134,21 @@ func contains(list []int, n int) bool {
 		}
 	}
 	return false
+}
+
+// ForUser returns the Options for files of a unit that runs as u (its
+// User=, a name or a number): root's files and u's are accepted.
+func ForUser(u string) Options {
+	if u == "" {
+		return Options{}
+	}
+	if n, err := strconv.Atoi(u); err == nil {
+		return Options{Owners: []int{n}}
+	}
+	if pw, err := user.Lookup(u); err == nil {
+		if n, err := strconv.Atoi(pw.Uid); err == nil {
+			return Options{Owners: []int{n}}
+		}
+	}
+	return Options{}
 }

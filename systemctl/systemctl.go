@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -27,6 +28,15 @@ type Runner interface {
 	Run(ctx context.Context, args ...string) (Output, error)
 }
 
+// Journaler reads the journal. Manager implements it with journalctl;
+// unit tests substitute scripted ones.
+type Journaler interface {
+	// HasJournal reports whether a journal is there to read.
+	HasJournal() bool
+	// Journal runs journalctl [--user] args... like Run.
+	Journal(ctx context.Context, args ...string) (Output, error)
+}
+
 // Manager talks to one service manager: the system one, or with User set
 // the calling user's (systemctl --user).
 type Manager struct {
@@ -34,6 +44,8 @@ type Manager struct {
 	Path string
 	// User selects the user's service manager.
 	User bool
+	// Journalctl is the journalctl binary; empty means "journalctl".
+	Journalctl string
 }
 
 // quiet verbs print nothing useful on stdout; skipping the pipe saves a
@@ -48,6 +60,25 @@ func (m Manager) Run(ctx context.Context, args ...string) (Output, error) {
 	if path == "" {
 		path = "systemctl"
 	}
+	return m.run(ctx, path, args)
+}
+
+// HasJournal reports whether journald runs here: its socket exists.
+func (m Manager) HasJournal() bool {
+	_, err := os.Stat("/run/systemd/journal/socket")
+	return err == nil
+}
+
+// Journal runs journalctl [--user] args... and waits for it, as Run does.
+func (m Manager) Journal(ctx context.Context, args ...string) (Output, error) {
+	path := m.Journalctl
+	if path == "" {
+		path = "journalctl"
+	}
+	return m.run(ctx, path, args)
+}
+
+func (m Manager) run(ctx context.Context, path string, args []string) (Output, error) {
 	if len(args) == 0 {
 		return Output{}, fmt.Errorf("run %s: no arguments", path)
 	}

@@ -31,6 +31,8 @@ func TestMain(m *testing.M) {
 	}
 	binary = filepath.Join(dir, "moonfrp-bulk")
 	build := exec.Command("go", "build", "-o", binary, "..")
+	// Static, so that it runs inside the booted hosts too.
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build moonfrp-bulk:", err)

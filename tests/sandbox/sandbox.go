@@ -51,13 +51,16 @@ type Sandbox struct {
 	once    sync.Once
 }
 
-// registry lets an interrupt tear down every live sandbox; a signal is
-// process-wide, so this one piece of state is too.
+// stopper is anything the registry tears down: a Sandbox or a Host.
+type stopper interface{ Stop() }
+
+// registry lets an interrupt tear down every live sandbox and host; a
+// signal is process-wide, so this one piece of state is too.
 var registry = struct {
 	sync.Mutex
-	live map[*Sandbox]bool
+	live map[stopper]bool
 	hook sync.Once
-}{live: map[*Sandbox]bool{}}
+}{live: map[stopper]bool{}}
 
 // ErrUnavailable wraps every reason a sandbox cannot start here.
 var ErrUnavailable = errors.New("systemd sandbox unavailable")
@@ -272,7 +275,7 @@ func (s *Sandbox) cleanupFiles() {
 	}
 }
 
-func register(s *Sandbox) {
+func register(s stopper) {
 	registry.Lock()
 	registry.live[s] = true
 	registry.Unlock()
@@ -288,16 +291,16 @@ func register(s *Sandbox) {
 	})
 }
 
-func unregister(s *Sandbox) {
+func unregister(s stopper) {
 	registry.Lock()
 	delete(registry.live, s)
 	registry.Unlock()
 }
 
-// StopAll stops every sandbox this process started.
+// StopAll stops every sandbox and host this process started.
 func StopAll() {
 	registry.Lock()
-	var all []*Sandbox
+	var all []stopper
 	for s := range registry.live {
 		all = append(all, s)
 	}
