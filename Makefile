@@ -6,8 +6,11 @@ GOBIN       := $(shell $(GO) env GOPATH)/bin
 STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 # Debian packages the tests use: jq for the README recipes, bats and
-# shellcheck for the bash shim, tmux for the menu test.
-DEB_TOOLS   := jq bats shellcheck tmux
+# shellcheck for the bash shim, tmux for the menu tests, debootstrap and
+# systemd-container (systemd-nspawn) for the booted hosts of the
+# production-path tests.
+# Each is COMMAND:PACKAGE.
+DEB_TOOLS   := jq:jq bats:bats shellcheck:shellcheck tmux:tmux debootstrap:debootstrap systemd-nspawn:systemd-container
 
 .PHONY: all build demo test deps vet staticcheck lint unit integration shell bench bench-quick clean
 
@@ -22,7 +25,7 @@ demo: build
 test: deps vet staticcheck lint unit integration
 
 deps:
-	@missing=""; for t in $(DEB_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	@missing=""; for t in $(DEB_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then echo "make: missing$$missing; install them (apt-get install$$missing) or run as root" >&2; exit 1; fi; \
 		echo "installing$$missing"; \

@@ -514,7 +514,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	sum, err := exec.Run(a.ctx, exec.Config{
 		Operation: op, MaxParallel: int(f.MaxParallel), Timeout: f.Timeout,
 		Verify: !f.NoVerify, Settle: f.Settle, TunnelDeadline: f.TunnelDeadline, LogDir: logDir(),
-		Journal: exec.JournalReader(a.mgr), Runner: a.mgr, Drain: a.drain, API: a.api,
+		Journal: exec.JournalReader(a.mgr, a.globals.User), Runner: a.mgr, Drain: a.drain, API: a.api,
 	}, names, rep)
 	if err != nil {
 		sum.Interrupted = a.interrupted()

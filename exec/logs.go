@@ -182,13 +182,19 @@ func keyLine(tail []string) string {
 // JournalReader returns a Config.Journal that reads a unit's journal
 // through j (the same seam as systemctl, so unit tests can fake it), or nil
 // when no journal runs here, so that nothing is spawned in vain.
-func JournalReader(j systemctl.Journaler) func(ctx context.Context, unit string, since time.Time) []string {
+func JournalReader(j systemctl.Journaler, user bool) func(ctx context.Context, unit string, since time.Time) []string {
 	if j == nil || !j.HasJournal() {
 		return nil
 	}
 	return func(ctx context.Context, unit string, since time.Time) []string {
+		// Only what the unit's own processes wrote: -u would add systemd's
+		// lines about the unit ("Failed with result ..."), which say less.
+		field := "_SYSTEMD_UNIT="
+		if user {
+			field = "_SYSTEMD_USER_UNIT="
+		}
 		out, err := j.Journal(ctx, "--no-pager", "-o", "cat", "-n", strconv.Itoa(maxTailLines),
-			"--since", "@"+strconv.FormatInt(since.Unix(), 10), "-u", unit)
+			"--since", "@"+strconv.FormatInt(since.Unix(), 10), field+unit)
 		if err != nil || out.ExitCode != 0 {
 			return nil
 		}

@@ -1,0 +1,347 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moonfrp/moonfrp-bulk/tests/sandbox"
+)
+
+// newHost boots a Debian host with a real system manager for one test and
+// powers it off when the test ends. Where it cannot boot it skips, except
+// under CI=true, where that is a failure.
+func newHost(t *testing.T) *sandbox.Host {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	h, err := sandbox.BootHost(ctx)
+	if err != nil {
+		if os.Getenv("CI") != "true" {
+			t.Skipf("no booted host here: %v", err)
+		}
+		t.Fatalf("boot host: %v", err)
+	}
+	t.Cleanup(func() {
+		h.Stop()
+		if err := h.StopErr(); err != nil {
+			t.Errorf("host teardown: %v", err)
+		}
+	})
+	return h
+}
+
+// moonfrpUnit is a unit file exactly as MoonFRP's create_systemd_service
+// writes it, hardening included.
+func moonfrpUnit(name, typ, binary, config string) string {
+	return fmt.Sprintf(`[Unit]
+Description=MoonFRP %s Service
+After=network.target
+Wants=network.target
+
+[Service]
+Type=simple
+User=root
+Group=root
+ExecStart=/opt/frp/%s -c %s
+ExecReload=/bin/kill -HUP $MAINPID
+Restart=always
+RestartSec=5
+StandardOutput=append:/var/log/frp/%s.log
+StandardError=append:/var/log/frp/%s.log
+SyslogIdentifier=%s
+NoNewPrivileges=true
+PrivateTmp=true
+ProtectSystem=strict
+ProtectHome=true
+ReadWritePaths=/var/log/frp /etc/frp
+LimitNOFILE=65536
+LimitNPROC=4096
+
+[Install]
+WantedBy=multi-user.target
+`, typ, binary, config, name, name, name)
+}
+
+// hostFRP lays out a MoonFRP install in the host: the real frp in
+// /opt/frp, moonfrp-bulk and its shim, a server and clients in MoonFRP's
+// config layout, with hardened units. Client 2 has a wrong token.
+type hostFRP struct {
+	h     *sandbox.Host
+	dash  int
+	names []string
+}
+
+func setupHostFRP(t *testing.T, h *sandbox.Host, clients int) *hostFRP {
+	t.Helper()
+	frpDir := frpBinaries(t)
+	ports, err := sandbox.FreePorts(2 + 3*clients)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(h.Install(filepath.Join(frpDir, "frpc"), "/opt/frp/frpc", 0o755))
+	must(h.Install(filepath.Join(frpDir, "frps"), "/opt/frp/frps", 0o755))
+	must(h.Install(binary, "/usr/local/bin/moonfrp-bulk", 0o755))
+	must(h.Install("../bash/moonfrp-bulk.sh", "/usr/share/moonfrp-bulk/moonfrp-bulk.sh", 0o644))
+	must(os.MkdirAll(filepath.Join(h.Root, "var/log/frp"), 0o755))
+	hf := &hostFRP{h: h, dash: ports[1], names: []string{"moonfrp-server"}}
+	must(h.WriteFile("/etc/frp/frps.toml", []byte(fmt.Sprintf(`bindAddr = "127.0.0.1"
+bindPort = %d
+proxyBindAddr = "127.0.0.1"
+auth.method = "token"
+auth.token = "host-token"
+webServer.addr = "127.0.0.1"
+webServer.port = %d
+webServer.user = "admin"
+webServer.password = "dash-secret"
+log.to = "/var/log/frp/frps.log"
+`, ports[0], ports[1])), 0o600))
+	must(h.WriteFile("/etc/systemd/system/moonfrp-server.service", []byte(moonfrpUnit("moonfrp-server", "Server", "frps", "/etc/frp/frps.toml")), 0o644))
+	for i := 1; i <= clients; i++ {
+		token := "host-token"
+		if i == 2 {
+			token = "wrong-token"
+		}
+		admin, remote, local := ports[2+3*(i-1)], ports[3+3*(i-1)], ports[4+3*(i-1)]
+		name := fmt.Sprintf("moonfrp-client-%d", i)
+		cfg := fmt.Sprintf("/etc/frp/frpc-%d.toml", i)
+		must(h.WriteFile(cfg, []byte(fmt.Sprintf(`user = "h%d"
+serverAddr = "127.0.0.1"
+serverPort = %d
+auth.method = "token"
+auth.token = %q
+log.to = "/var/log/frp/frpc-%d.log"
+log.level = "info"
+loginFailExit = false
+transport.dialServerTimeout = 5
+webServer.addr = "127.0.0.1"
+webServer.port = %d
+webServer.user = "admin"
+webServer.password = "pw-%d"
+
+[[proxies]]
+name = "tcp_%d"
+type = "tcp"
+localIP = "127.0.0.1"
+localPort = %d
+remotePort = %d
+`, i, ports[0], token, i, admin, i, i, local, remote)), 0o600))
+		must(h.WriteFile("/etc/systemd/system/"+name+".service", []byte(moonfrpUnit(name, "Client", "frpc", cfg)), 0o644))
+		hf.names = append(hf.names, name)
+	}
+	if _, err := h.Run(context.Background(), "systemctl", "daemon-reload"); err != nil {
+		t.Fatal(err)
+	}
+	return hf
+}
+
+// run runs a command in the host and returns stdout, stderr and the exit code.
+func hostRun(t *testing.T, h *sandbox.Host, name string, args ...string) result {
+	t.Helper()
+	cmd := h.Command(context.Background(), name, args...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String(), wall: time.Since(start), code: cmd.ProcessState.ExitCode()}
+	if err != nil && cmd.ProcessState == nil {
+		t.Fatalf("%s in host: %v", name, err)
+	}
+	t.Logf("host: %s %s: exit %d in %s\nstderr:\n%s", name, strings.Join(args, " "), r.code, r.wall.Round(time.Millisecond), r.stderr)
+	return r
+}
+
+func hostInvocations(t *testing.T, h *sandbox.Host, names []string) map[string]string {
+	t.Helper()
+	ids := map[string]string{}
+	for _, n := range names {
+		out, _ := h.Run(context.Background(), "systemctl", "show", "-p", "InvocationID", "--value", n)
+		ids[n] = strings.TrimSpace(out)
+	}
+	return ids
+}
+
+// dashboardOnline counts the proxies online on frps's dashboard.
+func dashboardOnline(t *testing.T, port int) int {
+	t.Helper()
+	s := &frpScene{t: t, dash: port}
+	return len(s.online())
+}
+
+// On the production path (root, the system manager, MoonFRP's hardened
+// units, the real frp), a cold start and a restart through the shim's
+// restart_all_services tell the truth: exactly the client with the wrong
+// token fails, with frp's own words, and the good tunnels are online on
+// the dashboard when the tool returns.
+func TestHostRestartOfMoonFRPUnitsTellsTheTruth(t *testing.T) {
+	h := newHost(t)
+	hf := setupHostFRP(t, h, 4)
+
+	r := hostRun(t, h, "moonfrp-bulk", "start", "-o", "json", "--tunnel-deadline=5s")
+	wantCode(t, r, 1)
+	res := results(t, r.stdout)
+	if f := strings.Join(failedUnits(res), " "); f != "moonfrp-client-2" {
+		t.Fatalf("failed %q, want moonfrp-client-2", f)
+	}
+	wantContains(t, "reason", res["moonfrp-client-2"]["reason"].(string), "token in login doesn't match token from configuration")
+	if n := dashboardOnline(t, hf.dash); n != 3 {
+		t.Errorf("%d tunnels online at exit, want 3", n)
+	}
+
+	before := hostInvocations(t, h, hf.names)
+	r = hostRun(t, h, "bash", "-c", `set -euo pipefail
+source /usr/share/moonfrp-bulk/moonfrp-bulk.sh
+rc=0; restart_all_services || rc=$?
+echo "rc=$rc"`)
+	wantCode(t, r, 0)
+	wantContains(t, "shim", r.stdout, "rc=1")
+	wantContains(t, "shim", r.stderr, "Bulk restart complete: 4 succeeded, 1 failed", "  - moonfrp-client-2: tunnel not up within")
+	if n := dashboardOnline(t, hf.dash); n != 3 {
+		t.Errorf("%d tunnels online when restart_all_services returned, want 3", n)
+	}
+	for u, id := range hostInvocations(t, h, hf.names) {
+		if id == before[u] {
+			t.Errorf("%s was not restarted", u)
+		}
+	}
+
+	// Locks live in /run/moonfrp-bulk, root's alone, and are gone after.
+	st, err := os.Lstat(h.Proc("/run/moonfrp-bulk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm()&0o022 != 0 || !st.IsDir() {
+		t.Errorf("/run/moonfrp-bulk: mode %v", st.Mode())
+	}
+	if ents, _ := os.ReadDir(h.Proc("/run/moonfrp-bulk")); len(ents) != 0 {
+		t.Errorf("lock files left after the runs: %v", ents)
+	}
+}
+
+// A lock directory planted by another user, a run by a non-root user, and
+// two overlapping root runs, each against the system manager.
+func TestHostLocksAndUsers(t *testing.T) {
+	h := newHost(t)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(h.Install(binary, "/usr/local/bin/moonfrp-bulk", 0o755))
+	for i := 1; i <= 3; i++ {
+		must(h.WriteFile(fmt.Sprintf("/etc/systemd/system/moonfrp-client-%d.service", i), []byte(
+			"[Service]\nExecStart=/bin/sh -c 'trap \"sleep 0.5; exit 0\" TERM; while :; do sleep 1 & wait; done'\n"), 0o644))
+	}
+	if _, err := h.Run(context.Background(), "systemctl", "daemon-reload"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Run(context.Background(), "systemctl", "start", "moonfrp-client-1", "moonfrp-client-2", "moonfrp-client-3"); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("non-root against the system manager", func(t *testing.T) {
+		r := hostRun(t, h, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "moonfrp-bulk", "restart")
+		wantCode(t, r, 3)
+		if lines := strings.Split(strings.TrimSpace(r.stderr), "\n"); len(lines) != 1 {
+			t.Errorf("want one line, got %q", r.stderr)
+		}
+		wantContains(t, "stderr", r.stderr, "needs root", "--user")
+	})
+
+	t.Run("two overlapping root runs", func(t *testing.T) {
+		names := []string{"moonfrp-client-1", "moonfrp-client-2", "moonfrp-client-3"}
+		before := hostInvocations(t, h, names)
+		first := h.Command(context.Background(), "moonfrp-bulk", "restart", "--settle=0")
+		var firstErr strings.Builder
+		first.Stderr = &firstErr
+		if err := first.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Wait until the first run holds its locks: its lock files exist.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if ents, _ := os.ReadDir(h.Proc("/run/moonfrp-bulk")); len(ents) == 3 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the first run never held its locks")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		second := hostRun(t, h, "moonfrp-bulk", "restart", "--settle=0")
+		if err := first.Wait(); err != nil {
+			t.Fatalf("first run: %v\n%s", err, firstErr.String())
+		}
+		wantCode(t, second, 0)
+		wantContains(t, "second run", second.stderr, "waiting for another moonfrp-bulk run (pid ")
+		for u, id := range hostInvocations(t, h, names) {
+			if id == before[u] {
+				t.Errorf("%s was not restarted", u)
+			}
+		}
+	})
+
+	t.Run("planted lock directory", func(t *testing.T) {
+		r := hostRun(t, h, "sh", "-c", "useradd --system mallory && rm -rf /run/moonfrp-bulk && install -d -o mallory -m 0777 /run/moonfrp-bulk")
+		wantCode(t, r, 0)
+		r = hostRun(t, h, "moonfrp-bulk", "restart", "moonfrp-client-1")
+		wantCode(t, r, 3)
+		wantContains(t, "stderr", r.stderr, "unsafe lock directory", "/run/moonfrp-bulk")
+	})
+}
+
+// A service that runs as its own user and owns its log directory swaps
+// its log for a symlink to /etc/shadow as it fails: root must not read
+// through it. A unit that logs only to journald gets its reason from the
+// journal.
+func TestHostServiceUserSymlinkSwapAndJournalReason(t *testing.T) {
+	h := newHost(t)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(h.Install(binary, "/usr/local/bin/moonfrp-bulk", 0o755))
+	if r := hostRun(t, h, "sh", "-c", "useradd --system frpuser && install -d -o frpuser /var/log/frpuser"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	must(h.WriteFile("/etc/systemd/system/moonfrp-client-swap.service", []byte(`[Service]
+User=frpuser
+ExecStart=/bin/sh -c 'echo "login failed: swapped"; rm -f /var/log/frpuser/swap.log; ln -s /etc/shadow /var/log/frpuser/swap.log; exit 1'
+Restart=always
+RestartSec=5
+StandardOutput=append:/var/log/frpuser/swap.log
+StandardError=append:/var/log/frpuser/swap.log
+`), 0o644))
+	must(h.WriteFile("/etc/systemd/system/moonfrp-client-journal.service", []byte(`[Service]
+ExecStart=/bin/sh -c 'echo "handshake refused by upstream (journal only)"; exit 1'
+Restart=always
+RestartSec=5
+`), 0o644))
+	if _, err := h.Run(context.Background(), "systemctl", "daemon-reload"); err != nil {
+		t.Fatal(err)
+	}
+	r := hostRun(t, h, "moonfrp-bulk", "start", "-o", "json", "moonfrp-client-swap", "moonfrp-client-journal")
+	wantCode(t, r, 1)
+	res := results(t, r.stdout)
+	shadow, _ := os.ReadFile(h.Proc("/etc/shadow"))
+	for _, l := range strings.Split(string(shadow), "\n") {
+		if strings.Contains(l, ":") && strings.Contains(r.stdout+r.stderr, l) {
+			t.Fatalf("a line of /etc/shadow reached the output: %q", l)
+		}
+	}
+	wantContains(t, "swap detail", res["moonfrp-client-swap"]["detail"].(string), "is a symlink, not read")
+	wantContains(t, "journal reason", res["moonfrp-client-journal"]["reason"].(string), "handshake refused by upstream (journal only)")
+}
