@@ -12,7 +12,7 @@ STATICCHECK_VERSION := v0.8.2
 # Each is COMMAND:PACKAGE.
 DEB_TOOLS   := jq:jq bats:bats shellcheck:shellcheck tmux:tmux debootstrap:debootstrap systemd-nspawn:systemd-container
 
-.PHONY: all build demo test deps vet staticcheck lint unit integration shell bench bench-quick clean
+.PHONY: all build demo test deps vet staticcheck lint unit integration bench bench-quick clean
 
 all: build
 
@@ -45,6 +45,8 @@ lint:
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /tests)
+	$(GO) test -run '^$$' -fuzz '^FuzzLine$$' -fuzztime 10s ./sanitize
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 10s ./frp
 
 # The integration tests need root: they start real systemd user managers.
 integration:

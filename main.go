@@ -53,15 +53,19 @@ runs in parallel. Before start and restart, failed units are reset
 (systemctl reset-failed), and a unit refused for starting too often is reset
 and tried once more, so that units that hit systemd's start limit come back.
 
-A unit succeeds only if it is active right after its operation and stays
-active, without restarting, for the settle window (--settle); after stop it
-must be inactive or failed.
+An frp unit (ExecStart runs frpc or frps -c CONFIG) succeeds only when its
+tunnel is up: a server accepts connections on its bindPort, a client is
+logged in with every proxy running (its admin API, else its log.to), within
+--tunnel-deadline. Clients start only once the server accepts. Any other
+unit succeeds if it is active right after its operation and stays active,
+without restarting, for the settle window (--settle). After stop a unit must
+be inactive or failed.
 
 Exit codes:
   0    every unit succeeded, or there was nothing to do
   1    at least one unit failed
   2    usage error: bad flag, filter or unit name, missing tag index
-  3    systemctl or the service manager could not be used
+  3    systemctl or the service manager could not be used (or needs root)
   4    --no-wait, and another moonfrp-bulk run is acting on the same units
   130  interrupted (SIGINT or SIGTERM); the summary counts units not started`
 

@@ -3,6 +3,7 @@ package discover
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 
 	"github.com/moonfrp/moonfrp-bulk/frp"
@@ -19,6 +20,8 @@ type Facts struct {
 	FRPBinary, FRPConfig string
 	// User is the unit's User=, whose files are read as well as root's.
 	User string
+	// MainPID is the unit's main process, 0 when it has none.
+	MainPID int
 }
 
 // Owners returns whose files may be read for the unit: root's and its
@@ -27,7 +30,8 @@ func (f Facts) Owners() safefile.Options { return safefile.ForUser(f.User) }
 
 // FactsFromProps reads Facts from a unit's ExecStart and User properties.
 func FactsFromProps(p systemctl.Properties) Facts {
-	f := Facts{Configs: ConfigPaths(p["ExecStart"]), User: p["User"]}
+	pid, _ := strconv.Atoi(p["MainPID"])
+	f := Facts{Configs: ConfigPaths(p["ExecStart"]), User: p["User"], MainPID: pid}
 	for _, argv := range systemctl.ExecArgv(p["ExecStart"]) {
 		if bin, cfg, ok := frp.Binary(argv); ok {
 			f.FRPBinary, f.FRPConfig = bin, cfg
@@ -43,7 +47,7 @@ func ReadFacts(ctx context.Context, r systemctl.Runner, units []Unit) (map[strin
 	for i, u := range units {
 		names[i] = u.Name
 	}
-	props, err := systemctl.Show(ctx, r, "Id,ExecStart,User", names)
+	props, err := systemctl.Show(ctx, r, "Id,ExecStart,User,MainPID", names)
 	if err != nil {
 		return nil, fmt.Errorf("read ExecStart: %w", err)
 	}
@@ -92,7 +96,7 @@ func Tunnels(ctx context.Context, units []Unit, facts map[string]Facts, api *frp
 		go func(name string) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			st, why := frp.Observe(ctx, api, cfg, f.Owners())
+			st, why := frp.Observe(ctx, api, cfg, f.Owners(), f.MainPID)
 			mu.Lock()
 			out[name] = TunnelInfo{State: st, Why: why}
 			mu.Unlock()

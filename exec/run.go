@@ -214,6 +214,11 @@ func prepare(ctx context.Context, cfg Config, units []string) ([]*unitRun, [][]s
 			if cfg.Operation != "stop" {
 				u.tun = tunnels[name]
 			}
+			if u.tun != nil && cfg.Operation != "restart" && preByName[name]["ActiveState"] == "active" {
+				// start leaves a running process alone, and reload keeps
+				// it: its login happened before the operation.
+				u.tun.fromTail = true
+			}
 			if u.tun == nil && u.res.Tunnel != nil && u.res.Tunnel.Fallback == "" {
 				u.res.Tunnel = nil // a stop: systemd decides
 			}
@@ -229,6 +234,26 @@ func prepare(ctx context.Context, cfg Config, units []string) ([]*unitRun, [][]s
 	return runs, phases, nil
 }
 
+// waitAccepts waits, with growing gaps, until the server of u accepts
+// connections or d has passed since its operation ended.
+func waitAccepts(ctx context.Context, u *unitRun, d time.Duration) {
+	deadline := u.opEnd.Add(d)
+	gap := firstLookGap
+	for time.Now().Before(deadline) {
+		if frp.Accepts(ctx, u.tun.cfg.BindAddr, u.tun.cfg.BindPort) == nil {
+			return
+		}
+		t := time.NewTimer(min(gap, time.Until(deadline)))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		gap = min(2*gap, maxLookGap)
+	}
+}
+
 // awaitServers holds the next phase back until the frp servers of this
 // one accept connections, are seen down, or pass their deadline, so that
 // clients find their server listening. A server that is not ready is
@@ -241,6 +266,11 @@ func awaitServers(ctx context.Context, cfg Config, batch []*unitRun, sum *Summar
 	for _, u := range batch {
 		if u.tun == nil || u.tun.cfg.Kind != frp.Server {
 			continue
+		}
+		if !cfg.Verify && u.res.OK {
+			// Not verifying is no reason to start clients against a
+			// server that does not listen yet.
+			waitAccepts(ctx, u, cfg.TunnelDeadline)
 		}
 		select {
 		case <-u.done:

@@ -37,17 +37,30 @@ type tunnel struct {
 	log    frp.LogState
 	lines  []string // the last maxTailLines lines, for the result's log tail
 	// adminOff is set once the admin API refused to be useful (bad
-	// credentials, not frp): the log decides from then on.
+	// credentials, not frp, a port held by another process): the log
+	// decides from then on.
 	adminOff bool
 	status   *frp.Status
+	// fromTail makes mark start at the log's tail instead of its end:
+	// for a start or reload of a unit that was already running, whose
+	// process (and so its login lines) predates the operation.
+	fromTail bool
 }
+
+// maxPriorLog bounds the log read from before the operation (fromTail).
+const maxPriorLog = 64 << 10
 
 // mark records where frp's log ends as the operation begins.
 func (t *tunnel) mark() {
-	if t.cfg.LogTo != "" {
-		t.offset = safefile.Size(t.cfg.LogTo, t.opt)
-	}
 	t.rest, t.log, t.status, t.lines = nil, frp.LogState{}, nil, nil
+	if t.cfg.LogTo != "" {
+		t.offset = safefile.Size(t.cfg.LogTo, t.cfg.LogOptions(t.opt))
+		if t.fromTail && t.offset > 0 {
+			t.offset = max(0, t.offset-maxPriorLog)
+			t.readLog()
+			t.lines = nil // what came before the operation is no reason
+		}
+	}
 }
 
 // readLog feeds the frp log lines written since the last look to the
@@ -56,13 +69,16 @@ func (t *tunnel) readLog() {
 	if t.cfg.LogTo == "" {
 		return
 	}
-	f, err := safefile.Open(t.cfg.LogTo, t.opt)
+	f, err := safefile.Open(t.cfg.LogTo, t.cfg.LogOptions(t.opt))
 	if err != nil {
 		return
 	}
 	defer f.Close()
 	if t.offset < 0 || f.Size < t.offset {
 		t.offset, t.rest = 0, nil // created, or truncated, since
+	}
+	if f.Size-t.offset > maxLogChunk {
+		t.rest = nil // text is skipped: a partial line would splice
 	}
 	data, err := f.ReadFrom(t.offset, maxLogChunk)
 	if err != nil {
@@ -112,8 +128,17 @@ func (t *tunnel) look(ctx context.Context, api *frp.API, check *string, mainPID 
 			}
 		}
 		return ""
-	case t.cfg.Admin != nil && !t.adminOff:
+	case t.cfg.Admin != nil && t.cfg.Kind != frp.Visitor && !t.adminOff:
+		// frpc's /api/status lists proxies only: a visitor-only config
+		// is judged from its log.
 		*check = "admin API"
+		if !t.cfg.AdminHeldBy(mainPID) {
+			// Not frpc's socket: the credentials are not sent there.
+			if t.cfg.LogTo != "" {
+				t.adminOff = true
+			}
+			return fmt.Sprintf("admin port %d is not held by frpc (pid %d); not asking it", t.cfg.Admin.Port, mainPID)
+		}
 		st, err := api.Status(ctx, *t.cfg.Admin)
 		if err != nil {
 			if t.cfg.LogTo != "" && (strings.Contains(err.Error(), "(401)") || strings.Contains(err.Error(), "not frp's JSON")) {
@@ -165,7 +190,7 @@ func loadTunnel(binary, path string, opt safefile.Options) (*tunnel, *Tunnel) {
 		return nil, info
 	}
 	info.Kind = cfg.Kind
-	if cfg.Kind != frp.Server && cfg.Admin == nil && cfg.LogTo == "" {
+	if cfg.Kind != frp.Server && (cfg.Admin == nil || cfg.Kind == frp.Visitor) && cfg.LogTo == "" {
 		info.Fallback = "no webServer and no log.to file to prove the tunnel; checked at systemd level"
 		return nil, info
 	}

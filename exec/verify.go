@@ -22,6 +22,8 @@ const (
 	// flight at once, so that hundreds of tunnels, or a few endpoints that
 	// answer slowly, cannot stall the run or flood the host.
 	maxLooks = 16
+	// lookGrace lets the last look, begun just before the deadline, end.
+	lookGrace = 250 * time.Millisecond
 )
 
 // verifier checks each unit after its operation, in its own goroutine and
@@ -177,9 +179,16 @@ func (v *verifier) prove(u *unitRun) {
 			u.res.Tunnel.State = frp.Down
 			return
 		}
-		missing := v.look(u, atoi(p["MainPID"]))
+		missing := v.look(u, atoi(p["MainPID"]), deadline)
 		if missing == "" {
 			u.res.Tunnel.State = frp.Online
+			return
+		}
+		if u.tun.fromTail && !u.tun.log.Seen && u.res.Tunnel.Check == "log" {
+			// Running since before the operation, and its log (rotated
+			// since?) tells nothing: systemd's word is all there is.
+			u.res.Tunnel.State, u.res.Tunnel.Check = frp.Unchecked, "systemd"
+			u.res.Tunnel.Fallback = "running since before the " + v.cfg.Operation + ", and its log holds no login to judge by; checked at systemd level"
 			return
 		}
 		if !time.Now().Before(deadline) {
@@ -203,15 +212,18 @@ func (v *verifier) prove(u *unitRun) {
 	}
 }
 
-// look runs one frp-level look, bounded by maxLooks at a time.
-func (v *verifier) look(u *unitRun, mainPID int) string {
+// look runs one frp-level look, bounded by maxLooks at a time and by the
+// unit's deadline: a slow endpoint, or many, cannot keep a unit past it.
+func (v *verifier) look(u *unitRun, mainPID int, deadline time.Time) string {
+	ctx, cancel := context.WithDeadline(v.ctx, deadline.Add(lookGrace))
+	defer cancel()
 	select {
 	case v.looks <- struct{}{}:
-	case <-v.ctx.Done():
-		return "run cancelled"
+	case <-ctx.Done():
+		return "no look was possible before the deadline (too many slow endpoints)"
 	}
 	defer func() { <-v.looks }()
-	missing := u.tun.look(v.ctx, v.api, &u.res.Tunnel.Check, mainPID)
+	missing := u.tun.look(ctx, v.api, &u.res.Tunnel.Check, mainPID)
 	if u.tun.status != nil {
 		u.res.Tunnel.Proxies = u.tun.status.Proxies
 	}

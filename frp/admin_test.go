@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -117,5 +118,21 @@ func TestAccepts(t *testing.T) {
 	l.Close()
 	if err := Accepts(context.Background(), "", port); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("closed: %v", err)
+	}
+}
+
+// Credentials go only to a port that frpc's own process listens on.
+func TestAdminHeldBy(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c := Config{Admin: &Endpoint{Addr: "127.0.0.1", Port: l.Addr().(*net.TCPAddr).Port}}
+	if !c.AdminHeldBy(os.Getpid()) {
+		t.Error("the listening process is not recognised")
+	}
+	if os.Geteuid() == 0 && c.AdminHeldBy(1) {
+		t.Error("another process passes for the listener")
 	}
 }

@@ -31,7 +31,12 @@ const (
 
 // maxConfigBytes bounds a config read: frp configs are a few KB; one with
 // thousands of proxies is still far below this.
-const maxConfigBytes = 4 << 20
+const maxConfigBytes = 1 << 20
+
+// maxNesting bounds how deeply arrays and tables may nest: frp's configs
+// nest three or four levels, and the parsers recurse once per level, so a
+// hostile config of nested brackets could otherwise exhaust the stack.
+const maxNesting = 32
 
 // Endpoint is an HTTP endpoint with basic-auth credentials: frpc's admin
 // API or frps's dashboard. String never shows the credentials.
@@ -44,6 +49,9 @@ type Endpoint struct {
 
 // String is host:port, for messages.
 func (e Endpoint) String() string { return hostPort(e.Addr, e.Port) }
+
+// GoString keeps %#v from printing the password too.
+func (e Endpoint) GoString() string { return "frp.Endpoint{" + e.String() + "}" }
 
 // Config is what moonfrp-bulk needs from one frp config.
 type Config struct {
@@ -64,6 +72,8 @@ type Config struct {
 	// with "USER." when the config sets user.
 	Proxies  []string
 	Visitors []string
+	// Owner is the uid that owns the config file (set by Load).
+	Owner int
 }
 
 // Errors that make a unit fall back to systemd-level verification.
@@ -101,7 +111,15 @@ var legacyRE = regexp.MustCompile(`(?m)^\s*\[common\]\s*$`)
 // Load reads the config at path (safely: see package safefile) for the
 // given binary, "frpc" or "frps".
 func Load(path, binary string, opt safefile.Options) (Config, error) {
-	data, err := safefile.ReadFile(path, maxConfigBytes, opt)
+	f, err := safefile.Open(path, opt)
+	if err != nil {
+		return Config{}, fmt.Errorf("read frp config: %w", err)
+	}
+	defer f.Close()
+	if f.Size > maxConfigBytes {
+		return Config{}, fmt.Errorf("frp config %s is larger than %d bytes; not checked", path, maxConfigBytes)
+	}
+	data, err := f.ReadFrom(0, maxConfigBytes)
 	if err != nil {
 		return Config{}, fmt.Errorf("read frp config: %w", err)
 	}
@@ -109,7 +127,7 @@ func Load(path, binary string, opt safefile.Options) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
-	c.Path = path
+	c.Path, c.Owner = path, f.UID
 	if c.LogTo != "" && !filepath.IsAbs(c.LogTo) {
 		// Relative to frp's working directory, which the unit decides;
 		// MoonFRP always writes absolute paths.
@@ -128,9 +146,12 @@ func Parse(data []byte, binary string) (Config, error) {
 	if bytes.Contains(data, []byte("{{")) {
 		return Config{}, ErrTemplate
 	}
+	if nesting(data) > maxNesting {
+		return Config{}, fmt.Errorf("frp config nests deeper than %d levels; not checked", maxNesting)
+	}
 	var r raw
 	var tree map[string]any
-	if err := toml.Unmarshal(data, &tree); err == nil {
+	if terr := toml.Unmarshal(data, &tree); terr == nil {
 		js, err := json.Marshal(tree)
 		if err != nil {
 			return Config{}, fmt.Errorf("frp config: convert TOML: %w", err)
@@ -140,9 +161,9 @@ func Parse(data []byte, binary string) (Config, error) {
 		}
 	} else if err := yaml.Unmarshal(data, &r); err != nil {
 		var de *toml.DecodeError
-		if errors.As(err, &de) {
+		if errors.As(terr, &de) && !bytes.HasPrefix(bytes.TrimSpace(data), []byte("{")) {
 			row, _ := de.Position()
-			return Config{}, fmt.Errorf("frp config does not parse (TOML, line %d)", row)
+			return Config{}, fmt.Errorf("frp config does not parse (as TOML: line %d; nor as YAML or JSON)", row)
 		}
 		return Config{}, errors.New("frp config does not parse as TOML, YAML or JSON")
 	}
@@ -193,6 +214,37 @@ func Parse(data []byte, binary string) (Config, error) {
 		return Config{}, fmt.Errorf("frp config: unknown frp binary %q", binary)
 	}
 	return c, nil
+}
+
+// nesting returns how deeply [ and { nest in data, outside quoted strings
+// (roughly: TOML's and YAML's quoting rules differ, but every parser
+// recurses at least this deep).
+func nesting(data []byte) int {
+	depth, deepest := 0, 0
+	var quote byte
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		switch {
+		case quote != 0:
+			if c == '\\' && quote == '"' {
+				i++
+			} else if c == quote || c == '\n' {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '#':
+			for i < len(data) && data[i] != '\n' {
+				i++
+			}
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth = max(0, depth-1)
+		}
+	}
+	return deepest
 }
 
 // Binary returns "frpc" or "frps" when argv runs one of them with a config

@@ -167,3 +167,26 @@ func FuzzParse(f *testing.F) {
 }
 
 func fmtAny(v any) string { return fmt.Sprintf("%v %+v", v, v) }
+
+// A config of nested brackets is refused before any parser recurses
+// into it, and a TOML syntax error says its line.
+func TestParseRefusesDeepNestingAndNamesTheLine(t *testing.T) {
+	deep := "a = " + strings.Repeat("[", 1<<20)
+	if _, err := Parse([]byte(deep), "frpc"); err == nil || !strings.Contains(err.Error(), "nests deeper") {
+		t.Errorf("deep nesting: %v", err)
+	}
+	ok := "a = [[1], [2]]\nb = \"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"\n[[proxies]]\nname = \"x\"\n"
+	if _, err := Parse([]byte(ok), "frpc"); err != nil {
+		t.Errorf("brackets in a string count as nesting: %v", err)
+	}
+	if _, err := Parse([]byte("serverPort = 7000\n[[proxies]\nname = \"x\"\n"), "frpc"); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("TOML syntax error: %v, want its line", err)
+	}
+}
+
+func TestGoStringHidesThePassword(t *testing.T) {
+	c, _ := Parse([]byte(moonfrpClient), "frpc")
+	if s := fmt.Sprintf("%#v", *c.Admin); strings.Contains(s, "pw-XYZ") {
+		t.Errorf("%%#v shows the password: %s", s)
+	}
+}

@@ -8,9 +8,9 @@ import (
 var (
 	// frp's line prefix: "2024-11-30 07:42:01.234 [I] [client/service.go:301] ",
 	// optionally followed by xlog tags such as "[c8f3a2b1e0d94f77] ".
-	prefixRE = regexp.MustCompile(`^(\d{4}[-/]\d\d[-/]\d\d[ T][0-9:.,]+(Z|[+-]\d\d:?\d\d)?\s+)?(\[([A-Z])\]\s+)?(\[[^\]]*\.go:\d+\]\s+)?`)
-	runIDRE  = regexp.MustCompile(`^\[[0-9a-f]{8,32}\]\s+`)
-	tagRE    = regexp.MustCompile(`\[([^\]\s]+)\]`)
+	prefixRE  = regexp.MustCompile(`^(\d{4}[-/]\d\d[-/]\d\d[ T][0-9:.,]+(Z|[+-]\d\d:?\d\d)?\s+)?(\[([A-Z])\]\s+)?(\[[^\]]*\.go:\d+\]\s+)?`)
+	runIDRE   = regexp.MustCompile(`^\[[0-9a-f]{8,32}\]\s+`)
+	startedRE = regexp.MustCompile(`^\[([^\]\s]+)\] start (?:proxy|visitor) success$`)
 )
 
 // Line is one frp log line taken apart.
@@ -34,6 +34,10 @@ func (l Line) IsError() bool { return l.Level == "W" || l.Level == "E" }
 // LogState is what frp's log says about a tunnel, line by line since an
 // operation began.
 type LogState struct {
+	// Seen is set once a line about the session was read (a start, a
+	// login attempt, a login): without one, the log says nothing either
+	// way, for example just after frp rotated it.
+	Seen     bool
 	LoggedIn bool
 	Started  map[string]bool // proxies and visitors that started
 	// LastError is the newest warning or error message.
@@ -48,16 +52,16 @@ func (s *LogState) Add(raw string) {
 		strings.Contains(l.Message, "connect to server error"):
 		// A new process, or a new login after a lost session: what was
 		// up before is not up now.
-		s.LoggedIn, s.Started = false, nil
-	case strings.Contains(l.Message, "login to server success"):
-		s.LoggedIn = true
-	case strings.Contains(l.Message, "start proxy success") || strings.Contains(l.Message, "start visitor success"):
+		s.Seen, s.LoggedIn, s.Started = true, false, nil
+	case l.Level == "I" && strings.HasPrefix(l.Message, "login to server success"):
+		s.Seen, s.LoggedIn = true, true
+	case l.Level == "I" && startedRE.MatchString(l.Message):
+		// Only frp's own info line, "[NAME] start proxy success": a
+		// warning that quotes a server's words cannot pass for it.
 		if s.Started == nil {
 			s.Started = map[string]bool{}
 		}
-		for _, m := range tagRE.FindAllStringSubmatch(l.Message, -1) {
-			s.Started[m[1]] = true
-		}
+		s.Started[startedRE.FindStringSubmatch(l.Message)[1]] = true
 	}
 	if l.IsError() && l.Message != "" {
 		s.LastError = l.Message

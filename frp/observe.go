@@ -49,10 +49,14 @@ const maxObserveTail = 64 << 10
 // accept connections; a client is asked through its admin API, or, without
 // one, judged from the tail of its log since its process last started. It
 // returns the state and, when not online, why.
-func Observe(ctx context.Context, api *API, c Config, opt safefile.Options) (State, string) {
+//
+// mainPID, when known, must hold the admin API's listening socket before
+// the config's credentials are sent to it: another local program could
+// listen there while frpc restarts.
+func Observe(ctx context.Context, api *API, c Config, opt safefile.Options, mainPID int) (State, string) {
 	var log LogState
 	if c.LogTo != "" {
-		if f, err := safefile.Open(c.LogTo, opt); err == nil {
+		if f, err := safefile.Open(c.LogTo, c.LogOptions(opt)); err == nil {
 			data, _ := f.ReadFrom(f.Size-maxObserveTail, maxObserveTail)
 			f.Close()
 			for _, l := range strings.Split(string(data), "\n") {
@@ -68,7 +72,7 @@ func Observe(ctx context.Context, api *API, c Config, opt safefile.Options) (Sta
 			return NotListening, err.Error()
 		}
 		return Online, ""
-	case c.Admin != nil:
+	case c.Admin != nil && c.Kind != Visitor && c.AdminHeldBy(mainPID):
 		st, err := api.Status(ctx, *c.Admin)
 		if err != nil {
 			return Judge(c, false, nil, log), err.Error()
@@ -81,6 +85,9 @@ func Observe(ctx context.Context, api *API, c Config, opt safefile.Options) (Sta
 		}
 		return Online, ""
 	case c.LogTo != "":
+		if !log.Seen {
+			return Unchecked, "its log holds no login since it began (rotated?)"
+		}
 		if why := log.Up(c); why != "" {
 			if log.LastError != "" {
 				why = log.LastError
@@ -90,4 +97,27 @@ func Observe(ctx context.Context, api *API, c Config, opt safefile.Options) (Sta
 		return Online, ""
 	}
 	return Unchecked, "no webServer and no log.to file to judge the tunnel by"
+}
+
+// AdminHeldBy reports whether process pid holds the admin API's listening
+// socket, so that the config's credentials go to frpc and nobody else. It
+// is true when that cannot be told (pid unknown, or its descriptors
+// cannot be read).
+func (c Config) AdminHeldBy(pid int) bool {
+	if c.Admin == nil || pid <= 0 {
+		return c.Admin != nil
+	}
+	own, err := ListenerOf(pid, c.Admin.Port)
+	return err != nil || own
+}
+
+// LogOptions says whose files may be read as the config's log.to: those
+// the unit may read, but when the config belongs to a user other than
+// root, only that user's, so that a config cannot make root read root's
+// files.
+func (c Config) LogOptions(unit safefile.Options) safefile.Options {
+	if c.Owner != 0 {
+		return safefile.Options{Owners: []int{c.Owner}, NotRoot: true}
+	}
+	return unit
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -34,6 +35,9 @@ type Change struct {
 }
 
 func (o Options) shimPath() string { return filepath.Join(o.ShimDir, ShimName) }
+
+// shimRE finds the shim's path in a block.
+var shimRE = regexp.MustCompile(`(?m)^\s*source '([^']+)'$`)
 
 // Apply installs the shim and puts the block at the end of
 // moonfrp-services.sh, or brings an existing block up to date. It is
@@ -94,9 +98,14 @@ func Undo(o Options) (Change, error) {
 	if err != nil {
 		return ch, err
 	}
-	before, _, found, err := split(content)
+	before, block, found, err := split(content)
 	if err != nil {
 		return ch, fmt.Errorf("%s: %w", ch.Services, err)
+	}
+	if m := shimRE.FindSubmatch(block); m != nil {
+		// The shim the block names, wherever integrate put it.
+		ch.Shim = string(m[1])
+		o.ShimDir = filepath.Dir(ch.Shim)
 	}
 	ch.Done = "absent"
 	if found {
@@ -106,7 +115,7 @@ func Undo(o Options) (Change, error) {
 		ch.Done = "removed"
 		os.Remove(filepath.Join(o.Dir, "."+ServicesFile+".moonfrp-bulk.orig"))
 	}
-	if cur, err := readModule(ch.Shim); err == nil && bytes.Equal(cur, o.Shim) {
+	if cur, err := readModule(ch.Shim); err == nil && bytes.Equal(cur, o.Shim) && filepath.Base(ch.Shim) == ShimName {
 		if err := os.Remove(ch.Shim); err != nil {
 			return ch, fmt.Errorf("remove shim: %w", err)
 		}

@@ -26,40 +26,67 @@ type Options struct {
 	// process runs as root (a unit's User=). Ignored for other users, who
 	// can read only what the kernel lets them anyway.
 	Owners []int
+	// NotRoot refuses root's own files: for a path that a file of another
+	// user names (an frp config's log.to), so that it cannot make root
+	// read root's files.
+	NotRoot bool
 }
 
 // File is an open, checked, regular file.
 type File struct {
 	f    *os.File
 	Size int64
+	UID  int // the file's owner
 }
 
-// Open opens path for reading with O_NOFOLLOW|O_NONBLOCK and checks the
-// open descriptor: a regular file, owned by root or one of opt.Owners when
-// the caller is root. A refusal wraps ErrRefused and says why in words
-// ("is a FIFO"); a missing file wraps fs.ErrNotExist.
+// Open opens path for reading and checks what it is before any read:
+// first as an O_PATH descriptor (which opens no device and cannot block),
+// without following a final symlink; then, only for a regular file owned
+// by root or one of opt.Owners (when the caller is root), it reopens that
+// same inode for reading, non-blocking. A refusal wraps ErrRefused and
+// says why in words ("is a FIFO"); a missing file wraps fs.ErrNotExist.
 func Open(path string, opt Options) (*File, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	pfd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		if errors.Is(err, unix.ELOOP) {
-			return nil, fmt.Errorf("%s is a symlink, %w", path, ErrRefused)
-		}
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
+	defer unix.Close(pfd)
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
+	if err := unix.Fstat(pfd, &st); err != nil {
 		return nil, &os.PathError{Op: "stat", Path: path, Err: err}
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		unix.Close(fd)
-		return nil, fmt.Errorf("%s is %s, not a regular file, %w", path, kind(st.Mode), ErrRefused)
+	if err := check(path, st, opt); err != nil {
+		return nil, err
 	}
-	if os.Geteuid() == 0 && st.Uid != 0 && !contains(opt.Owners, int(st.Uid)) {
-		unix.Close(fd)
-		return nil, fmt.Errorf("%s is owned by uid %d, not root or the unit's user, %w", path, st.Uid, ErrRefused)
+	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", pfd), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	return &File{f: os.NewFile(uintptr(fd), path), Size: st.Size}, nil
+	var st2 unix.Stat_t
+	if err := unix.Fstat(fd, &st2); err != nil || st2.Ino != st.Ino || st2.Dev != st.Dev {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s changed while it was opened, %w", path, ErrRefused)
+	}
+	return &File{f: os.NewFile(uintptr(fd), path), Size: st2.Size, UID: int(st2.Uid)}, nil
+}
+
+func check(path string, st unix.Stat_t, opt Options) error {
+	switch {
+	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		return fmt.Errorf("%s is a symlink, %w", path, ErrRefused)
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return fmt.Errorf("%s is %s, not a regular file, %w", path, kind(st.Mode), ErrRefused)
+	}
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	if opt.NotRoot && st.Uid == 0 {
+		return fmt.Errorf("%s is root's, but was named by a file of uid %d, %w", path, opt.Owners, ErrRefused)
+	}
+	if st.Uid != 0 && !contains(opt.Owners, int(st.Uid)) {
+		return fmt.Errorf("%s is owned by uid %d, not root or the unit's user, %w", path, st.Uid, ErrRefused)
+	}
+	return nil
 }
 
 // Close closes the file.

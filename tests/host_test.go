@@ -174,8 +174,11 @@ func hostInvocations(t *testing.T, h *sandbox.Host, names []string) map[string]s
 // dashboardOnline counts the proxies online on frps's dashboard.
 func dashboardOnline(t *testing.T, port int) int {
 	t.Helper()
-	s := &frpScene{t: t, dash: port}
-	return len(s.online())
+	on, err := sandbox.DashboardOnline(context.Background(), port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(on)
 }
 
 // On the production path (root, the system manager, MoonFRP's hardened

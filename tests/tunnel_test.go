@@ -2,10 +2,8 @@ package tests
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -16,31 +14,10 @@ import (
 	"github.com/moonfrp/moonfrp-bulk/tests/sandbox"
 )
 
-// frpScene is a MoonFRP-shaped set of real frp tunnels in a sandbox: one
-// frps with its dashboard on, and clients whose configs are written the
-// way MoonFRP's generator writes them (loginFailExit = false, log.to,
-// an admin API on 127.0.0.1).
+// frpScene wraps sandbox.FRPScene for tests: every error fails the test.
 type frpScene struct {
-	t       *testing.T
-	sb      *sandbox.Sandbox
-	frp     string // directory of frpc and frps
-	cfgDir  string
-	bind    int
-	dash    int
-	specs   []sandbox.Spec
-	clients map[string]string // unit -> proxy name as frps lists it
-	ports   []int             // free ports, handed out once each
-}
-
-// port hands out a port that no other part of the scene uses.
-func (s *frpScene) port() int {
-	s.t.Helper()
-	if len(s.ports) == 0 {
-		s.t.Fatal("frp scene: out of free ports")
-	}
-	p := s.ports[0]
-	s.ports = s.ports[1:]
-	return p
+	t *testing.T
+	*sandbox.FRPScene
 }
 
 // frpBinaries builds (once, cached) or finds the real frp. Under CI=true
@@ -61,151 +38,52 @@ func frpBinaries(t *testing.T) string {
 
 func newFRPScene(t *testing.T, sb *sandbox.Sandbox) *frpScene {
 	t.Helper()
-	// All ports at once: ports asked for one by one may come back twice.
-	ports, err := sandbox.FreePorts(64)
+	frpBinaries(t)
+	sc, err := sandbox.NewFRPScene(context.Background(), sb, 20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &frpScene{t: t, sb: sb, frp: frpBinaries(t), cfgDir: filepath.Join(sb.StateDir, "frp"),
-		bind: ports[0], dash: ports[1], ports: ports[2:], clients: map[string]string{}}
-	if err := os.MkdirAll(s.cfgDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return &frpScene{t: t, FRPScene: sc}
 }
 
-func (s *frpScene) write(name, body string) string {
+func (s *frpScene) must(err error) {
 	s.t.Helper()
-	p := filepath.Join(s.cfgDir, name)
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+	if err != nil {
 		s.t.Fatal(err)
 	}
-	if err := os.Chown(p, s.sb.UID, s.sb.GID); err != nil {
-		s.t.Fatal(err)
-	}
+}
+
+func (s *frpScene) port() int {
+	s.t.Helper()
+	p, err := s.Port()
+	s.must(err)
 	return p
 }
 
-// server adds moonfrp-server; binary may be a wrapper around frps.
-func (s *frpScene) server(binary string) {
-	if binary == "" {
-		binary = filepath.Join(s.frp, "frps")
-	}
-	cfg := s.write("frps.toml", fmt.Sprintf(`bindAddr = "127.0.0.1"
-bindPort = %d
-proxyBindAddr = "127.0.0.1"
-auth.method = "token"
-auth.token = "good-token"
-webServer.addr = "127.0.0.1"
-webServer.port = %d
-webServer.user = "admin"
-webServer.password = "dash-secret"
-log.to = "%s"
-log.level = "info"
-`, s.bind, s.dash, filepath.Join(s.sb.LogDir, "frps.log")))
-	s.specs = append(s.specs, sandbox.Spec{Name: "moonfrp-server", ExecStart: binary + " -c " + cfg})
-}
-
-// clientOpts vary one client from the healthy default.
-type clientOpts struct {
-	token      string // default good-token
-	serverPort int    // default the scene's bind port
-	remotePort int    // default a free port
-	noAdmin    bool   // no webServer: proven from the log
-	stcp       string // an stcp proxy with this secret instead of tcp
-}
-
-// client adds moonfrp-client-<id> with config frpc-<id>.toml and one proxy.
-func (s *frpScene) client(id string, o clientOpts) {
-	s.t.Helper()
-	ports := []int{s.port(), s.port(), s.port()}
-	if o.token == "" {
-		o.token = "good-token"
-	}
-	if o.serverPort == 0 {
-		o.serverPort = s.bind
-	}
-	if o.remotePort == 0 {
-		o.remotePort = ports[1]
-	}
-	user := "u" + id
-	var b strings.Builder
-	fmt.Fprintf(&b, "user = %q\nserverAddr = \"127.0.0.1\"\nserverPort = %d\nloginFailExit = false\n", user, o.serverPort)
-	fmt.Fprintf(&b, "auth.method = \"token\"\nauth.token = %q\n", o.token)
-	fmt.Fprintf(&b, "log.to = %q\nlog.level = \"info\"\nlog.maxDays = 7\nlog.disablePrintColor = false\n", filepath.Join(s.sb.LogDir, "frpc-"+id+".log"))
-	b.WriteString("transport.dialServerTimeout = 5\n")
-	if !o.noAdmin {
-		fmt.Fprintf(&b, "webServer.addr = \"127.0.0.1\"\nwebServer.port = %d\nwebServer.user = \"admin\"\nwebServer.password = \"pw-%s\"\n", ports[0], id)
-	}
-	name := "p" + id
-	if o.stcp != "" {
-		fmt.Fprintf(&b, "\n[[proxies]]\nname = %q\ntype = \"stcp\"\nsecretKey = %q\nlocalIP = \"127.0.0.1\"\nlocalPort = %d\n", name, o.stcp, ports[2])
-	} else {
-		fmt.Fprintf(&b, "\n[[proxies]]\nname = %q\ntype = \"tcp\"\nlocalIP = \"127.0.0.1\"\nlocalPort = %d\nremotePort = %d\n", name, ports[2], o.remotePort)
-		s.clients["moonfrp-client-"+id] = user + "." + name
-	}
-	cfg := s.write("frpc-"+id+".toml", b.String())
-	s.specs = append(s.specs, sandbox.Spec{Name: "moonfrp-client-" + id, ExecStart: filepath.Join(s.frp, "frpc") + " -c " + cfg})
-}
-
-// visitor adds moonfrp-visitor-<id>, a visitor of client owner's stcp proxy.
-func (s *frpScene) visitor(id, ownerID, secret string) {
-	s.t.Helper()
-	ports := []int{s.port()}
-	cfg := s.write("visitor-"+id+".toml", fmt.Sprintf(`user = "visitor%s"
-serverAddr = "127.0.0.1"
-serverPort = %d
-auth.method = "token"
-auth.token = "good-token"
-log.to = %q
-loginFailExit = false
-
-[[visitors]]
-name = "v%s"
-type = "stcp"
-serverUser = "u%s"
-serverName = "p%s"
-secretKey = %q
-bindAddr = "127.0.0.1"
-bindPort = %d
-`, id, s.bind, filepath.Join(s.sb.LogDir, "visitor-"+id+".log"), id, ownerID, ownerID, secret, ports[0]))
-	s.specs = append(s.specs, sandbox.Spec{Name: "moonfrp-visitor-" + id, ExecStart: filepath.Join(s.frp, "frpc") + " -c " + cfg})
+func (s *frpScene) server(binary string)                   { s.must(s.Server(binary)) }
+func (s *frpScene) client(id string, o sandbox.ClientOpts) { s.must(s.Client(id, o)) }
+func (s *frpScene) visitor(id, owner, secret string, admin bool) {
+	s.must(s.Visitor(id, owner, secret, admin))
 }
 
 func (s *frpScene) install() {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.sb.Install(ctx, s.specs...); err != nil {
-		s.t.Fatal(err)
-	}
+	s.must(s.Install(ctx))
+}
+
+func (s *frpScene) lateFRPS(d time.Duration) string {
+	p, err := s.LateFRPS(d)
+	s.must(err)
+	return p
 }
 
 // online asks frps's dashboard which tcp proxies are online right now.
 func (s *frpScene) online() map[string]bool {
 	s.t.Helper()
-	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/api/proxy/tcp", s.dash), nil)
-	req.SetBasicAuth("admin", "dash-secret")
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
-	if err != nil {
-		s.t.Fatalf("frps dashboard: %v", err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Proxies []struct {
-			Name   string `json:"name"`
-			Status string `json:"status"`
-		} `json:"proxies"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		s.t.Fatalf("frps dashboard: %v", err)
-	}
-	on := map[string]bool{}
-	for _, p := range body.Proxies {
-		if p.Status == "online" {
-			on[p.Name] = true
-		}
-	}
+	on, err := s.Online(context.Background())
+	s.must(err)
 	return on
 }
 
@@ -244,14 +122,14 @@ func TestTunnelTruthNamesExactlyTheBrokenTunnels(t *testing.T) {
 	s.server("")
 	dead := []int{s.port(), s.port()}
 	for i := 1; i <= 10; i++ {
-		o := clientOpts{}
+		o := sandbox.ClientOpts{}
 		switch i {
 		case 3:
-			o.token = "wrong-token"
+			o.Token = "wrong-token"
 		case 4, 5:
-			o.remotePort = dead[0]
+			o.RemotePort = dead[0]
 		case 7:
-			o.serverPort = dead[1]
+			o.ServerPort = dead[1]
 		}
 		s.client(fmt.Sprint(i), o)
 	}
@@ -259,7 +137,7 @@ func TestTunnelTruthNamesExactlyTheBrokenTunnels(t *testing.T) {
 
 	for _, op := range []string{"start", "restart"} {
 		t.Run(op, func(t *testing.T) {
-			before := invocationIDs(t, sb, sandbox.Names(s.specs))
+			before := invocationIDs(t, sb, sandbox.Names(s.Specs))
 			r := bulk(t, sb, nil, op, "-o", "json", "--tunnel-deadline=5s")
 			online := s.online() // at the moment the tool exited
 			wantCode(t, r, 1)
@@ -291,7 +169,7 @@ func TestTunnelTruthNamesExactlyTheBrokenTunnels(t *testing.T) {
 				}
 			}
 			wantContains(t, "summary", r.stderr, "Bulk "+op+" complete: 8 succeeded, 3 failed")
-			for u, proxy := range s.clients {
+			for u, proxy := range s.Proxies {
 				good := res[u]["ok"] == true
 				if good != online[proxy] {
 					t.Errorf("%s: ok=%v but online on the dashboard=%v", u, good, online[proxy])
@@ -309,7 +187,7 @@ func TestTunnelTruthNamesExactlyTheBrokenTunnels(t *testing.T) {
 			if strings.Contains(r.stdout+r.stderr, "good-token") || strings.Contains(r.stdout+r.stderr, "pw-") {
 				t.Errorf("a credential from a config reached the output")
 			}
-			after := invocationIDs(t, sb, sandbox.Names(s.specs))
+			after := invocationIDs(t, sb, sandbox.Names(s.Specs))
 			for u, id := range after {
 				if id == "" || id == before[u] {
 					t.Errorf("%s: InvocationID %q -> %q: not (re)started", u, before[u], id)
@@ -328,23 +206,6 @@ func invocationIDs(t *testing.T, sb *sandbox.Sandbox, names []string) map[string
 		ids[n] = sb.Show(context.Background(), n, "InvocationID")
 	}
 	return ids
-}
-
-// lateFRPS writes a wrapper named frps that waits before it runs the real
-// frps, so that the server accepts connections only late; it is still an
-// frp unit, since its ExecStart runs "frps -c CONFIG".
-func (s *frpScene) lateFRPS(delay time.Duration) string {
-	s.t.Helper()
-	dir := filepath.Join(s.sb.RuntimeDir, "late")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		s.t.Fatal(err)
-	}
-	p := filepath.Join(dir, "frps")
-	body := fmt.Sprintf("#!/bin/sh\nsleep %.3f\nexec %s \"$@\"\n", delay.Seconds(), filepath.Join(s.frp, "frps"))
-	if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
-		s.t.Fatal(err)
-	}
-	return p
 }
 
 func tunnelOf(t *testing.T, ev map[string]any) map[string]any {
@@ -367,16 +228,17 @@ func TestTunnelServerReadyLateLogPathVisitorAndTunnelFilter(t *testing.T) {
 	sb := newSandbox(t)
 	s := newFRPScene(t, sb)
 	s.server(s.lateFRPS(700 * time.Millisecond))
-	s.client("a", clientOpts{noAdmin: true})
-	s.client("s", clientOpts{stcp: "stcp-secret"})
-	s.visitor("1", "s", "stcp-secret")
-	s.specs = append(s.specs, sandbox.Spec{Name: "moonfrp-client-plain", ExecStart: "/bin/sleep infinity"})
+	s.client("a", sandbox.ClientOpts{NoAdmin: true})
+	s.client("s", sandbox.ClientOpts{STCP: "stcp-secret"})
+	s.visitor("1", "s", "stcp-secret", false)
+	s.visitor("2", "s", "stcp-secret", true)
+	s.Specs = append(s.Specs, sandbox.Spec{Name: "moonfrp-client-plain", ExecStart: "/bin/sleep infinity"})
 	s.install()
 
 	r := bulk(t, sb, nil, "start", "-o", "json", "--tunnel-deadline=8s")
 	wantCode(t, r, 0)
 	res := results(t, r.stdout)
-	for _, u := range []string{"moonfrp-server", "moonfrp-client-a", "moonfrp-client-s", "moonfrp-visitor-1", "moonfrp-client-plain"} {
+	for _, u := range []string{"moonfrp-server", "moonfrp-client-a", "moonfrp-client-s", "moonfrp-visitor-1", "moonfrp-visitor-2", "moonfrp-client-plain"} {
 		if res[u]["ok"] != true {
 			t.Errorf("%s failed: %v", u, res[u]["reason"])
 		}
@@ -389,6 +251,7 @@ func TestTunnelServerReadyLateLogPathVisitorAndTunnelFilter(t *testing.T) {
 		"moonfrp-client-a":  {"log", "client"},
 		"moonfrp-client-s":  {"admin API", "client"},
 		"moonfrp-visitor-1": {"log", "visitor"},
+		"moonfrp-visitor-2": {"log", "visitor"}, // its admin API lists no visitors
 	}
 	for u, w := range wantTunnel {
 		tun := tunnelOf(t, res[u])
@@ -399,7 +262,7 @@ func TestTunnelServerReadyLateLogPathVisitorAndTunnelFilter(t *testing.T) {
 	if res["moonfrp-client-plain"]["tunnel"] != nil {
 		t.Errorf("a unit that does not run frp got a tunnel: %v", res["moonfrp-client-plain"]["tunnel"])
 	}
-	for _, log := range []string{"frpc-a.log", "frpc-s.log", "visitor-1.log"} {
+	for _, log := range []string{"frpc-a.log", "frpc-s.log", "visitor-1.log", "visitor-2.log"} {
 		data, err := os.ReadFile(filepath.Join(sb.LogDir, log))
 		if err != nil {
 			t.Fatal(err)
@@ -409,6 +272,11 @@ func TestTunnelServerReadyLateLogPathVisitorAndTunnelFilter(t *testing.T) {
 		}
 	}
 
+	// A start of tunnels that already run starts no process and logs no
+	// new login: they are up all the same.
+	r = bulk(t, sb, nil, "start", "-o", "json", "--tunnel-deadline=3s")
+	wantCode(t, r, 0)
+
 	r = bulk(t, sb, nil, "list", "-o", "json")
 	wantCode(t, r, 0)
 	states := map[string]any{}
@@ -416,7 +284,7 @@ func TestTunnelServerReadyLateLogPathVisitorAndTunnelFilter(t *testing.T) {
 		states[ev["name"].(string)] = ev["tunnel"]
 	}
 	for u, want := range map[string]string{"moonfrp-server": "online", "moonfrp-client-a": "online",
-		"moonfrp-client-s": "online", "moonfrp-visitor-1": "online", "moonfrp-client-plain": "not-frp"} {
+		"moonfrp-client-s": "online", "moonfrp-visitor-1": "online", "moonfrp-visitor-2": "online", "moonfrp-client-plain": "not-frp"} {
 		if states[u] != want {
 			t.Errorf("list: %s tunnel %v, want %s", u, states[u], want)
 		}
@@ -430,7 +298,7 @@ func TestTunnelServerReadyLateLogPathVisitorAndTunnelFilter(t *testing.T) {
 	if r.stdout != "moonfrp-client-a\n" {
 		t.Errorf("tunnel:down lists %q, want only moonfrp-client-a", r.stdout)
 	}
-	names := sandbox.Names(s.specs)
+	names := sandbox.Names(s.Specs)
 	before := invocationIDs(t, sb, names)
 	r = bulk(t, sb, nil, "restart", "--filter=tunnel:down")
 	wantCode(t, r, 0)
@@ -440,6 +308,27 @@ func TestTunnelServerReadyLateLogPathVisitorAndTunnelFilter(t *testing.T) {
 			t.Errorf("%s: InvocationID %q -> %q; only moonfrp-client-a should restart", u, before[u], id)
 		}
 	}
+
+	// Without verification the clients still wait for the server.
+	if _, err := sb.Systemctl(context.Background(), append([]string{"stop"}, names...)...); err != nil {
+		t.Fatal(err)
+	}
+	sizes := map[string]int64{}
+	for _, log := range []string{"frpc-a.log", "frpc-s.log"} {
+		st, err := os.Stat(filepath.Join(sb.LogDir, log))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes[log] = st.Size()
+	}
+	r = bulk(t, sb, nil, "start", "--no-verify")
+	wantCode(t, r, 0)
+	for log, size := range sizes {
+		data, _ := os.ReadFile(filepath.Join(sb.LogDir, log))
+		if strings.Contains(string(data[size:]), "connection refused") {
+			t.Errorf("%s: with --no-verify a client started before its server accepted:\n%s", log, data[size:])
+		}
+	}
 }
 
 // A server that cannot come up (its port is taken) is reported above its
@@ -447,13 +336,13 @@ func TestTunnelServerReadyLateLogPathVisitorAndTunnelFilter(t *testing.T) {
 func TestTunnelServerNotReadyIsSaidAboveItsClients(t *testing.T) {
 	sb := newSandbox(t)
 	s := newFRPScene(t, sb)
-	blocker, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", s.bind))
+	blocker, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", s.Bind))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer blocker.Close()
 	s.server("")
-	s.client("1", clientOpts{})
+	s.client("1", sandbox.ClientOpts{})
 	s.install()
 
 	r := bulk(t, sb, nil, "start", "--tunnel-deadline=3s")

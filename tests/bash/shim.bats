@@ -215,7 +215,7 @@ caller() {
     run --separate-stderr bash -c 'source "$SERVICES_SH"; source "$SHIM"; MOONFRP_LOG_FORMAT=json bulk_service_operation restart 2 moonfrp-client-4'
     [ "$status" -eq 0 ]
     [ -z "$output" ]
-    [[ "$stderr" == *'{"schema_version":1,"event":"summary"'* ]]
+    [[ "$stderr" == *'{"schema_version":2,"event":"summary"'* ]]
 }
 
 @test "the bulk subcommand takes moonfrp service bulk's flags" {

@@ -1,7 +1,9 @@
 // Command demo shows moonfrp-bulk at work: it starts a sandboxed systemd
-// user manager with 50 demo tunnels (three broken), runs a real bulk
-// restart through the binary, and tears everything down. Run it as root
-// through `make demo`.
+// user manager with demo tunnels (three broken), runs a real bulk start
+// and restart through the binary, and tears everything down. The tunnels
+// are real frp (built once from the Go module proxy) when it can be
+// built, else stand-ins, and it says which. Run it as root through
+// `make demo`.
 package main
 
 import (
@@ -43,12 +45,21 @@ func run(bin string, clients int) error {
 		fmt.Println("==> tearing the sandbox down")
 		sb.Stop()
 	}()
-	specs := sandbox.Fleet(clients, 500*time.Millisecond)
-	if err := sb.Install(ctx, specs...); err != nil {
-		return err
-	}
 	dataDir := filepath.Join(sb.RuntimeDir, "moonfrp-data")
-	if err := sandbox.WriteIndex(dataDir, sandbox.FleetIndex(clients)); err != nil {
+	fmt.Println("==> building the real frp (once; cached in " + sandbox.CacheDir() + ")")
+	bctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	specs, broken, err := realTunnels(bctx, sb, clients)
+	cancel()
+	if err != nil {
+		fmt.Printf("==> real frp unavailable (%v); using stand-in tunnels that crash like frpc does\n", err)
+		specs, broken = sandbox.Fleet(clients, 500*time.Millisecond), "moonfrp-client-7, -19 and -33 are broken"
+		if err := sb.Install(ctx, specs...); err != nil {
+			return err
+		}
+		if err := sandbox.WriteIndex(dataDir, sandbox.FleetIndex(clients)); err != nil {
+			return err
+		}
+	} else if err := sandbox.WriteIndex(dataDir, sandbox.FleetIndexIn(clients, filepath.Join(sb.StateDir, "frp"))); err != nil {
 		return err
 	}
 	// The sandbox user runs the binary; give it its own copy.
@@ -56,14 +67,13 @@ func run(bin string, clients int) error {
 	if err := copyFile(bin, own); err != nil {
 		return fmt.Errorf("copy binary: %w (build it with make build)", err)
 	}
-	fmt.Printf("==> %d tunnels installed (moonfrp-client-7, -19 and -33 are broken); starting them\n", len(specs))
-	names := sandbox.Names(specs)
-	_, _ = sb.Systemctl(ctx, append([]string{"start", "--no-block"}, names...)...)
+	fmt.Printf("==> %d tunnels installed (%s)\n", len(specs), broken)
 
 	steps := [][]string{
-		{"--user", "restart", "--filter=tag:env:prod", "--dry-run"},
-		{"--user", "restart", "--timeout=10s"},
-		{"--user", "list", "--filter=status:auto-restart"},
+		{"--user", "start", "--filter=tag:env:prod", "--dry-run"},
+		{"--user", "start", "--tunnel-deadline=5s"},
+		{"--user", "restart", "--tunnel-deadline=5s"},
+		{"--user", "list", "--filter=tunnel:down"},
 	}
 	for _, args := range steps {
 		fmt.Printf("\n$ moonfrp-bulk %s\n", strings.Join(args, " "))
@@ -82,6 +92,46 @@ func run(bin string, clients int) error {
 		}
 	}
 	return nil
+}
+
+// realTunnels installs one real frps and clients real frpc tunnels; three
+// are broken the ways real tunnels break.
+func realTunnels(ctx context.Context, sb *sandbox.Sandbox, clients int) ([]sandbox.Spec, string, error) {
+	sc, err := sandbox.NewFRPScene(ctx, sb, clients)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := sc.Server(""); err != nil {
+		return nil, "", err
+	}
+	dead, err := sc.Port()
+	if err != nil {
+		return nil, "", err
+	}
+	var clash int
+	for i := 1; i <= clients; i++ {
+		var o sandbox.ClientOpts
+		switch i {
+		case 7:
+			o.Token = "wrong-token"
+		case 18:
+			if clash, err = sc.Port(); err != nil {
+				return nil, "", err
+			}
+			o.RemotePort = clash
+		case 19:
+			o.RemotePort = clash
+		case 33:
+			o.ServerPort = dead
+		}
+		if err := sc.Client(fmt.Sprint(i), o); err != nil {
+			return nil, "", err
+		}
+	}
+	if err := sc.Install(ctx); err != nil {
+		return nil, "", err
+	}
+	return sc.Specs, "real frp 0.61: moonfrp-client-7 has a wrong token, -18 and -19 ask for the same remote port, -33 dials a closed port", nil
 }
 
 func copyFile(src, dst string) error {

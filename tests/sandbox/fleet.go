@@ -66,8 +66,11 @@ func WriteIndex(dataDir string, entries []IndexEntry) error {
 }
 
 // FleetIndex tags the demo fleet: odd clients env:prod, even env:staging,
-// every fifth region:eu.
-func FleetIndex(clients int) []IndexEntry {
+// every fifth region:eu. Client i's config is /etc/frp/frpc-i.toml.
+func FleetIndex(clients int) []IndexEntry { return FleetIndexIn(clients, "/etc/frp") }
+
+// FleetIndexIn is FleetIndex with the configs in dir.
+func FleetIndexIn(clients int, dir string) []IndexEntry {
 	now := time.Now().Unix()
 	var entries []IndexEntry
 	for i := 1; i <= clients; i++ {
@@ -78,7 +81,7 @@ func FleetIndex(clients int) []IndexEntry {
 		if i%5 == 0 {
 			tags["region"] = "eu"
 		}
-		entries = append(entries, IndexEntry{Path: fmt.Sprintf("/etc/frp/frpc-%d.toml", i), Type: "client",
+		entries = append(entries, IndexEntry{Path: filepath.Join(dir, fmt.Sprintf("frpc-%d.toml", i)), Type: "client",
 			ServerAddr: "192.0.2.10", ServerPort: 7000, ProxyCount: 2, Tags: tags, LastModified: now, LastIndexed: now})
 	}
 	return entries

@@ -1,0 +1,94 @@
+package integrate
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const services = `# shellcheck shell=bash
+start_all_services() { :; }
+stop_all_services() { :; }
+restart_all_services() { :; }
+bulk_service_operation() { :; }
+`
+
+func tree(t *testing.T, svc string) (dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	os.WriteFile(filepath.Join(dir, "moonfrp.sh"), []byte("#!/bin/bash\nsource \"$SCRIPT_DIR/moonfrp-services.sh\"\n"), 0o755)
+	os.WriteFile(filepath.Join(dir, ServicesFile), []byte(svc), 0o640)
+	return dir
+}
+
+// Apply is idempotent and Undo gives the file back byte for byte, with or
+// without a final newline, with CRLF lines, and with its mode kept.
+func TestApplyUndoRoundTrip(t *testing.T) {
+	for name, svc := range map[string]string{
+		"plain":         services,
+		"no final nl":   strings.TrimSuffix(services, "\n"),
+		"crlf":          strings.ReplaceAll(services, "\n", "\r\n"),
+		"empty last ln": services + "\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := tree(t, svc)
+			if _, err := Find(dir); err != nil {
+				t.Fatal(err)
+			}
+			o := Options{Dir: dir, ShimDir: filepath.Join(t.TempDir(), "share"), Shim: []byte("# shim\n"), Bin: "/usr/local/bin/moonfrp-bulk"}
+			ch, err := Apply(o)
+			if err != nil || ch.Done != "added" {
+				t.Fatalf("apply: %+v %v", ch, err)
+			}
+			ch, err = Apply(o)
+			if err != nil || ch.Done != "unchanged" {
+				t.Fatalf("second apply: %+v %v", ch, err)
+			}
+			got, _ := os.ReadFile(filepath.Join(dir, ServicesFile))
+			if n := bytes.Count(got, []byte(beginMarker)); n != 1 || !bytes.HasSuffix(got, []byte(endMarker+"\n")) {
+				t.Fatalf("%d blocks, or not at the end:\n%s", n, got)
+			}
+			st, _ := os.Stat(filepath.Join(dir, ServicesFile))
+			if st.Mode().Perm() != 0o640 {
+				t.Errorf("mode %v, want 0640 kept", st.Mode())
+			}
+			// Undo finds the shim from the block, whatever ShimDir says now.
+			if _, err := Undo(Options{Dir: dir, ShimDir: "/elsewhere", Shim: o.Shim}); err != nil {
+				t.Fatal(err)
+			}
+			back, _ := os.ReadFile(filepath.Join(dir, ServicesFile))
+			if string(back) != svc {
+				t.Errorf("after undo:\n%q\nwant\n%q", back, svc)
+			}
+			if _, err := os.Stat(filepath.Join(o.ShimDir, ShimName)); !os.IsNotExist(err) {
+				t.Errorf("shim left after undo: %v", err)
+			}
+		})
+	}
+}
+
+func TestFindRefusesWhatIsNotMoonFRP(t *testing.T) {
+	dir := tree(t, "echo not moonfrp\n")
+	if _, err := Find(dir); err == nil || !strings.Contains(err.Error(), "defines no start_all_services()") {
+		t.Errorf("got %v", err)
+	}
+	real := tree(t, services)
+	link := filepath.Join(t.TempDir(), "x")
+	os.MkdirAll(link, 0o755)
+	os.WriteFile(filepath.Join(link, "moonfrp.sh"), []byte("source \"$SCRIPT_DIR/moonfrp-services.sh\"\n"), 0o755)
+	os.Symlink(filepath.Join(real, ServicesFile), filepath.Join(link, ServicesFile))
+	if _, err := Find(link); err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Errorf("a symlinked module: %v", err)
+	}
+}
+
+func TestBlockRefusesPathsThatNeedQuoting(t *testing.T) {
+	dir := tree(t, services)
+	for _, bad := range []string{"/tmp/a'b", "/tmp/$(x)", "relative/dir", "/tmp/a\nb"} {
+		if _, err := Apply(Options{Dir: dir, ShimDir: bad, Shim: []byte("x"), Bin: "/bin/true"}); err == nil {
+			t.Errorf("shim dir %q accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,242 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// FRPScene is a MoonFRP-shaped set of real frp tunnels in a sandbox: one
+// frps with its dashboard on, and clients whose configs are written the
+// way MoonFRP's generator writes them (loginFailExit = false, log.to, an
+// admin API on 127.0.0.1). Tests, the demo and the benchmark use it.
+type FRPScene struct {
+	sb *Sandbox
+	// FRP is the directory holding the real frpc and frps.
+	FRP    string
+	CfgDir string
+	// Bind is frps's bindPort; Dash its dashboard's port.
+	Bind, Dash int
+	Specs      []Spec
+	// Proxies maps each tcp client unit to its proxy's name on frps.
+	Proxies map[string]string
+	ports   []int
+}
+
+// DashPassword is the dashboard's password in every scene.
+const DashPassword = "dash-secret"
+
+// NewFRPScene builds (once) or finds the real frp and reserves ports for
+// up to clients clients: all at once, since ports asked for one by one
+// may come back twice.
+func NewFRPScene(ctx context.Context, sb *Sandbox, clients int) (*FRPScene, error) {
+	dir, err := FRP(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ports, err := FreePorts(4 + 3*clients)
+	if err != nil {
+		return nil, err
+	}
+	s := &FRPScene{sb: sb, FRP: dir, CfgDir: filepath.Join(sb.StateDir, "frp"), Bind: ports[0], Dash: ports[1],
+		ports: ports[2:], Proxies: map[string]string{}}
+	if err := os.MkdirAll(s.CfgDir, 0o755); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Port hands out a reserved port that no other part of the scene uses.
+func (s *FRPScene) Port() (int, error) {
+	if len(s.ports) == 0 {
+		return 0, errors.New("frp scene: out of reserved ports")
+	}
+	p := s.ports[0]
+	s.ports = s.ports[1:]
+	return p, nil
+}
+
+func (s *FRPScene) ports3() ([3]int, error) {
+	var p [3]int
+	for i := range p {
+		var err error
+		if p[i], err = s.Port(); err != nil {
+			return p, err
+		}
+	}
+	return p, nil
+}
+
+func (s *FRPScene) write(name, body string) (string, error) {
+	p := filepath.Join(s.CfgDir, name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		return "", err
+	}
+	return p, os.Chown(p, s.sb.UID, s.sb.GID)
+}
+
+// Server adds moonfrp-server; binary, when set, replaces frps (a wrapper).
+func (s *FRPScene) Server(binary string) error {
+	if binary == "" {
+		binary = filepath.Join(s.FRP, "frps")
+	}
+	cfg, err := s.write("frps.toml", fmt.Sprintf(`bindAddr = "127.0.0.1"
+bindPort = %d
+proxyBindAddr = "127.0.0.1"
+auth.method = "token"
+auth.token = "good-token"
+webServer.addr = "127.0.0.1"
+webServer.port = %d
+webServer.user = "admin"
+webServer.password = %q
+log.to = "%s"
+log.level = "info"
+`, s.Bind, s.Dash, DashPassword, filepath.Join(s.sb.LogDir, "frps.log")))
+	if err != nil {
+		return err
+	}
+	s.Specs = append(s.Specs, Spec{Name: "moonfrp-server", ExecStart: binary + " -c " + cfg})
+	return nil
+}
+
+// ClientOpts vary one client from the healthy default.
+type ClientOpts struct {
+	Token      string // default good-token
+	ServerPort int    // default the scene's bind port
+	RemotePort int    // default a reserved port
+	NoAdmin    bool   // no webServer: proven from the log
+	STCP       string // an stcp proxy with this secret instead of tcp
+}
+
+// Client adds moonfrp-client-<id> with config frpc-<id>.toml and one proxy.
+func (s *FRPScene) Client(id string, o ClientOpts) error {
+	p, err := s.ports3()
+	if err != nil {
+		return err
+	}
+	if o.Token == "" {
+		o.Token = "good-token"
+	}
+	if o.ServerPort == 0 {
+		o.ServerPort = s.Bind
+	}
+	if o.RemotePort == 0 {
+		o.RemotePort = p[1]
+	}
+	user := "u" + id
+	var b strings.Builder
+	fmt.Fprintf(&b, "user = %q\nserverAddr = \"127.0.0.1\"\nserverPort = %d\nloginFailExit = false\n", user, o.ServerPort)
+	fmt.Fprintf(&b, "auth.method = \"token\"\nauth.token = %q\n", o.Token)
+	fmt.Fprintf(&b, "log.to = %q\nlog.level = \"info\"\nlog.maxDays = 7\nlog.disablePrintColor = false\n", filepath.Join(s.sb.LogDir, "frpc-"+id+".log"))
+	b.WriteString("transport.dialServerTimeout = 5\n")
+	if !o.NoAdmin {
+		fmt.Fprintf(&b, "webServer.addr = \"127.0.0.1\"\nwebServer.port = %d\nwebServer.user = \"admin\"\nwebServer.password = \"pw-%s\"\n", p[0], id)
+	}
+	name := "p" + id
+	if o.STCP != "" {
+		fmt.Fprintf(&b, "\n[[proxies]]\nname = %q\ntype = \"stcp\"\nsecretKey = %q\nlocalIP = \"127.0.0.1\"\nlocalPort = %d\n", name, o.STCP, p[2])
+	} else {
+		fmt.Fprintf(&b, "\n[[proxies]]\nname = %q\ntype = \"tcp\"\nlocalIP = \"127.0.0.1\"\nlocalPort = %d\nremotePort = %d\n", name, p[2], o.RemotePort)
+		s.Proxies["moonfrp-client-"+id] = user + "." + name
+	}
+	cfg, err := s.write("frpc-"+id+".toml", b.String())
+	if err != nil {
+		return err
+	}
+	s.Specs = append(s.Specs, Spec{Name: "moonfrp-client-" + id, ExecStart: filepath.Join(s.FRP, "frpc") + " -c " + cfg})
+	return nil
+}
+
+// Visitor adds moonfrp-visitor-<id>, visiting client ownerID's stcp
+// proxy; with admin it also has a webServer (whose /api/status lists no
+// visitors).
+func (s *FRPScene) Visitor(id, ownerID, secret string, admin bool) error {
+	p, err := s.ports3()
+	if err != nil {
+		return err
+	}
+	port := p[0]
+	web := ""
+	if admin {
+		web = fmt.Sprintf("webServer.addr = \"127.0.0.1\"\nwebServer.port = %d\nwebServer.user = \"admin\"\nwebServer.password = \"vpw\"\n", p[1])
+	}
+	cfg, err := s.write("visitor-"+id+".toml", web+fmt.Sprintf(`user = "visitor%s"
+serverAddr = "127.0.0.1"
+serverPort = %d
+auth.method = "token"
+auth.token = "good-token"
+log.to = %q
+loginFailExit = false
+
+[[visitors]]
+name = "v%s"
+type = "stcp"
+serverUser = "u%s"
+serverName = "p%s"
+secretKey = %q
+bindAddr = "127.0.0.1"
+bindPort = %d
+`, id, s.Bind, filepath.Join(s.sb.LogDir, "visitor-"+id+".log"), id, ownerID, ownerID, secret, port))
+	if err != nil {
+		return err
+	}
+	s.Specs = append(s.Specs, Spec{Name: "moonfrp-visitor-" + id, ExecStart: filepath.Join(s.FRP, "frpc") + " -c " + cfg})
+	return nil
+}
+
+// LateFRPS writes a wrapper named frps that waits before it runs the real
+// one, so that the server accepts only late; it is still an frp unit.
+func (s *FRPScene) LateFRPS(delay time.Duration) (string, error) {
+	dir := filepath.Join(s.sb.RuntimeDir, "late")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "frps")
+	body := fmt.Sprintf("#!/bin/sh\nsleep %.3f\nexec %s \"$@\"\n", delay.Seconds(), filepath.Join(s.FRP, "frps"))
+	return p, os.WriteFile(p, []byte(body), 0o755)
+}
+
+// Install writes the units and reloads the manager.
+func (s *FRPScene) Install(ctx context.Context) error { return s.sb.Install(ctx, s.Specs...) }
+
+// Online asks frps's dashboard which tcp proxies are online right now.
+func (s *FRPScene) Online(ctx context.Context) (map[string]bool, error) {
+	return DashboardOnline(ctx, s.Dash)
+}
+
+// DashboardOnline asks the dashboard at 127.0.0.1:port (user admin,
+// DashPassword) which tcp proxies are online.
+func DashboardOnline(ctx context.Context, port int) (map[string]bool, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://127.0.0.1:%d/api/proxy/tcp", port), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.SetBasicAuth("admin", DashPassword)
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("frps dashboard: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Proxies []struct {
+			Name   string `json:"name"`
+			Status string `json:"status"`
+		} `json:"proxies"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("frps dashboard: %w", err)
+	}
+	on := map[string]bool{}
+	for _, p := range body.Proxies {
+		if p.Status == "online" {
+			on[p.Name] = true
+		}
+	}
+	return on, nil
+}
