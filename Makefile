@@ -5,12 +5,13 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
-# Debian packages the tests use: jq for the README recipes, bats and
+# Debian packages the tests use: jq for the README recipes (and, with
+# curl, the benchmark's dashboard polling), bats and
 # shellcheck for the bash shim, tmux for the menu tests, debootstrap and
 # systemd-container (systemd-nspawn) for the booted hosts of the
 # production-path tests.
 # Each is COMMAND:PACKAGE.
-DEB_TOOLS   := jq:jq bats:bats shellcheck:shellcheck tmux:tmux debootstrap:debootstrap systemd-nspawn:systemd-container
+DEB_TOOLS   := jq:jq curl:curl bats:bats shellcheck:shellcheck tmux:tmux debootstrap:debootstrap systemd-nspawn:systemd-container
 
 .PHONY: all build demo test deps vet staticcheck lint unit integration bench bench-quick clean
 

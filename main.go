@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"golang.org/x/sys/unix"
 
 	"github.com/moonfrp/moonfrp-bulk/discover"
 	"github.com/moonfrp/moonfrp-bulk/exec"
@@ -69,7 +70,11 @@ Exit codes:
   4    --no-wait, and another moonfrp-bulk run is acting on the same units
   130  interrupted (SIGINT or SIGTERM); the summary counts units not started`
 
-// Parallel is a --max-parallel value: a whole number of 1 or more.
+// maxParallel bounds -j: beyond it systemd's single-threaded manager is
+// long saturated, and each slot costs a systemctl process.
+const maxParallel = 1000
+
+// Parallel is a --max-parallel value: a whole number from 1 to maxParallel.
 type Parallel int
 
 // Decode implements kong.MapperValue, so that a bad value gets our message.
@@ -79,8 +84,8 @@ func (p *Parallel) Decode(ctx *kong.DecodeContext) error {
 		return err
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil || n < 1 {
-		return fmt.Errorf("must be a whole number of 1 or more, got %q (for example -j 10)", s)
+	if err != nil || n < 1 || n > maxParallel {
+		return fmt.Errorf("must be a whole number from 1 to %d, got %q (for example -j 10)", maxParallel, s)
 	}
 	*p = Parallel(n)
 	return nil
@@ -97,11 +102,12 @@ type Globals struct {
 // OpFlags are the flags of start, stop, restart, reload and bulk.
 type OpFlags struct {
 	MaxParallel    Parallel      `short:"j" env:"MOONFRP_MAX_PARALLEL" default:"10" placeholder:"N" help:"At most N systemctl operations at once."`
-	Filter         []string      `sep:"none" placeholder:"EXPR" help:"Only units matching EXPR: tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor. Repeat to AND them."`
+	Filter         []string      `sep:"none" placeholder:"EXPR" help:"Only units matching EXPR: tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor, tunnel:STATE. Repeat to AND them."`
 	DryRun         bool          `help:"Print the units that would be acted on, by phase, and change nothing."`
 	Timeout        time.Duration `default:"2m" help:"Bound on each unit's operation (0: none); a unit that takes longer fails and its systemd job is cancelled."`
-	Settle         time.Duration `default:"1s" help:"How long a started unit must stay up, without restarting, to count as a success."`
+	Settle         time.Duration `default:"1s" help:"How long a started unit that is not an frp unit must stay up, without restarting, to count as a success."`
 	TunnelDeadline time.Duration `default:"10s" placeholder:"DUR" help:"How long an frp tunnel may take to be proven up (logged in, every proxy running; a server accepting) before its unit fails."`
+	NoTunnelCheck  bool          `help:"Judge frp units by systemd's state and the settle window alone, as other units, without proving their tunnels."`
 	NoVerify       bool          `help:"Trust systemctl's exit code; do not check the units' state afterwards."`
 	NoWait         bool          `help:"Fail at once (exit 4) if another moonfrp-bulk run is acting on the same units, instead of waiting."`
 }
@@ -205,6 +211,11 @@ func run(args []string) int {
 		return exitUsage
 	}
 
+	if cli.StatusFD >= 0 {
+		// The shim's status descriptor is for this process alone: no
+		// systemctl it runs should inherit it.
+		unix.CloseOnExec(cli.StatusFD)
+	}
 	cmd := kctx.Command()
 	if cmd == "integrate" {
 		return runIntegrate(streams, cli.Integrate)
@@ -428,7 +439,7 @@ func (a *app) writeStatus(sum exec.Summary) {
 		return
 	}
 	defer f.Close()
-	fmt.Fprintf(f, "succeeded=%d failed=%d not_started=%d total=%d\n", sum.Succeeded, sum.Failed, sum.NotStarted, sum.Total)
+	fmt.Fprintf(f, "succeeded=%d failed=%d not_started=%d total=%d abandoned=%d\n", sum.Succeeded, sum.Failed, sum.NotStarted, sum.Total, sum.Abandoned)
 }
 
 func (a *app) list(c ListCmd) error {
@@ -517,17 +528,20 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	rep.Begin()
 	sum, err := exec.Run(a.ctx, exec.Config{
 		Operation: op, MaxParallel: int(f.MaxParallel), Timeout: f.Timeout,
-		Verify: !f.NoVerify, Settle: f.Settle, TunnelDeadline: f.TunnelDeadline, LogDir: logDir(),
+		Verify: !f.NoVerify, Settle: f.Settle, TunnelDeadline: f.TunnelDeadline, NoTunnel: f.NoTunnelCheck, LogDir: logDir(),
 		Journal: exec.JournalReader(a.mgr, a.globals.User), Runner: a.mgr, Drain: a.drain, API: a.api,
 	}, names, rep)
 	if err != nil {
-		sum.Interrupted = a.interrupted()
-		rep.End(sum)
+		// Nothing ran: no summary line that scripts would read as one.
+		rep.Abort()
 		return &exitError{exitCannotRun, fmt.Sprintf("%v; is the %s manager running?", err, a.mgr.Scope())}
 	}
 	rep.End(sum)
 	a.writeStatus(sum)
 	switch {
+	case sum.Lost != "":
+		return &exitError{exitCannotRun, fmt.Sprintf("the %s manager stopped answering mid-run (%s); %d unit(s) not started; check it (systemctl%s is-system-running) and run again",
+			a.mgr.Scope(), sum.Lost, sum.NotStarted, map[bool]string{true: " --user", false: ""}[a.globals.User])}
 	case sum.Interrupted || a.interrupted():
 		a.code = exitInterrupted
 	case sum.Failed > 0:

@@ -46,13 +46,20 @@ __moonfrp_bulk_bin() {
         printf '%s\n' "$__mfb_candidate"
         return 0
     fi
-    __mfb_here=$(dirname -- "${BASH_SOURCE[0]}")
-    for __mfb_candidate in "$__mfb_here/moonfrp-bulk" "$__mfb_here/../bin/moonfrp-bulk"; do
-        if [[ -f "$__mfb_candidate" && -x "$__mfb_candidate" ]]; then
-            printf '%s\n' "$__mfb_candidate"
-            return 0
-        fi
-    done
+    # Beside the shim, only where bash knows the shim's own path: in a
+    # child shell that got these functions through the environment,
+    # BASH_SOURCE is the word "environment", and a relative path would
+    # search the caller's working directory: for a root tool, "." in PATH.
+    __mfb_here="${BASH_SOURCE[0]:-}"
+    if [[ "$__mfb_here" == /* && -f "$__mfb_here" ]]; then
+        __mfb_here=${__mfb_here%/*}
+        for __mfb_candidate in "$__mfb_here/moonfrp-bulk" "$__mfb_here/../bin/moonfrp-bulk"; do
+            if [[ -f "$__mfb_candidate" && -x "$__mfb_candidate" ]]; then
+                printf '%s\n' "$__mfb_candidate"
+                return 0
+            fi
+        done
+    fi
     printf '%s\n' "moonfrp-bulk: binary not found; install it on PATH (make build && install -m 755 bin/moonfrp-bulk /usr/local/bin/) or set MOONFRP_BULK_BIN" >&2
     return 127
 }
@@ -194,6 +201,10 @@ start_all_services() { __moonfrp_bulk_all start; }
 stop_all_services() { __moonfrp_bulk_all stop; }
 restart_all_services() { __moonfrp_bulk_all restart; }
 
+# Exported, as MoonFRP exports its own service functions: its background
+# subshells and `bash -c` children call them. In such a child the binary
+# is found through MOONFRP_BULK_BIN (which `moonfrp-bulk integrate` sets)
+# or PATH, never relative to the caller's working directory.
 export -f __moonfrp_bulk_shim __moonfrp_bulk_bin __moonfrp_bulk_exec __moonfrp_bulk_op \
     __moonfrp_bulk_is_count __moonfrp_bulk_human __moonfrp_bulk_all \
     get_moonfrp_services bulk_service_operation bulk_start_services bulk_stop_services \

@@ -2,6 +2,7 @@ package discover
 
 import (
 	"fmt"
+	"path"
 	"strings"
 )
 
@@ -22,6 +23,11 @@ func Normalize(name string) (string, error) {
 	for _, r := range name {
 		if !validUnitRune(r) && !IsPattern(string(r)) {
 			return "", fmt.Errorf("invalid unit name %q: unit names may hold only letters, digits and \":-_.@\\\"", name)
+		}
+	}
+	if IsPattern(name) {
+		if _, err := path.Match(name, ""); err != nil {
+			return "", fmt.Errorf("malformed glob %q: check its brackets (for example 'moonfrp-client-[0-9]*')", name)
 		}
 	}
 	if strings.HasPrefix(name, "-") {

@@ -14,7 +14,7 @@ func BenchmarkForEach(b *testing.B) {
 	items := make([]string, 1000)
 	b.ReportAllocs()
 	for b.Loop() {
-		ForEach(context.Background(), nil, 50, items, func(int, string) {})
+		ForEach(context.Background(), nil, nil, 50, items, func(int, string) {})
 	}
 }
 

@@ -20,7 +20,7 @@ func TestForEachHoldsTheLimitAtEveryInstant(t *testing.T) {
 		t.Run(fmt.Sprint(limit), func(t *testing.T) {
 			items := make([]string, 40)
 			var cur, peak atomic.Int32
-			n := ForEach(context.Background(), nil, limit, items, func(int, string) {
+			n := ForEach(context.Background(), nil, nil, limit, items, func(int, string) {
 				c := cur.Add(1)
 				for {
 					p := peak.Load()
@@ -51,7 +51,7 @@ func TestForEachHandsOverSlotsAtOnce(t *testing.T) {
 	}
 	done := make(chan int)
 	go func() {
-		done <- ForEach(context.Background(), nil, 1, make([]string, 5), func(i int, _ string) {
+		done <- ForEach(context.Background(), nil, nil, 1, make([]string, 5), func(i int, _ string) {
 			started <- i
 			<-release[i]
 		})
@@ -75,7 +75,7 @@ func TestForEachHandsOverSlotsAtOnce(t *testing.T) {
 func TestForEachStopsLaunchingOnDrain(t *testing.T) {
 	drain := make(chan struct{})
 	var once sync.Once
-	n := ForEach(context.Background(), drain, 2, make([]string, 20), func(i int, _ string) {
+	n := ForEach(context.Background(), drain, nil, 2, make([]string, 20), func(i int, _ string) {
 		if i == 3 {
 			once.Do(func() { close(drain) })
 		}
@@ -426,5 +426,80 @@ func TestRunResetsAStartLimitedUnitAndRetries(t *testing.T) {
 	}
 	if got := strings.Join(verbs, " "); got != "show restart reset-failed restart" {
 		t.Errorf("calls %q, want a reset and one retry after the refusal", got)
+	}
+}
+
+// When the manager stops answering, nothing more is launched, and every
+// unit is still accounted for.
+func TestRunStopsLaunchingWhenTheManagerIsLost(t *testing.T) {
+	units := map[string]*fakeUnit{}
+	var names []string
+	lostMsg := "Failed to connect to bus: Connection refused"
+	for i := 0; i < 10; i++ {
+		n := fmt.Sprintf("moonfrp-client-%d.service", i)
+		u := &fakeUnit{}
+		if i >= 3 {
+			u.opExit, u.opStderr = 1, lostMsg+"\n"
+		}
+		units[n] = u
+		names = append(names, n)
+	}
+	f := newFake(units)
+	obs := &collector{}
+	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 1, Runner: f}, names, obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Lost != lostMsg {
+		t.Errorf("lost %q, want %q", sum.Lost, lostMsg)
+	}
+	launched := 0
+	for _, c := range f.calls {
+		if c[0] == "restart" {
+			launched++
+		}
+	}
+	if launched != 4 {
+		t.Errorf("%d operations launched, want 4 (none after the one that found the manager gone)", launched)
+	}
+	if sum.Succeeded+sum.Failed+sum.NotStarted != 10 || len(obs.finished) != 10 || sum.NotStarted != 6 {
+		t.Errorf("summary %+v with %d finished: every unit must be counted once", sum, len(obs.finished))
+	}
+}
+
+// A second interrupt cuts operations and verifications short; each unit
+// in flight is still counted once, as abandoned, with the state it was
+// left in.
+func TestRunAccountsForEveryUnitAtASecondInterrupt(t *testing.T) {
+	units := map[string]*fakeUnit{}
+	var names []string
+	for i := 0; i < 20; i++ {
+		n := fmt.Sprintf("moonfrp-client-%d.service", i)
+		units[n] = &fakeUnit{opDelay: 40 * time.Millisecond}
+		names = append(names, n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	obs := &collector{}
+	sum, err := Run(ctx, Config{Operation: "restart", MaxParallel: 4, Verify: true, Settle: time.Second, Runner: newFake(units)}, names, obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, r := range obs.finished {
+		seen[r.Unit]++
+	}
+	for _, n := range names {
+		if seen[n] != 1 {
+			t.Errorf("%s finished %d times", n, seen[n])
+		}
+	}
+	if sum.Succeeded+sum.Failed+sum.NotStarted != 20 || sum.Abandoned == 0 || sum.NotStarted == 0 {
+		t.Errorf("summary %+v: want every unit counted, some abandoned and some not started", sum)
+	}
+	for _, r := range sum.Results {
+		if r.Abandoned && !strings.Contains(r.Reason, "it was then active/running") {
+			t.Errorf("%s: reason %q does not say the state it was left in", r.Unit, r.Reason)
+		}
 	}
 }

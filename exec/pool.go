@@ -14,10 +14,10 @@ import (
 // ForEach calls fn for each item, with at most limit calls running at any
 // instant. A slot is taken before the goroutine is spawned and handed back
 // the moment fn returns, so no goroutine queues and no polling is involved.
-// ForEach stops launching once drain is closed or ctx is done, waits for the
-// calls already running, and returns how many items were launched (always a
-// prefix of items).
-func ForEach(ctx context.Context, drain <-chan struct{}, limit int, items []string, fn func(i int, item string)) int {
+// ForEach stops launching once drain or halt is closed (either may be
+// nil) or ctx is done, waits for the calls already running, and returns
+// how many items were launched (always a prefix of items).
+func ForEach(ctx context.Context, drain, halt <-chan struct{}, limit int, items []string, fn func(i int, item string)) int {
 	if limit < 1 {
 		limit = 1
 	}
@@ -30,6 +30,8 @@ func ForEach(ctx context.Context, drain <-chan struct{}, limit int, items []stri
 		select {
 		case <-drain:
 			cancel()
+		case <-halt:
+			cancel()
 		case <-acquireCtx.Done():
 		}
 	}()
@@ -38,6 +40,8 @@ func ForEach(ctx context.Context, drain <-chan struct{}, limit int, items []stri
 	stopped := func() bool {
 		select {
 		case <-drain:
+			return true
+		case <-halt:
 			return true
 		default:
 			return acquireCtx.Err() != nil

@@ -36,6 +36,9 @@ func atoi(s string) int {
 func exitWords(code, status string) string {
 	switch code {
 	case "1", "exited":
+		if why, ok := systemdExits[status]; ok {
+			return "exited with status " + status + " (" + why + ")"
+		}
 		return "exited with status " + status
 	case "2", "killed":
 		return "killed by signal " + signalName(status)
@@ -43,6 +46,25 @@ func exitWords(code, status string) string {
 		return "dumped core (signal " + signalName(status) + ")"
 	}
 	return ""
+}
+
+// systemdExits are the statuses systemd itself gives a process that it
+// could not set up (systemd.exec(5), "Process Exit Codes"): the program
+// never ran.
+var systemdExits = map[string]string{
+	"200": "CHDIR: systemd could not change to its WorkingDirectory=",
+	"203": "EXEC: systemd could not run its ExecStart= program",
+	"204": "MEMORY: out of memory while setting it up",
+	"209": "STDOUT: systemd could not open its StandardOutput=/StandardError= file",
+	"210": "CHROOT: systemd could not change to its RootDirectory=",
+	"214": "SETSCHEDULER: systemd could not set its scheduling",
+	"216": "GROUP: its Group= does not exist",
+	"217": "USER: its User= does not exist",
+	"218": "CAPABILITIES: systemd could not set its capabilities",
+	"226": "NAMESPACE: systemd could not set up its file system namespace (ProtectSystem=, ReadWritePaths= ...)",
+	"227": "NO_NEW_PRIVILEGES: systemd could not set NoNewPrivileges=",
+	"233": "RUNTIME_DIRECTORY: systemd could not create its RuntimeDirectory=",
+	"236": "LOGS_DIRECTORY: systemd could not create its LogsDirectory=",
 }
 
 func signalName(s string) string {

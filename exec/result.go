@@ -11,8 +11,12 @@ type Result struct {
 	Operation string
 	OK        bool
 	// NotStarted is set for units that were never launched because the
-	// run was interrupted.
+	// run was interrupted or the manager was lost.
 	NotStarted bool
+	// Abandoned is set for units whose operation or verification was cut
+	// short by a second interrupt; State then holds what was read once
+	// afterwards, if the manager answered.
+	Abandoned bool
 	// TimedOut is set when the operation did not finish within the timeout.
 	TimedOut bool
 	// Start and End bound the whole unit: operation plus verification.
@@ -59,9 +63,13 @@ type Summary struct {
 	Operation   string
 	Total       int
 	Succeeded   int
-	Failed      int
+	Failed      int // abandoned units included
 	NotStarted  int
+	Abandoned   int
 	Interrupted bool
+	// Lost says why the run stopped launching when the service manager
+	// stopped answering mid-run ("" otherwise).
+	Lost string
 	Duration    time.Duration
 	// Notes are run-level findings shown above the failures, such as a
 	// server that was not ready when its clients started.

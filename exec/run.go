@@ -38,6 +38,8 @@ type Config struct {
 	TunnelDeadline time.Duration
 	// API asks frpc admin APIs; nil means a fresh one for the run.
 	API *frp.API
+	// NoTunnel judges frp units by systemd's state alone, as other units.
+	NoTunnel bool
 	// Drain, when closed, stops new launches; operations already running
 	// finish and are verified. Cancelling the context passed to Run kills
 	// everything instead.
@@ -60,6 +62,9 @@ type unitRun struct {
 	tun *tunnel
 	// done closes when the unit is finished.
 	done chan struct{}
+	// cancelled is set when a second interrupt cut the unit's operation
+	// or verification short.
+	cancelled bool
 }
 
 // Run performs cfg.Operation on units, phase by phase (see Phases), each
@@ -83,9 +88,20 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 		defer api.Close()
 	}
 	var mu sync.Mutex
+	var abandoned []*unitRun
 	finish := func(u *unitRun) {
+		if u.cancelled {
+			// Cut short by a second interrupt: decided below, once.
+			mu.Lock()
+			abandoned = append(abandoned, u)
+			mu.Unlock()
+			close(u.done)
+			return
+		}
 		if !u.res.OK {
-			unitLines := unitLog(ctx, cfg, u)
+			rctx, cancel := context.WithTimeout(ctx, reasonTimeout)
+			unitLines := unitLog(rctx, cfg, u)
+			cancel()
 			u.res.LogTail = unitLines
 			frpKey := ""
 			if u.tun != nil {
@@ -112,12 +128,30 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 	}
 	ver := newVerifier(ctx, cfg, api, finish)
 
+	// halt stops launching when the service manager stops answering, as
+	// cfg.Drain does on the first interrupt.
+	halt := make(chan struct{})
+	var haltOnce sync.Once
+	stop := func() { haltOnce.Do(func() { close(halt) }) }
+	var lostMu sync.Mutex
+	lost := func(u *unitRun) {
+		lostMu.Lock()
+		if sum.Lost == "" {
+			sum.Lost = systemctl.Failure(systemctl.Output{Stderr: []byte(u.res.Stderr), ExitCode: u.res.ExitCode})
+		}
+		lostMu.Unlock()
+		stop()
+	}
+
 	next := 0
 	for _, ph := range phases {
 		batch := runs[next : next+len(ph)]
-		n := ForEach(ctx, cfg.Drain, cfg.MaxParallel, ph, func(i int, _ string) {
+		n := ForEach(ctx, cfg.Drain, halt, cfg.MaxParallel, ph, func(i int, _ string) {
 			u := batch[i]
 			operate(ctx, cfg, u, obs)
+			if managerLost(u.res.Stderr) {
+				lost(u)
+			}
 			if u.res.OK && !cfg.Verify {
 				finish(u) // a trusted exit code: nothing to query
 				return
@@ -126,7 +160,7 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 		})
 		next += n
 		if n < len(ph) {
-			sum.Interrupted = true
+			sum.Interrupted = sum.Lost == ""
 			break
 		}
 		if !awaitServers(ctx, cfg, batch, &sum) {
@@ -136,15 +170,27 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 	}
 	ver.close()
 	ver.wait()
+	settleAbandoned(cfg, abandoned)
+	for _, u := range abandoned {
+		u.res.End = time.Now()
+		obs.Finished(u.res)
+		sum.Results = append(sum.Results, u.res)
+	}
 	for _, u := range runs[next:] {
 		u.res.NotStarted = true
 		u.res.Tunnel = nil
 		u.res.Reason = "not started (interrupted)"
+		if sum.Lost != "" {
+			u.res.Reason = "not started: the service manager stopped answering"
+		}
 		obs.Finished(u.res)
 		sum.Results = append(sum.Results, u.res)
 	}
 	sort.Slice(sum.Results, func(i, j int) bool { return sum.Results[i].Index < sum.Results[j].Index })
 	for _, r := range sum.Results {
+		if r.Abandoned {
+			sum.Abandoned++
+		}
 		switch {
 		case r.NotStarted:
 			sum.NotStarted++
@@ -157,6 +203,48 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 	sum.Interrupted = sum.Interrupted || ctx.Err() != nil
 	sum.Duration = time.Since(start)
 	return sum, nil
+}
+
+// reasonTimeout bounds the gathering of one failed unit's reason (its
+// logs, the journal), so that a slow source cannot hold the run.
+const reasonTimeout = 3 * time.Second
+
+// managerLost reports whether systemctl's error says that the service
+// manager itself cannot be reached, rather than that a unit failed.
+func managerLost(stderr string) bool {
+	for _, s := range []string{"Failed to connect to bus", "Failed to get D-Bus connection",
+		"Transport endpoint is not connected", "Connection reset by peer"} {
+		if strings.Contains(stderr, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// settleAbandoned reads the state of units cut short by a second interrupt
+// once, with a short context of its own (the run's is cancelled), so that
+// each says where it was left: systemd may well have finished the job.
+func settleAbandoned(cfg Config, units []*unitRun) {
+	if len(units) == 0 {
+		return
+	}
+	names := make([]string, len(units))
+	for i, u := range units {
+		names[i] = u.res.Unit
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	props, err := showUnits(ctx, cfg.Runner, stateProps, names)
+	for i, u := range units {
+		u.res.OK, u.res.Abandoned = false, true
+		if err != nil {
+			u.res.Reason = "abandoned in flight at the second interrupt; its state could not be read"
+			continue
+		}
+		u.res.State = state(props[i])
+		u.res.Reason = fmt.Sprintf("abandoned in flight at the second interrupt; it was then %s (check it with systemctl status %s)",
+			u.res.State, strings.TrimSuffix(u.res.Unit, ".service"))
+	}
 }
 
 // prepareProps are read for every unit before the operation, in one call.
@@ -191,6 +279,9 @@ func prepare(ctx context.Context, cfg Config, units []string) ([]*unitRun, [][]s
 	tunnels := map[string]*tunnel{}
 	infos := map[string]*Tunnel{}
 	for _, name := range units {
+		if cfg.NoTunnel {
+			break
+		}
 		p := preByName[name]
 		for _, argv := range systemctl.ExecArgv(p["ExecStart"]) {
 			if bin, path, ok := frp.Binary(argv); ok {
@@ -351,6 +442,8 @@ func operate(ctx context.Context, cfg Config, u *unitRun, obs Observer) {
 		case n > 0:
 			u.what += " (its systemd job was cancelled)"
 		}
+	case err != nil && ctx.Err() != nil:
+		u.cancelled = true
 	case err != nil:
 		u.what = fmt.Sprintf("could not run systemctl: %v", err)
 	case out.ExitCode == 0:

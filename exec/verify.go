@@ -3,6 +3,7 @@ package exec
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -102,7 +103,7 @@ func (v *verifier) read(u *unitRun) (systemctl.Properties, bool) {
 	if err != nil {
 		u.res.OK = false
 		if v.ctx.Err() != nil {
-			u.res.Reason = "not verified: run cancelled"
+			u.cancelled = true
 		} else {
 			u.res.Reason = fmt.Sprintf("could not read the unit's state: %v", err)
 		}
@@ -132,7 +133,7 @@ func (v *verifier) sleepUntil(u *unitRun, t time.Time) bool {
 		return true
 	case <-v.ctx.Done():
 		u.res.OK = false
-		u.res.Reason = "not verified: run cancelled"
+		u.cancelled = true
 		return false
 	}
 }
@@ -236,8 +237,11 @@ func describeFailedOp(u *unitRun, p systemctl.Properties) string {
 	if u.res.TimedOut || u.what != "" {
 		return u.what
 	}
-	if p["LoadState"] == "not-found" {
+	switch p["LoadState"] {
+	case "not-found":
 		return ""
+	case "masked":
+		return "unit is masked; unmask it first (systemctl unmask " + strings.TrimSuffix(u.res.Unit, ".service") + ")"
 	}
 	return resultWords(p)
 }

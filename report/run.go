@@ -70,6 +70,7 @@ type Run struct {
 	lastLine string
 	stop     chan struct{}
 	stopped  chan struct{}
+	ended    bool
 }
 
 // NewRun prepares a reporter for plan.
@@ -122,6 +123,7 @@ type resultEvent struct {
 	Phase         int      `json:"phase"`
 	OK            bool     `json:"ok"`
 	NotStarted    bool     `json:"not_started"`
+	Abandoned     bool     `json:"abandoned"`
 	TimedOut      bool     `json:"timed_out"`
 	DurationMS    int64    `json:"duration_ms"`
 	OpDurationMS  int64    `json:"op_duration_ms"`
@@ -174,7 +176,9 @@ type summaryEvent struct {
 	Succeeded     int      `json:"succeeded"`
 	Failed        int      `json:"failed"`
 	NotStarted    int      `json:"not_started"`
+	Abandoned     int      `json:"abandoned"`
 	Interrupted   bool     `json:"interrupted"`
+	Lost          string   `json:"manager_lost"`
 	DurationMS    int64    `json:"duration_ms"`
 	Notes         []string `json:"notes"`
 }
@@ -188,6 +192,31 @@ func (r *Run) emit(v any) {
 		_ = r.json.Encode(v)
 	}
 }
+
+// stopLive stops the live line, if it runs, and clears it. It returns
+// false when the run has already ended.
+func (r *Run) stopLive() bool {
+	r.mu.Lock()
+	if r.ended {
+		r.mu.Unlock()
+		return false
+	}
+	r.ended = true
+	stop, stopped := r.stop, r.stopped
+	r.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-stopped
+		r.mu.Lock()
+		fmt.Fprint(r.s.Err, "\r\x1b[K")
+		r.mu.Unlock()
+	}
+	return true
+}
+
+// Abort ends a run that could not take place: the live line goes, and no
+// summary is printed, since no operation ran.
+func (r *Run) Abort() { r.stopLive() }
 
 // Begin announces the run and starts the live line, if any.
 func (r *Run) Begin() {
@@ -262,7 +291,7 @@ func (r *Run) Finished(res exec.Result) {
 	}
 	r.emit(resultEvent{SchemaVersion: SchemaVersion, Event: "result", Time: stamp(r.now()),
 		Unit: res.Unit, Operation: res.Operation, Phase: res.Phase + 1,
-		OK: res.OK, NotStarted: res.NotStarted, TimedOut: res.TimedOut,
+		OK: res.OK, NotStarted: res.NotStarted, Abandoned: res.Abandoned, TimedOut: res.TimedOut,
 		DurationMS: res.Duration().Milliseconds(), OpDurationMS: res.OpDuration.Milliseconds(),
 		ExitCode: res.ExitCode, State: res.State, Result: res.SDResult, NRestarts: res.NRestarts,
 		Reason: sanitize.Line(res.Reason), Detail: sanitize.Text(res.Detail), LogTail: tail, Tunnel: tunnelOf(res.Tunnel)})
@@ -314,23 +343,23 @@ func (r *Run) draw() {
 }
 
 // End stops the live line and prints the summary.
+//
+// End is safe without Begin (a run with nothing to do) and safe to call
+// twice; the second call does nothing.
 func (r *Run) End(sum exec.Summary) {
-	if r.live {
-		close(r.stop)
-		<-r.stopped
+	if !r.stopLive() {
+		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.live {
-		fmt.Fprint(r.s.Err, "\r\x1b[K")
-	}
 	notes := sum.Notes
 	if notes == nil {
 		notes = []string{}
 	}
 	r.emit(summaryEvent{SchemaVersion: SchemaVersion, Event: "summary", Time: stamp(r.now()),
 		Operation: sum.Operation, Units: sum.Total, Succeeded: sum.Succeeded, Failed: sum.Failed,
-		NotStarted: sum.NotStarted, Interrupted: sum.Interrupted, DurationMS: sum.Duration.Milliseconds(),
+		NotStarted: sum.NotStarted, Abandoned: sum.Abandoned, Interrupted: sum.Interrupted, Lost: sum.Lost,
+		DurationMS: sum.Duration.Milliseconds(),
 		Notes: notes})
 	WriteSummary(r.s, sum)
 }
@@ -350,7 +379,13 @@ func WriteSummary(s *Streams, sum exec.Summary) {
 	}
 	line := fmt.Sprintf("Bulk %s %s: %s succeeded, %s", sum.Operation, word, s.green(fmt.Sprint(sum.Succeeded)), failed)
 	if sum.NotStarted > 0 || sum.Interrupted {
-		line += fmt.Sprintf(", %d not started (interrupted)", sum.NotStarted)
+		line += fmt.Sprintf(", %d not started", sum.NotStarted)
+		if sum.Lost == "" {
+			line += " (interrupted)"
+		}
+	}
+	if sum.Abandoned > 0 {
+		line += fmt.Sprintf(", %d abandoned in flight", sum.Abandoned)
 	}
 	fmt.Fprintln(w, line)
 	for _, n := range sum.Notes {
@@ -358,6 +393,7 @@ func WriteSummary(s *Streams, sum exec.Summary) {
 	}
 	for _, res := range sum.Results {
 		if !res.OK && !res.NotStarted {
+			// Abandoned units too: each says the state it was left in.
 			fmt.Fprintf(w, "  - %s: %s\n", s.bold(short(res.Unit)), sanitize.Line(res.Reason))
 		}
 	}

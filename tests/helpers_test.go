@@ -94,9 +94,14 @@ func bulk(t *testing.T, sb *sandbox.Sandbox, env []string, args ...string) resul
 	return r
 }
 
+// runMarker names an environment variable, unique per command, that every
+// process a run starts inherits: assertNoChildren finds them by it.
+const runMarker = "MOONFRP_BULK_TEST_RUN"
+
 func bulkCmd(sb *sandbox.Sandbox, env []string, args ...string) *exec.Cmd {
 	cmd := sb.Command(context.Background(), binary, append([]string{"--user"}, args...)...)
 	cmd.Env = append(cmd.Env, env...)
+	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d-%d", runMarker, os.Getpid(), time.Now().UnixNano()))
 	return cmd
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -188,12 +189,14 @@ func TestInterruptStopsLaunchingAndSummarises(t *testing.T) {
 		if ok+failed+notStarted != 50 || notStarted == 0 || ok < 3 || failed != 0 {
 			t.Errorf("counts %d+%d+%d: want 50 in all, in-flight units finished and some not started", ok, failed, notStarted)
 		}
-		assertNoChildren(t, sb)
+		assertNoChildren(t, cmd)
 	})
 
 	t.Run("two signals", func(t *testing.T) {
-		cmd := bulkCmd(sb, nil, "restart", "-j", "1")
-		_, done := startAndWaitFor(t, cmd, regexp.MustCompile(`^Progress: 1/50 `))
+		cmd := bulkCmd(sb, nil, "restart", "-j", "4", "-o", "json")
+		var stdout strings.Builder
+		cmd.Stdout = &stdout
+		stderr, done := startAndWaitFor(t, cmd, regexp.MustCompile(`^Progress: 1/50 `))
 		start := time.Now()
 		_ = cmd.Process.Signal(syscall.SIGINT)
 		_ = cmd.Process.Signal(syscall.SIGINT)
@@ -205,23 +208,71 @@ func TestInterruptStopsLaunchingAndSummarises(t *testing.T) {
 		if d := time.Since(start); d > 3*time.Second {
 			t.Errorf("took %s to exit after a second signal", d)
 		}
-		assertNoChildren(t, sb)
+		// Every unit is in the summary exactly once: succeeded, failed
+		// (abandoned ones among them, with the state they were left in)
+		// or not started; the JSON results agree.
+		out := stderr.String()
+		m := regexp.MustCompile(`Bulk restart interrupted: (\d+) succeeded, (\d+) failed, (\d+) not started \(interrupted\)(, (\d+) abandoned in flight)?`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no interrupted summary:\n%s", out)
+		}
+		if n := atoi(m[1]) + atoi(m[2]) + atoi(m[3]); n != 50 {
+			t.Errorf("summary counts %d units, want 50:\n%s", n, out)
+		}
+		seen := map[string]int{}
+		for _, ev := range parseEvents(t, stdout.String()) {
+			if ev["event"] == "result" {
+				seen[ev["unit"].(string)]++
+				if ev["abandoned"] == true && !strings.Contains(ev["reason"].(string), "it was then ") {
+					t.Errorf("%s abandoned without its state: %q", ev["unit"], ev["reason"])
+				}
+			}
+		}
+		if len(seen) != 50 {
+			t.Errorf("%d units have a result event, want 50", len(seen))
+		}
+		for u, n := range seen {
+			if n != 1 {
+				t.Errorf("%s has %d result events", u, n)
+			}
+		}
+		assertNoChildren(t, cmd)
 	})
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
-// assertNoChildren checks that no systemctl that moonfrp-bulk started is
-// still running as the sandbox user.
-func assertNoChildren(t *testing.T, sb *sandbox.Sandbox) {
+// assertNoChildren checks that nothing that this one run of moonfrp-bulk
+// started is still running. Other processes may share the machine and
+// the sandbox user, so it looks only for processes whose environment
+// carries the run's own marker (see bulkCmd), which every child inherits.
+func assertNoChildren(t *testing.T, cmd *exec.Cmd) {
 	t.Helper()
-	out, _ := exec.Command("pgrep", "-u", strconv.Itoa(sb.UID), "-a", "-x", "systemctl").CombinedOutput()
-	if s := strings.TrimSpace(string(out)); s != "" {
-		t.Errorf("systemctl processes outlived moonfrp-bulk:\n%s", s)
+	marker := ""
+	for _, kv := range cmd.Env {
+		if strings.HasPrefix(kv, runMarker+"=") {
+			marker = kv
+		}
 	}
-	out, _ = exec.Command("pgrep", "-u", strconv.Itoa(sb.UID), "-a", "-f", binary).CombinedOutput()
-	if s := strings.TrimSpace(string(out)); s != "" {
-		t.Errorf("moonfrp-bulk still running:\n%s", s)
+	if marker == "" {
+		t.Fatal("the command carries no run marker")
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil {
+			continue
+		}
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if kv == marker {
+				cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+				t.Errorf("pid %d of this run outlived it: %s", pid, strings.ReplaceAll(string(cmdline), "\x00", " "))
+			}
+		}
 	}
 }
 

@@ -225,5 +225,17 @@ caller() {
     [[ "$output" == *"  moonfrp-client-1"* ]]
     run --separate-stderr "$MOONFRP_BULK_BIN" --user bulk --operation=restart --max-parallel=many
     [ "$status" -eq 2 ]
-    [[ "$stderr" == *"--max-parallel: must be a whole number of 1 or more"* ]]
+    [[ "$stderr" == *"--max-parallel: must be a whole number from 1 to 1000"* ]]
+}
+
+@test "in a child shell the shim never runs a moonfrp-bulk from the caller's working directory" {
+    local dir
+    dir=$(mktemp -d)
+    printf '#!/bin/sh\necho PLANTED\n' >"$dir/moonfrp-bulk"
+    chmod +x "$dir/moonfrp-bulk"
+    run --separate-stderr bash -c 'source "$SERVICES_SH"; source "$SHIM"; unset MOONFRP_BULK_BIN; cd "$1" && bash -c get_moonfrp_services' _ "$dir"
+    rm -rf "$dir"
+    [ "$status" -eq 127 ]
+    [[ "$output$stderr" != *PLANTED* ]]
+    [[ "$stderr" == *"binary not found"* ]]
 }

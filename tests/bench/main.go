@@ -209,6 +209,9 @@ func run(o options) error {
 	}
 	if o.quick {
 		configs = []config{{500 * time.Millisecond, []int{50}}}
+		if _, err := measureTunnels(o, bin, 50); err != nil {
+			return err
+		}
 	}
 	if o.extrasOnly {
 		notes, err := measureExtras(o, bin)
@@ -253,6 +256,11 @@ func run(o options) error {
 				return err
 			}
 			notes = append(notes, extra...)
+			tun, err := measureTunnels(o, bin, 50)
+			if err != nil {
+				return err
+			}
+			notes = append(notes, tun...)
 		}
 	}
 	for _, n := range append(notes, targets(cells)...) {
