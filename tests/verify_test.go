@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -338,5 +339,73 @@ func TestUnitThatHitItsStartLimitComesBack(t *testing.T) {
 	wantCode(t, r, 0)
 	if got := activeState(sb, sp.Name); got != "active/running" {
 		t.Errorf("after the bulk restart the unit is %s", got)
+	}
+}
+
+// A manager that dies mid-run: nothing more is launched, one top-level
+// error says so, every unit is counted, and the exit code is 3.
+func TestManagerLostMidRun(t *testing.T) {
+	specs := sandbox.SlowStop("moonfrp-client", 30, 300*time.Millisecond)
+	sb := newSandbox(t, specs...)
+	startAll(t, sb, specs)
+	cmd := bulkCmd(sb, nil, "restart", "-j", "2", "--settle=0")
+	stderr, done := startAndWaitFor(t, cmd, regexp.MustCompile(`^Progress: 2/30 `))
+	if err := sb.KillManager(); err != nil {
+		t.Fatal(err)
+	}
+	code := exitCode(cmd.Wait())
+	<-done
+	out := stderr.String()
+	if code != 3 {
+		t.Fatalf("exit %d, want 3:\n%s", code, out)
+	}
+	m := regexp.MustCompile(`Bulk restart complete: (\d+) succeeded, (\d+) failed, (\d+) not started\n`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no summary that counts the units not started:\n%s", out)
+	}
+	if n := atoi(m[1]) + atoi(m[2]) + atoi(m[3]); n != 30 || atoi(m[3]) == 0 {
+		t.Errorf("counts %s+%s+%s: want 30 in all, with units not started", m[1], m[2], m[3])
+	}
+	errs := regexp.MustCompile(`(?m)^moonfrp-bulk: the user manager stopped answering mid-run`).FindAllString(out, -1)
+	if len(errs) != 1 {
+		t.Errorf("want one top-level error about the lost manager:\n%s", out)
+	}
+	assertNoChildren(t, cmd)
+}
+
+// Hostile logs: a log that is a FIFO is never opened for reading (the run
+// ends in bounded time and says why), and terminal escapes that a unit
+// (or the server frpc quotes) writes never reach the terminal or JSON.
+func TestHostileLogsNeitherHangNorReachTheTerminal(t *testing.T) {
+	specs := []sandbox.Spec{
+		{Name: "moonfrp-client-fifo", NoLogFile: true, ExecStart: "/bin/sh -c 'exit 1'"},
+		{Name: "moonfrp-client-esc", ExecStart: `/bin/sh -c 'printf "\\033]52;c;cHduZWQ=\\007\\033]0;title\\033\\\\login failed \\033c\\302\\233""31m\\010\\000 boom\\n"; exit 1'`},
+	}
+	sb := newSandbox(t, specs...)
+	logDir := filepath.Join(sb.RuntimeDir, "moonfrp-logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(logDir, "moonfrp-client-fifo.log"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan result, 1)
+	go func() { done <- bulk(t, sb, []string{"MOONFRP_LOG_DIR=" + logDir}, "start", "-o", "json") }()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the run hung on a FIFO log")
+	}
+	wantCode(t, r, 1)
+	res := results(t, r.stdout)
+	wantContains(t, "fifo detail", res["moonfrp-client-fifo"]["detail"].(string), "is a FIFO, not a regular file")
+	wantContains(t, "escape reason", res["moonfrp-client-esc"]["reason"].(string), "login failed", "boom")
+	for _, s := range []string{r.stderr, res["moonfrp-client-esc"]["reason"].(string), res["moonfrp-client-esc"]["detail"].(string)} {
+		for _, bad := range []string{"\x1b", "\u009b", "\x07", "\x08", "\x00", "cHduZWQ"} {
+			if strings.Contains(s, bad) {
+				t.Errorf("%q reached the output: %q", bad, s)
+			}
+		}
 	}
 }

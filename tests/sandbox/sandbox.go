@@ -429,3 +429,12 @@ func ownerAlive(rt string) bool {
 	}
 	return syscall.Kill(pid, 0) == nil
 }
+
+// KillManager kills the manager abruptly, as a crash would, for tests of
+// a manager lost mid-run. Stop still cleans up after it.
+func (s *Sandbox) KillManager() error {
+	if s.manager == nil || s.manager.Process == nil {
+		return errors.New("no manager")
+	}
+	return s.manager.Process.Kill()
+}

@@ -52,6 +52,9 @@ type Spec struct {
 	// ExecStart, when set, is the unit's command instead of the stand-in
 	// frpc: a real frpc or frps, with Behaviour ignored.
 	ExecStart string
+	// NoLogFile leaves out StandardOutput=/StandardError=: the unit's
+	// log is then looked for in MOONFRP_LOG_DIR.
+	NoLogFile bool
 }
 
 // frpcScript stands in for frpc: MoonFRP-shaped ExecStart, real process
@@ -145,7 +148,9 @@ func (s *Sandbox) UnitFile(sp Spec) string {
 	}
 	b.WriteString("ExecReload=/bin/kill -HUP $MAINPID\n")
 	fmt.Fprintf(&b, "Restart=always\nRestartSec=%.3f\n", restartDelay.Seconds())
-	fmt.Fprintf(&b, "StandardOutput=append:%s\nStandardError=append:%s\n", log, log)
+	if !sp.NoLogFile {
+		fmt.Fprintf(&b, "StandardOutput=append:%s\nStandardError=append:%s\n", log, log)
+	}
 	return b.String()
 }
 
