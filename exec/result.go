@@ -69,8 +69,8 @@ type Summary struct {
 	Interrupted bool
 	// Lost says why the run stopped launching when the service manager
 	// stopped answering mid-run ("" otherwise).
-	Lost string
-	Duration    time.Duration
+	Lost     string
+	Duration time.Duration
 	// Notes are run-level findings shown above the failures, such as a
 	// server that was not ready when its clients started.
 	Notes []string

@@ -360,7 +360,7 @@ func (r *Run) End(sum exec.Summary) {
 		Operation: sum.Operation, Units: sum.Total, Succeeded: sum.Succeeded, Failed: sum.Failed,
 		NotStarted: sum.NotStarted, Abandoned: sum.Abandoned, Interrupted: sum.Interrupted, Lost: sum.Lost,
 		DurationMS: sum.Duration.Milliseconds(),
-		Notes: notes})
+		Notes:      notes})
 	WriteSummary(r.s, sum)
 }
 
