@@ -102,6 +102,9 @@ func TestNormalize(t *testing.T) {
 		{"--help", "", true},
 		{"", "", true},
 		{strings.Repeat("a", 300), "", true},
+		{strings.Repeat("a", 247), strings.Repeat("a", 247) + ".service", false}, // 255 with .service
+		{strings.Repeat("a", 248), "", true},                                     // 256 with .service
+		{"moonfrp-client-[", "", true},                                           // a malformed glob
 	}
 	for _, tt := range tests {
 		got, err := Normalize(tt.in)

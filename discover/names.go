@@ -33,12 +33,17 @@ func Normalize(name string) (string, error) {
 	if strings.HasPrefix(name, "-") {
 		return "", fmt.Errorf("invalid unit name %q: a unit name cannot start with '-'", name)
 	}
+	full := name + ".service"
 	for _, s := range unitSuffixes {
 		if strings.HasSuffix(name, s) {
-			return name, nil
+			full = name
 		}
 	}
-	return name + ".service", nil
+	// systemd's limit is on the whole name, suffix included.
+	if len(full) > 255 && !IsPattern(full) {
+		return "", fmt.Errorf("unit name %.40q... is %d bytes with its suffix, longer than systemd allows (255)", name, len(full))
+	}
+	return full, nil
 }
 
 func validUnitRune(r rune) bool {

@@ -361,7 +361,10 @@ func (r *Run) End(sum exec.Summary) {
 		NotStarted: sum.NotStarted, Abandoned: sum.Abandoned, Interrupted: sum.Interrupted, Lost: sum.Lost,
 		DurationMS: sum.Duration.Milliseconds(),
 		Notes:      notes})
-	WriteSummary(r.s, sum)
+	if sum.Total > 0 {
+		// "Bulk X complete" only when an operation ran: scripts grep it.
+		WriteSummary(r.s, sum)
+	}
 }
 
 // WriteSummary prints the summary that MoonFRP scripts grep:

@@ -381,3 +381,17 @@ func TestDiscoveryListsEveryMoonFRPUnit(t *testing.T) {
 	wantCode(t, r, 0)
 	wantContains(t, "stderr", r.stderr, "Progress: 1/1 services... moonfrp-client-2 ok")
 }
+
+// Nothing to do, on a terminal, in JSON: the live line never started, and
+// ending it must not crash (it did: "close of nil channel").
+func TestNothingToDoOnATerminalInJSON(t *testing.T) {
+	sb := newSandbox(t, sandbox.SlowStop("moonfrp-client", 1, 50*time.Millisecond)...)
+	out, code := runInPTY(t, bulkCmd(sb, nil, "restart", "-o", "json", "--filter=name:nothing"))
+	if code != 0 || strings.Contains(out, "panic") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	wantContains(t, "terminal", out, `"event":"summary"`, `filter "name:nothing" matches no service`)
+	if strings.Contains(out, "Bulk restart complete") {
+		t.Errorf("a summary line for a run in which nothing ran:\n%s", out)
+	}
+}
