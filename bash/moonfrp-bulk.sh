@@ -2,9 +2,12 @@
 #
 # moonfrp-bulk.sh: run MoonFRP's bulk service functions through moonfrp-bulk.
 #
-# Source this file after moonfrp-services.sh:
+# In a MoonFRP install, `moonfrp-bulk integrate` sources it at the end of
+# moonfrp-services.sh, so that it survives MoonFRP loading that file again
+# and again. Elsewhere, source it after moonfrp-services.sh (by an
+# absolute path, if the binary is to be found beside it):
 #
-#     source /opt/moonfrp/moonfrp-services.sh
+#     source /usr/local/bin/moonfrp-services.sh
 #     source /usr/local/share/moonfrp-bulk/moonfrp-bulk.sh
 #
 # It redefines get_moonfrp_services, bulk_service_operation,
@@ -17,10 +20,13 @@
 #
 # Settings, all optional:
 #   MOONFRP_BULK_BIN      the binary (default: moonfrp-bulk on PATH, else the
-#                         one beside this file, else ../bin/moonfrp-bulk)
+#                         one beside this file, else ../bin/moonfrp-bulk,
+#                         when this file was sourced by an absolute path)
 #   MOONFRP_BULK_ARGS     extra arguments for every call, e.g. "--user"
-#   MOONFRP_MAX_PARALLEL  default parallelism (10)
+#   MOONFRP_MAX_PARALLEL  default parallelism (the binary's default: 10)
 #   MOONFRP_LOG_DIR, MOONFRP_DATA_DIR, MOONFRP_LOG_FORMAT as in MoonFRP
+#   (MoonFRP's own LOG_DIR and DATA_DIR count too); unset ones take the
+#   binary's defaults, which are defined there only.
 
 # The originals come from moonfrp-services.sh; if they are not there yet,
 # sourcing that file later would put them back over ours.
@@ -64,19 +70,24 @@ __moonfrp_bulk_bin() {
     return 127
 }
 
-# Runs the binary with MoonFRP's settings. stdout and stderr pass through
-# untouched, so the live progress line still sees the terminal.
+# Runs the binary with MoonFRP's settings: those the caller has (its
+# MOONFRP_* variables, or MoonFRP's own LOG_DIR and DATA_DIR) are passed
+# on; the defaults are the binary's alone, never repeated here. stdout and
+# stderr pass through untouched, so the live progress line still sees the
+# terminal.
 __moonfrp_bulk_exec() {
-    local __mfb_bin __mfb_rc=0
-    local -a __mfb_extra=()
+    local __mfb_bin __mfb_rc=0 __mfb_v
+    local -a __mfb_extra=() __mfb_env=()
     __mfb_bin=$(__moonfrp_bulk_bin) || return $?
     IFS=' ' read -r -a __mfb_extra <<<"${MOONFRP_BULK_ARGS:-}"
+    __mfb_v="${MOONFRP_LOG_DIR:-${LOG_DIR:-}}"
+    [[ -z "$__mfb_v" ]] || __mfb_env+=("MOONFRP_LOG_DIR=$__mfb_v")
+    __mfb_v="${MOONFRP_DATA_DIR:-${DATA_DIR:-}}"
+    [[ -z "$__mfb_v" ]] || __mfb_env+=("MOONFRP_DATA_DIR=$__mfb_v")
+    [[ -z "${MOONFRP_LOG_FORMAT:-}" ]] || __mfb_env+=("MOONFRP_LOG_FORMAT=$MOONFRP_LOG_FORMAT")
+    [[ -z "${MOONFRP_MAX_PARALLEL:-}" ]] || __mfb_env+=("MOONFRP_MAX_PARALLEL=$MOONFRP_MAX_PARALLEL")
     # env, not VAR=value prefixes: those fail on a readonly variable.
-    env MOONFRP_LOG_DIR="${MOONFRP_LOG_DIR:-${LOG_DIR:-/var/log/frp}}" \
-        MOONFRP_DATA_DIR="${MOONFRP_DATA_DIR:-${DATA_DIR:-/opt/moonfrp/data}}" \
-        MOONFRP_LOG_FORMAT="${MOONFRP_LOG_FORMAT:-text}" \
-        MOONFRP_MAX_PARALLEL="${MOONFRP_MAX_PARALLEL:-10}" \
-        "$__mfb_bin" "${__mfb_extra[@]}" "$@" || __mfb_rc=$?
+    env "${__mfb_env[@]}" "$__mfb_bin" "${__mfb_extra[@]}" "$@" || __mfb_rc=$?
     return "$__mfb_rc"
 }
 
@@ -157,8 +168,11 @@ bulk_service_operation() {
         printf '%s\n' "Warning: No services provided for bulk operation" >&2
         return 0
     fi
-    __mfb_max="${__mfb_max:-${MOONFRP_MAX_PARALLEL:-10}}"
-    __moonfrp_bulk_human "$__mfb_op" --max-parallel="$__mfb_max" -- "${__mfb_services[@]}"
+    local -a __mfb_jobs=()
+    if [[ -n "$__mfb_max" ]]; then
+        __mfb_jobs=(--max-parallel="$__mfb_max")
+    fi
+    __moonfrp_bulk_human "$__mfb_op" "${__mfb_jobs[@]}" -- "${__mfb_services[@]}"
 }
 
 bulk_start_services() { __moonfrp_bulk_all start "${1:-}"; }
@@ -168,7 +182,8 @@ bulk_reload_services() { __moonfrp_bulk_all reload "${1:-}"; }
 
 # bulk_operation_filtered OP TYPE VALUE [MAX]; TYPE is tag, status or name.
 bulk_operation_filtered() {
-    local __mfb_op="${1:-}" __mfb_type="${2:-}" __mfb_value="${3:-}" __mfb_max="${4:-${MOONFRP_MAX_PARALLEL:-10}}"
+    local __mfb_op="${1:-}" __mfb_type="${2:-}" __mfb_value="${3:-}" __mfb_max="${4:-}"
+    local -a __mfb_jobs=()
     case "$__mfb_type" in
         tag | status | name) ;;
         *)
@@ -180,7 +195,10 @@ bulk_operation_filtered() {
         printf '%s\n' "bulk_operation_filtered: missing filter value after '$__mfb_type'" >&2
         return 2
     fi
-    __moonfrp_bulk_human "$__mfb_op" --max-parallel="$__mfb_max" --filter="$__mfb_type:$__mfb_value"
+    if [[ -n "$__mfb_max" ]]; then
+        __mfb_jobs=(--max-parallel="$__mfb_max")
+    fi
+    __moonfrp_bulk_human "$__mfb_op" "${__mfb_jobs[@]}" --filter="$__mfb_type:$__mfb_value"
 }
 
 get_services_by_tag() {

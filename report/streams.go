@@ -7,10 +7,9 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"syscall"
-	"unsafe"
 
 	"github.com/mattn/go-isatty"
+	"golang.org/x/sys/unix"
 )
 
 // Streams owns the output streams and knows what they are.
@@ -44,9 +43,8 @@ func System() *Streams {
 func (s *Streams) Color() bool { return s.ErrTTY && !s.NoColor }
 
 func termWidth(fd uintptr) int {
-	var ws struct{ Row, Col, X, Y uint16 }
-	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, fd, uintptr(syscall.TIOCGWINSZ), uintptr(unsafe.Pointer(&ws)))
-	if errno != 0 {
+	ws, err := unix.IoctlGetWinsize(int(fd), unix.TIOCGWINSZ)
+	if err != nil {
 		return 0
 	}
 	return int(ws.Col)
