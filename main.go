@@ -3,29 +3,18 @@
 package main
 
 import (
-	"context"
 	_ "embed"
 	"errors"
 	"fmt"
 	"os"
-	osexec "os/exec"
-	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/alecthomas/kong"
 	"golang.org/x/sys/unix"
 
-	"github.com/moonfrp/moonfrp-bulk/discover"
-	"github.com/moonfrp/moonfrp-bulk/exec"
-	"github.com/moonfrp/moonfrp-bulk/frp"
-	"github.com/moonfrp/moonfrp-bulk/integrate"
-	"github.com/moonfrp/moonfrp-bulk/lock"
 	"github.com/moonfrp/moonfrp-bulk/report"
-	"github.com/moonfrp/moonfrp-bulk/systemctl"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -147,20 +136,56 @@ type IntegrateCmd struct {
 // VersionCmd prints the version.
 type VersionCmd struct{}
 
+// StartCmd, StopCmd, RestartCmd and ReloadCmd are the operations.
+type (
+	StartCmd   struct{ OpCmd }
+	StopCmd    struct{ OpCmd }
+	RestartCmd struct{ OpCmd }
+	ReloadCmd  struct{ OpCmd }
+)
+
+// Run starts units. kong calls the Run method of the command given.
+func (c *StartCmd) Run(a *app) error { return a.operate("start", c.Units, c.OpFlags) }
+
+// Run stops units.
+func (c *StopCmd) Run(a *app) error { return a.operate("stop", c.Units, c.OpFlags) }
+
+// Run restarts units.
+func (c *RestartCmd) Run(a *app) error { return a.operate("restart", c.Units, c.OpFlags) }
+
+// Run reloads units.
+func (c *ReloadCmd) Run(a *app) error { return a.operate("reload", c.Units, c.OpFlags) }
+
+// Run runs MoonFRP's 'service bulk' form.
+func (c *BulkCmd) Run(a *app) error { return a.operate(c.Operation, nil, c.OpFlags) }
+
+// Run lists services.
+func (c *ListCmd) Run(a *app) error { return a.list(*c) }
+
+// Run prints the version.
+func (c *VersionCmd) Run(a *app) error {
+	fmt.Fprintf(a.streams.Out, "moonfrp-bulk %s\n", version)
+	return nil
+}
+
+// Run wires the shim into MoonFRP, checks it or undoes it.
+func (c *IntegrateCmd) Run(a *app) error { return a.integrate(*c) }
+
 // CLI is the whole command line.
 type CLI struct {
 	Globals
-	Start     OpCmd        `cmd:"" help:"Start units."`
-	Stop      OpCmd        `cmd:"" help:"Stop units (clients and visitors before the server)."`
-	Restart   OpCmd        `cmd:"" help:"Restart units (the server first)."`
-	Reload    OpCmd        `cmd:"" help:"Reload units (ExecReload, e.g. SIGHUP to frpc)."`
+	Start     StartCmd     `cmd:"" help:"Start units."`
+	Stop      StopCmd      `cmd:"" help:"Stop units (clients and visitors before the server)."`
+	Restart   RestartCmd   `cmd:"" help:"Restart units (the server first)."`
+	Reload    ReloadCmd    `cmd:"" help:"Reload units (ExecReload, e.g. SIGHUP to frpc)."`
 	List      ListCmd      `cmd:"" help:"List MoonFRP services with their load, active and sub state, and tags."`
 	Bulk      BulkCmd      `cmd:"" help:"Run an operation with MoonFRP's 'service bulk' flags (--operation=... --filter=... --max-parallel=N --dry-run)."`
 	Integrate IntegrateCmd `cmd:"" help:"Make MoonFRP's menus and 'moonfrp service' commands run through moonfrp-bulk: installs the shim and sources it at the end of moonfrp-services.sh, so that MoonFRP's repeated loading of that file keeps it. --check and --undo."`
 	Version   VersionCmd   `cmd:"" help:"Print the version."`
 }
 
-// exitError carries an exit code and a one-line message.
+// exitError carries an exit code and a one-line message ("" for none):
+// every ending of a command leaves through one, or through nil (exit 0).
 type exitError struct {
 	code int
 	msg  string
@@ -176,6 +201,8 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
+// run parses the command line, runs the command, and turns its ending
+// into the exit code: the one exit path.
 func run(args []string) int {
 	streams := report.System()
 	// An empty setting means "not set", as in MoonFRP's scripts.
@@ -210,401 +237,25 @@ func run(args []string) int {
 		fmt.Fprintf(streams.Err, "moonfrp-bulk: %v; see 'moonfrp-bulk --help'\n", err)
 		return exitUsage
 	}
-
 	if cli.StatusFD >= 0 {
 		// The shim's status descriptor is for this process alone: no
 		// systemctl it runs should inherit it.
 		unix.CloseOnExec(cli.StatusFD)
 	}
-	cmd := kctx.Command()
-	if cmd == "integrate" {
-		return runIntegrate(streams, cli.Integrate)
-	}
-	if cmd != "version" {
-		// Resolve once, not on every one of possibly thousands of calls.
-		path, err := osexec.LookPath(cli.Systemctl)
-		if err != nil {
-			fmt.Fprintf(streams.Err, "moonfrp-bulk: %s not found: moonfrp-bulk drives systemd and needs its systemctl on PATH\n", cli.Systemctl)
-			return exitCannotRun
-		}
-		cli.Systemctl = path
-	}
-	app := newApp(streams, cli.Globals)
-	defer app.stopSignals()
-
-	var runErr error
-	switch {
-	case cmd == "version":
-		fmt.Fprintf(streams.Out, "moonfrp-bulk %s\n", version)
-	case cmd == "list":
-		runErr = app.list(cli.List)
-	case cmd == "bulk":
-		runErr = app.operate(cli.Bulk.Operation, nil, cli.Bulk.OpFlags)
-	default:
-		op := strings.Fields(cmd)[0]
-		c := map[string]OpCmd{"start": cli.Start, "stop": cli.Stop, "restart": cli.Restart, "reload": cli.Reload}[op]
-		runErr = app.operate(op, c.Units, c.OpFlags)
-	}
+	a := newApp(streams, cli.Globals)
+	defer a.stopSignals()
+	err = kctx.Run(a)
 	var ee *exitError
 	switch {
-	case runErr == nil:
-		return app.code
-	case errors.As(runErr, &ee):
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ee):
 		if ee.msg != "" {
 			fmt.Fprintf(streams.Err, "moonfrp-bulk: %s\n", ee.msg)
 		}
 		return ee.code
 	default:
-		fmt.Fprintf(streams.Err, "moonfrp-bulk: %v\n", runErr)
+		fmt.Fprintf(streams.Err, "moonfrp-bulk: %v\n", err)
 		return exitCannotRun
 	}
-}
-
-// app is one invocation: streams, the service manager, and signal state.
-type app struct {
-	streams *report.Streams
-	globals Globals
-	mgr     systemctl.Manager
-	mode    report.Mode
-	code    int
-	// api asks frpc admin APIs; one per run keeps connections alive.
-	api *frp.API
-
-	// ctx ends on a second signal: everything in flight is killed.
-	ctx    context.Context
-	cancel context.CancelFunc
-	// drain closes on the first signal: nothing new is launched.
-	drain   chan struct{}
-	sigs    chan os.Signal
-	sigDone chan struct{}
-}
-
-func newApp(s *report.Streams, g Globals) *app {
-	a := &app{streams: s, globals: g, mgr: systemctl.Manager{Path: g.Systemctl, User: g.User},
-		mode: report.Mode(g.Output), api: frp.NewAPI(), drain: make(chan struct{}), sigs: make(chan os.Signal, 2), sigDone: make(chan struct{})}
-	a.ctx, a.cancel = context.WithCancel(context.Background())
-	signal.Notify(a.sigs, syscall.SIGINT, syscall.SIGTERM)
-	go a.watchSignals()
-	return a
-}
-
-func (a *app) watchSignals() {
-	n := 0
-	for {
-		select {
-		case <-a.sigDone:
-			return
-		case <-a.sigs:
-			n++
-			if n == 1 {
-				close(a.drain)
-				continue
-			}
-			// Second signal: kill what runs and leave. The summary still
-			// prints if it can within a moment; then the process exits.
-			a.cancel()
-			time.AfterFunc(2*time.Second, func() { os.Exit(exitInterrupted) })
-		}
-	}
-}
-
-func (a *app) stopSignals() {
-	signal.Stop(a.sigs)
-	close(a.sigDone)
-	a.cancel()
-}
-
-func (a *app) interrupted() bool {
-	select {
-	case <-a.drain:
-		return true
-	default:
-		return false
-	}
-}
-
-func (a *app) warn(format string, args ...any) { report.Warn(a.streams.Err, format, args...) }
-
-// resolve turns UNIT arguments and filters into the units to act on.
-func (a *app) resolve(args []string, filterExprs []string) (discover.Selection, error) {
-	filters := make([]discover.Filter, 0, len(filterExprs))
-	for _, e := range filterExprs {
-		f, err := discover.ParseFilter(e)
-		if err != nil {
-			return discover.Selection{}, usageErr("%v", err)
-		}
-		filters = append(filters, f)
-	}
-	var names []string
-	needDiscovery := len(args) == 0 || len(filters) > 0
-	for _, arg := range args {
-		n, err := discover.Normalize(arg)
-		if err != nil {
-			return discover.Selection{}, usageErr("%v", err)
-		}
-		if discover.IsPattern(n) {
-			needDiscovery = true
-		}
-		names = append(names, n)
-	}
-	var all []discover.Unit
-	if needDiscovery {
-		var err error
-		all, err = discover.All(a.ctx, a.mgr)
-		if err != nil {
-			return discover.Selection{}, &exitError{exitCannotRun, fmt.Sprintf("%v; is the %s manager running?", err, a.mgr.Scope())}
-		}
-	}
-	units := all
-	if len(args) > 0 {
-		byName := map[string]discover.Unit{}
-		for _, u := range all {
-			byName[u.Name] = u
-		}
-		seen := map[string]bool{}
-		units = nil
-		add := func(u discover.Unit) {
-			if !seen[u.Name] {
-				seen[u.Name] = true
-				units = append(units, u)
-			}
-		}
-		for i, n := range names {
-			if !discover.IsPattern(n) {
-				u, ok := byName[n]
-				if !ok {
-					// Not a MoonFRP unit systemd lists; systemctl will
-					// say what is wrong with it.
-					u = discover.Unit{Name: n, Load: "unknown", Active: "unknown", Sub: "unknown"}
-				}
-				add(u)
-				continue
-			}
-			matched := false
-			for _, u := range all {
-				if discover.MatchName(n, u.Name) {
-					add(u)
-					matched = true
-				}
-			}
-			if !matched {
-				a.warn("%q matches no MoonFRP service", args[i])
-			}
-		}
-	}
-	sel, err := discover.Apply(a.ctx, a.mgr, units, filters, a.discoverOptions())
-	if err != nil {
-		if errors.Is(err, discover.ErrNoIndex) {
-			return sel, usageErr("tag filter: %v", err)
-		}
-		return sel, &exitError{exitCannotRun, fmt.Sprintf("filter: %v", err)}
-	}
-	for _, w := range sel.Warnings {
-		a.warn("%s", w)
-	}
-	if sel.Empty != "" {
-		a.warn("filter %q matches no service", sel.Empty)
-	}
-	return sel, nil
-}
-
-func (a *app) discoverOptions() discover.Options {
-	return discover.Options{DataDir: dataDir(), API: a.api}
-}
-
-// logDir is MoonFRP's MOONFRP_LOG_DIR, where a unit that names no log file
-// of its own may still have <service>.log.
-func logDir() string {
-	if d := os.Getenv("MOONFRP_LOG_DIR"); d != "" {
-		return d
-	}
-	return "/var/log/frp"
-}
-
-func dataDir() string {
-	if d := os.Getenv("MOONFRP_DATA_DIR"); d != "" {
-		return d
-	}
-	return discover.DefaultDataDir
-}
-
-// writeStatus gives the bash shim the counts it returns, through a file
-// descriptor it opened, so that stderr can stay the caller's terminal.
-func (a *app) writeStatus(sum exec.Summary) {
-	if a.globals.StatusFD < 0 {
-		return
-	}
-	f := os.NewFile(uintptr(a.globals.StatusFD), "status")
-	if f == nil {
-		return
-	}
-	defer f.Close()
-	fmt.Fprintf(f, "succeeded=%d failed=%d not_started=%d total=%d abandoned=%d\n", sum.Succeeded, sum.Failed, sum.NotStarted, sum.Total, sum.Abandoned)
-}
-
-func (a *app) list(c ListCmd) error {
-	sel, err := a.resolve(nil, c.Filter)
-	if err != nil {
-		return err
-	}
-	if c.Names {
-		for _, u := range sel.Units {
-			fmt.Fprintln(a.streams.Out, u.Short())
-		}
-		return nil
-	}
-	if err := discover.Describe(a.ctx, a.mgr, &sel, a.discoverOptions()); err != nil {
-		return &exitError{exitCannotRun, fmt.Sprintf("list: %v", err)}
-	}
-	if err := report.List(a.streams, a.mode, sel); err != nil {
-		return fmt.Errorf("list: %w", err)
-	}
-	return nil
-}
-
-func (a *app) operate(op string, args []string, f OpFlags) error {
-	if f.Timeout < 0 || f.Settle < 0 || f.TunnelDeadline <= 0 {
-		return usageErr("--timeout and --settle must not be negative, and --tunnel-deadline must be positive (for example --tunnel-deadline=10s)")
-	}
-	sel, err := a.resolve(args, f.Filter)
-	if err != nil {
-		return err
-	}
-	units := sel.Units
-	names := make([]string, len(units))
-	for i, u := range units {
-		names[i] = u.Name
-	}
-	plan := report.Plan{Operation: op, Manager: a.mgr.Scope(), MaxParallel: int(f.MaxParallel),
-		Verify: !f.NoVerify, Settle: f.Settle, Timeout: f.Timeout, TunnelDeadline: f.TunnelDeadline, Filters: f.Filter,
-		Phases: exec.Phases(op, names)}
-	if f.DryRun {
-		return report.DryRun(a.streams, a.mode, plan)
-	}
-	if !a.globals.User && os.Geteuid() != 0 {
-		return &exitError{exitCannotRun, fmt.Sprintf("%s on the system manager needs root: run it as root (sudo moonfrp-bulk ...), or add --user for your own services", op)}
-	}
-	if len(names) == 0 {
-		a.warn("No services found for bulk %s; nothing to do (see 'moonfrp-bulk list')", op)
-		if a.mode == report.JSON {
-			report.NewRun(a.streams, a.mode, plan).End(exec.Summary{Operation: op})
-		}
-		a.writeStatus(exec.Summary{})
-		return nil
-	}
-
-	// The first signal also ends a wait for another run's locks.
-	lockCtx, lockCancel := context.WithCancel(a.ctx)
-	defer lockCancel()
-	go func() {
-		select {
-		case <-a.drain:
-			lockCancel()
-		case <-lockCtx.Done():
-		}
-	}()
-	locks, err := lock.Acquire(lockCtx, lock.Dir(a.globals.User), names, lock.Options{
-		NoWait: f.NoWait,
-		OnWait: func(pid int) {
-			if pid > 0 {
-				fmt.Fprintf(a.streams.Err, "waiting for another moonfrp-bulk run (pid %d)...\n", pid)
-			} else {
-				fmt.Fprintln(a.streams.Err, "waiting for a lock held by another process (not a moonfrp-bulk run that can be named)...")
-			}
-		},
-	})
-	if err != nil {
-		switch {
-		case errors.Is(err, lock.ErrBusy):
-			return &exitError{exitBusy, fmt.Sprintf("%v; retry later, or drop --no-wait to wait for it", err)}
-		case a.interrupted():
-			return &exitError{exitInterrupted, "interrupted while waiting for another run; nothing was done"}
-		}
-		return &exitError{exitCannotRun, err.Error()}
-	}
-	defer locks.Release()
-
-	rep := report.NewRun(a.streams, a.mode, plan)
-	rep.Begin()
-	sum, err := exec.Run(a.ctx, exec.Config{
-		Operation: op, MaxParallel: int(f.MaxParallel), Timeout: f.Timeout,
-		Verify: !f.NoVerify, Settle: f.Settle, TunnelDeadline: f.TunnelDeadline, NoTunnel: f.NoTunnelCheck, LogDir: logDir(),
-		Journal: exec.JournalReader(a.mgr, a.globals.User), Runner: a.mgr, Drain: a.drain, API: a.api,
-	}, names, rep)
-	if err != nil {
-		// Nothing ran: no summary line that scripts would read as one.
-		rep.Abort()
-		return &exitError{exitCannotRun, fmt.Sprintf("%v; is the %s manager running?", err, a.mgr.Scope())}
-	}
-	rep.End(sum)
-	a.writeStatus(sum)
-	switch {
-	case sum.Lost != "":
-		return &exitError{exitCannotRun, fmt.Sprintf("the %s manager stopped answering mid-run (%s); %d unit(s) not started; check it (systemctl%s is-system-running) and run again",
-			a.mgr.Scope(), sum.Lost, sum.NotStarted, map[bool]string{true: " --user", false: ""}[a.globals.User])}
-	case sum.Interrupted || a.interrupted():
-		a.code = exitInterrupted
-	case sum.Failed > 0:
-		a.code = exitFailed
-	}
-	return nil
-}
-
-// runIntegrate carries out `moonfrp-bulk integrate`.
-func runIntegrate(s *report.Streams, c IntegrateCmd) int {
-	fail := func(code int, err error) int {
-		fmt.Fprintf(s.Err, "moonfrp-bulk: integrate: %v\n", err)
-		return code
-	}
-	dir, err := integrate.Find(c.MoonfrpDir)
-	if err != nil {
-		return fail(exitUsage, err)
-	}
-	bin, err := os.Executable()
-	if err == nil {
-		bin, err = filepath.EvalSymlinks(bin)
-	}
-	if err != nil {
-		return fail(exitCannotRun, fmt.Errorf("find this binary: %w", err))
-	}
-	opt := integrate.Options{Dir: dir, ShimDir: c.ShimDir, Shim: shim, Bin: bin}
-	ctx := context.Background()
-	switch {
-	case c.Check && c.Undo:
-		return fail(exitUsage, errors.New("--check and --undo exclude each other"))
-	case c.Check:
-		st, err := integrate.Check(ctx, dir)
-		if err != nil {
-			return fail(exitCannotRun, err)
-		}
-		report.IntegrationStatus(s, dir, st)
-		if !st.Integrated() {
-			return exitFailed
-		}
-		return exitOK
-	case c.Undo:
-		ch, err := integrate.Undo(opt)
-		if err != nil {
-			return fail(exitCannotRun, err)
-		}
-		if ch.Done == "absent" {
-			fmt.Fprintf(s.Out, "moonfrp-bulk was not integrated in %s; nothing to undo\n", ch.Services)
-		} else {
-			fmt.Fprintf(s.Out, "Removed moonfrp-bulk from %s; MoonFRP's own service functions run again\n", ch.Services)
-		}
-		return exitOK
-	}
-	ch, err := integrate.Apply(opt)
-	if err != nil {
-		return fail(exitCannotRun, err)
-	}
-	st, err := integrate.Check(ctx, dir)
-	if err != nil {
-		return fail(exitCannotRun, fmt.Errorf("integrated, but checking it failed: %w", err))
-	}
-	report.Integrated(s, ch.Services, ch.Shim, ch.Backup, ch.Done, st)
-	if !st.Integrated() {
-		return exitFailed
-	}
-	return exitOK
 }

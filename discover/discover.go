@@ -27,7 +27,7 @@ type Unit struct {
 }
 
 // Short is the name without the .service suffix, as MoonFRP's bash prints it.
-func (u Unit) Short() string { return strings.TrimSuffix(u.Name, ".service") }
+func (u Unit) Short() string { return ShortName(u.Name) }
 
 // Type is server, client, visitor or other, from MoonFRP's naming.
 func (u Unit) Type() string { return TypeOf(u.Name) }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonfrp/moonfrp-bulk/discover"
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
 )
 
@@ -86,25 +87,13 @@ func TestForEachStopsLaunchingOnDrain(t *testing.T) {
 	}
 }
 
-func TestPhases(t *testing.T) {
-	units := []string{"moonfrp-client-1.service", "moonfrp-server.service", "moonfrp-visitor-1.service"}
-	tests := []struct {
-		op   string
-		want [][]string
-	}{
-		{"start", [][]string{{"moonfrp-server.service"}, {"moonfrp-client-1.service", "moonfrp-visitor-1.service"}}},
-		{"restart", [][]string{{"moonfrp-server.service"}, {"moonfrp-client-1.service", "moonfrp-visitor-1.service"}}},
-		{"stop", [][]string{{"moonfrp-client-1.service", "moonfrp-visitor-1.service"}, {"moonfrp-server.service"}}},
-		{"reload", [][]string{units}},
+// planOf is the plan for names, as discovery would make it without facts.
+func planOf(op string, names []string) discover.Plan {
+	units := make([]discover.Unit, len(names))
+	for i, n := range names {
+		units[i] = discover.Unit{Name: n}
 	}
-	for _, tt := range tests {
-		if got := Phases(tt.op, units); !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("Phases(%s) = %v, want %v", tt.op, got, tt.want)
-		}
-	}
-	if got := Phases("stop", []string{"moonfrp-client-1.service"}); len(got) != 1 {
-		t.Errorf("empty server phase kept: %v", got)
-	}
+	return discover.NewPlan(op, units, nil)
 }
 
 // fakeUnit is how the fake manager treats one unit.
@@ -255,7 +244,7 @@ func TestRunVerifiesContinuesAndExplains(t *testing.T) {
 	}
 	obs := &collector{}
 	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 2, Timeout: 200 * time.Millisecond,
-		Verify: true, Settle: 50 * time.Millisecond, Runner: f}, names, obs)
+		Verify: true, Settle: 50 * time.Millisecond, Runner: f}, planOf("restart", names), obs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +287,7 @@ func TestRunBatchesStateQueries(t *testing.T) {
 	}
 	f := newFake(units)
 	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 50, Verify: true,
-		Settle: 20 * time.Millisecond, Runner: f}, names, &collector{})
+		Settle: 20 * time.Millisecond, Runner: f}, planOf("restart", names), &collector{})
 	if err != nil || sum.Succeeded != 200 {
 		t.Fatalf("summary %+v, %v", sum, err)
 	}
@@ -317,7 +306,7 @@ func TestRunBatchesStateQueries(t *testing.T) {
 func TestRunWithoutVerificationTrustsExitCodes(t *testing.T) {
 	units := map[string]*fakeUnit{"moonfrp-client-1.service": {settled: systemctl.Properties{"ActiveState": "activating", "SubState": "auto-restart"}}}
 	sum, err := Run(context.Background(), Config{Operation: "start", MaxParallel: 1, Runner: newFake(units)},
-		[]string{"moonfrp-client-1.service"}, &collector{})
+		planOf("start", []string{"moonfrp-client-1.service"}), &collector{})
 	if err != nil || sum.Succeeded != 1 {
 		t.Errorf("summary %+v, %v", sum, err)
 	}
@@ -334,7 +323,7 @@ func TestRunDrainLeavesUnitsNotStarted(t *testing.T) {
 	drain := make(chan struct{})
 	close(drain)
 	obs := &collector{}
-	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 2, Runner: newFake(units), Drain: drain}, names, obs)
+	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 2, Runner: newFake(units), Drain: drain}, planOf("restart", names), obs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +343,7 @@ func TestRunSeesARestartWithinTheSettleWindow(t *testing.T) {
 			"ExecMainStartTimestampMonotonic": "1", "ActiveEnterTimestampMonotonic": "1"}},
 	}
 	sum, err := Run(context.Background(), Config{Operation: "start", MaxParallel: 2, Verify: true,
-		Settle: 10 * time.Millisecond, Runner: newFake(units)}, []string{"moonfrp-client-1.service", "moonfrp-client-2.service"}, &collector{})
+		Settle: 10 * time.Millisecond, Runner: newFake(units)}, planOf("start", []string{"moonfrp-client-1.service", "moonfrp-client-2.service"}), &collector{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +382,7 @@ func TestRunReadsLogDirThenJournal(t *testing.T) {
 		return []string{"bind: address already in use"}
 	}
 	sum, err := Run(context.Background(), Config{Operation: "start", MaxParallel: 1, Verify: true, LogDir: dir,
-		Journal: journal, Runner: newFake(units)}, []string{"moonfrp-client-1.service", "moonfrp-client-2.service"}, &collector{})
+		Journal: journal, Runner: newFake(units)}, planOf("start", []string{"moonfrp-client-1.service", "moonfrp-client-2.service"}), &collector{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +405,7 @@ func TestRunResetsAStartLimitedUnitAndRetries(t *testing.T) {
 	units := map[string]*fakeUnit{"moonfrp-client-1.service": {limited: true}}
 	f := newFake(units)
 	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 1, Runner: f},
-		[]string{"moonfrp-client-1.service"}, &collector{})
+		planOf("restart", []string{"moonfrp-client-1.service"}), &collector{})
 	if err != nil || sum.Succeeded != 1 {
 		t.Fatalf("summary %+v, %v", sum, err)
 	}
@@ -446,7 +435,7 @@ func TestRunStopsLaunchingWhenTheManagerIsLost(t *testing.T) {
 	}
 	f := newFake(units)
 	obs := &collector{}
-	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 1, Runner: f}, names, obs)
+	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 1, Runner: f}, planOf("restart", names), obs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -481,7 +470,7 @@ func TestRunAccountsForEveryUnitAtASecondInterrupt(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	obs := &collector{}
-	sum, err := Run(ctx, Config{Operation: "restart", MaxParallel: 4, Verify: true, Settle: time.Second, Runner: newFake(units)}, names, obs)
+	sum, err := Run(ctx, Config{Operation: "restart", MaxParallel: 4, Verify: true, Settle: time.Second, Runner: newFake(units)}, planOf("restart", names), obs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moonfrp/moonfrp-bulk/discover"
 	"github.com/moonfrp/moonfrp-bulk/frp"
 	"github.com/moonfrp/moonfrp-bulk/safefile"
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
@@ -71,13 +72,14 @@ type unitRun struct {
 // phase through ForEach. Every unit gets exactly one Finished call. The
 // error is non-nil only for the tool's own failures (systemctl cannot be
 // run at all); unit failures are in the Summary.
-func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary, error) {
+func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Summary, error) {
 	start := time.Now()
+	units := plan.Units()
 	sum := Summary{Operation: cfg.Operation, Total: len(units)}
 	if len(units) == 0 {
 		return sum, nil
 	}
-	runs, phases, err := prepare(ctx, cfg, units)
+	runs, err := prepare(ctx, cfg, plan)
 	if err != nil {
 		return sum, err
 	}
@@ -144,9 +146,9 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 	}
 
 	next := 0
-	for _, ph := range phases {
-		batch := runs[next : next+len(ph)]
-		n := ForEach(ctx, cfg.Drain, halt, cfg.MaxParallel, ph, func(i int, _ string) {
+	for _, ph := range plan.Phases {
+		batch := runs[next : next+len(ph.Units)]
+		n := ForEach(ctx, cfg.Drain, halt, cfg.MaxParallel, ph.Units, func(i int, _ string) {
 			u := batch[i]
 			operate(ctx, cfg, u, obs)
 			if managerLost(u.res.Stderr) {
@@ -159,7 +161,7 @@ func Run(ctx context.Context, cfg Config, units []string, obs Observer) (Summary
 			ver.add(u)
 		})
 		next += n
-		if n < len(ph) {
+		if n < len(ph.Units) {
 			sum.Interrupted = sum.Lost == ""
 			break
 		}
@@ -248,15 +250,16 @@ func settleAbandoned(cfg Config, units []*unitRun) {
 }
 
 // prepareProps are read for every unit before the operation, in one call.
-const prepareProps = "Id,LoadState,ActiveState,FragmentPath,DropInPaths,ExecStart,User"
+const prepareProps = "Id,LoadState,ActiveState,FragmentPath,DropInPaths"
 
-// prepare reads the units (one batched show), resets failed ones before a
-// start, reads the frp config of each frp unit, and lays out the runs in
-// phase order with their log files.
-func prepare(ctx context.Context, cfg Config, units []string) ([]*unitRun, [][]string, error) {
+// prepare reads the units' state (one batched show), resets failed ones
+// before a start, reads the frp config of each frp unit the plan names,
+// and lays out the runs in the plan's phase order with their log files.
+func prepare(ctx context.Context, cfg Config, plan discover.Plan) ([]*unitRun, error) {
+	units := plan.Units()
 	pre, err := showUnits(ctx, cfg.Runner, prepareProps, units)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read units before %s: %w", cfg.Operation, err)
+		return nil, fmt.Errorf("read units before %s: %w", cfg.Operation, err)
 	}
 	preByName := map[string]systemctl.Properties{}
 	var failed []string
@@ -273,56 +276,33 @@ func prepare(ctx context.Context, cfg Config, units []string) ([]*unitRun, [][]s
 	// call at all.
 	if (cfg.Operation == "start" || cfg.Operation == "restart") && len(failed) > 0 {
 		if _, err := cfg.Runner.Run(ctx, append([]string{"reset-failed", "--"}, failed...)...); err != nil {
-			return nil, nil, fmt.Errorf("reset failed units: %w", err)
+			return nil, fmt.Errorf("reset failed units: %w", err)
 		}
 	}
-	tunnels := map[string]*tunnel{}
-	infos := map[string]*Tunnel{}
-	for _, name := range units {
-		if cfg.NoTunnel {
-			break
-		}
-		p := preByName[name]
-		for _, argv := range systemctl.ExecArgv(p["ExecStart"]) {
-			if bin, path, ok := frp.Binary(argv); ok {
-				tunnels[name], infos[name] = loadTunnel(bin, path, safefile.ForUser(p["User"]))
-				break
-			}
-		}
-	}
-	isServer := func(name string) bool {
-		if t := tunnels[name]; t != nil {
-			return t.cfg.Kind == frp.Server
-		}
-		return IsServer(name)
-	}
-	phases := PhasesBy(cfg.Operation, units, isServer)
 	runs := make([]*unitRun, 0, len(units))
-	for pi, ph := range phases {
-		for _, name := range ph {
-			u := &unitRun{res: Result{Index: len(runs), Phase: pi, Unit: name, Operation: cfg.Operation,
-				Tunnel: infos[name]}, done: make(chan struct{})}
-			if cfg.Operation != "stop" {
-				u.tun = tunnels[name]
+	for _, ph := range plan.Phases {
+		for _, name := range ph.Units {
+			facts := plan.Facts[name]
+			u := &unitRun{res: Result{Index: len(runs), Phase: ph.Number, Unit: name, Operation: cfg.Operation},
+				done: make(chan struct{}), opt: safefile.ForUser(facts.User)}
+			if facts.FRPBinary != "" && !cfg.NoTunnel && cfg.Operation != "stop" {
+				// (A stopped tunnel is judged by systemd alone.)
+				u.tun, u.res.Tunnel = loadTunnel(facts.FRPBinary, facts.FRPConfig, u.opt)
 			}
-			if u.tun != nil && cfg.Operation != "restart" && preByName[name]["ActiveState"] == "active" {
+			p := preByName[name]
+			if u.tun != nil && cfg.Operation != "restart" && p["ActiveState"] == "active" {
 				// start leaves a running process alone, and reload keeps
 				// it: its login happened before the operation.
 				u.tun.fromTail = true
 			}
-			if u.tun == nil && u.res.Tunnel != nil && u.res.Tunnel.Fallback == "" {
-				u.res.Tunnel = nil // a stop: systemd decides
-			}
-			p := preByName[name]
-			u.opt = safefile.ForUser(p["User"])
 			u.logs = logFiles(p["FragmentPath"], strings.Fields(p["DropInPaths"]), name, u.opt)
 			if len(u.logs) == 0 && cfg.LogDir != "" {
-				u.logs = []string{filepath.Join(cfg.LogDir, strings.TrimSuffix(name, ".service")+".log")}
+				u.logs = []string{filepath.Join(cfg.LogDir, discover.ShortName(name)+".log")}
 			}
 			runs = append(runs, u)
 		}
 	}
-	return runs, phases, nil
+	return runs, nil
 }
 
 // waitAccepts waits, with growing gaps, until the server of u accepts

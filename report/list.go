@@ -72,17 +72,19 @@ type planEvent struct {
 	SchemaVersion int    `json:"schema_version"`
 	Event         string `json:"event"`
 	settings
-	Phases [][]string `json:"phases"`
+	Phases     [][]string `json:"phases"`
+	PhaseNames []string   `json:"phase_names"`
 }
 
 // DryRun prints the plan: the exact units by phase and the settings.
 func DryRun(s *Streams, mode Mode, p Plan) error {
 	if mode == JSON {
-		phases := p.Phases
-		if phases == nil {
-			phases = [][]string{}
+		ev := planEvent{SchemaVersion: SchemaVersion, Event: "plan", settings: p.settings(), Phases: [][]string{}, PhaseNames: []string{}}
+		for _, ph := range p.Phases {
+			ev.Phases = append(ev.Phases, ph.Units)
+			ev.PhaseNames = append(ev.PhaseNames, ph.Name)
 		}
-		return json.NewEncoder(s.Out).Encode(planEvent{SchemaVersion: SchemaVersion, Event: "plan", settings: p.settings(), Phases: phases})
+		return json.NewEncoder(s.Out).Encode(ev)
 	}
 	w := s.Out
 	fmt.Fprintf(w, "Dry run: would %s %d service(s) on the %s manager, up to %d at a time\n",
@@ -95,33 +97,11 @@ func DryRun(s *Streams, mode Mode, p Plan) error {
 		verify = fmt.Sprintf("on, settle %s", p.Settle)
 	}
 	fmt.Fprintf(w, "Timeout: %s per unit; verification: %s\n", p.Timeout, verify)
-	for i, ph := range p.Phases {
-		name := "all units"
-		if len(p.Phases) > 1 {
-			name = phaseName(p.Operation, ph)
-		}
-		fmt.Fprintf(w, "Phase %d of %d (%s, %d unit(s), in parallel):\n", i+1, len(p.Phases), name, len(ph))
-		for _, u := range ph {
+	for _, ph := range p.Phases {
+		fmt.Fprintf(w, "Phase %d of %d (%s, %d unit(s), in parallel):\n", ph.Number, len(p.Phases), ph.Name, len(ph.Units))
+		for _, u := range ph.Units {
 			fmt.Fprintf(w, "  %s\n", short(u))
 		}
 	}
 	return nil
-}
-
-func phaseName(op string, ph []string) string {
-	allServers := len(ph) > 0
-	for _, u := range ph {
-		if discover.TypeOf(u) != "server" {
-			allServers = false
-		}
-	}
-	switch {
-	case allServers && op == "stop":
-		return "server, last"
-	case allServers:
-		return "server, first"
-	case op == "stop":
-		return "clients and visitors, before the server"
-	}
-	return "clients and visitors, after the server"
 }

@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/moonfrp/moonfrp-bulk/discover"
 	"strings"
 	"testing"
 	"time"
@@ -62,7 +63,7 @@ func runEvents(r *Run) {
 
 func TestRunLinesWhenNotATerminal(t *testing.T) {
 	s, out, errb := testStreams(false)
-	runEvents(NewRun(s, Auto, Plan{Operation: "restart", MaxParallel: 4, Phases: [][]string{{"a", "b"}}}))
+	runEvents(NewRun(s, Auto, Plan{Operation: "restart", MaxParallel: 4, Phases: []discover.Phase{{Number: 1, Name: "all units", Units: []string{"a", "b"}}}}))
 	got := errb.String()
 	want := "Restarting 2 service(s), up to 4 at a time...\n" +
 		"Progress: 1/2 services... moonfrp-client-1 ok\n" +
@@ -79,7 +80,7 @@ func TestRunLinesWhenNotATerminal(t *testing.T) {
 func TestRunLiveLineOnATerminal(t *testing.T) {
 	s, _, errb := testStreams(true)
 	s.NoColor = true
-	r := NewRun(s, Auto, Plan{Operation: "restart", MaxParallel: 4, Phases: [][]string{{"a", "b"}}})
+	r := NewRun(s, Auto, Plan{Operation: "restart", MaxParallel: 4, Phases: []discover.Phase{{Number: 1, Name: "all units", Units: []string{"a", "b"}}}})
 	runEvents(r)
 	got := errb.String()
 	if !strings.Contains(got, "\r\x1b[KProgress: 0/2 services... 0 ok, 0 failed, 1 running, ") ||
@@ -94,7 +95,7 @@ func TestRunLiveLineOnATerminal(t *testing.T) {
 	}
 	// Text mode never draws the live line, even on a terminal.
 	s2, _, errb2 := testStreams(true)
-	runEvents(NewRun(s2, Text, Plan{Operation: "restart", Phases: [][]string{{"a", "b"}}}))
+	runEvents(NewRun(s2, Text, Plan{Operation: "restart", Phases: []discover.Phase{{Number: 1, Name: "all units", Units: []string{"a", "b"}}}}))
 	if strings.Contains(errb2.String(), "\r") {
 		t.Errorf("-o text drew a live line: %q", errb2.String())
 	}
@@ -103,7 +104,7 @@ func TestRunLiveLineOnATerminal(t *testing.T) {
 func TestRunJSONEvents(t *testing.T) {
 	s, out, _ := testStreams(false)
 	runEvents(NewRun(s, JSON, Plan{Operation: "restart", Manager: "user", MaxParallel: 4, Verify: true,
-		Settle: time.Second, Timeout: time.Minute, Phases: [][]string{{"a", "b"}}}))
+		Settle: time.Second, Timeout: time.Minute, Phases: []discover.Phase{{Number: 1, Name: "all units", Units: []string{"a", "b"}}}}))
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 4 {
 		t.Fatalf("%d JSON lines, want start, 2 results, summary:\n%s", len(lines), out)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moonfrp/moonfrp-bulk/discover"
 	"github.com/moonfrp/moonfrp-bulk/exec"
 	"github.com/moonfrp/moonfrp-bulk/sanitize"
 )
@@ -38,14 +39,14 @@ type Plan struct {
 	// TunnelDeadline bounds the proof of each frp tunnel.
 	TunnelDeadline time.Duration
 	Filters        []string
-	Phases         [][]string
+	Phases         []discover.Phase
 }
 
 // Units counts the units in the plan.
 func (p Plan) Units() int {
 	n := 0
 	for _, ph := range p.Phases {
-		n += len(ph)
+		n += len(ph.Units)
 	}
 	return n
 }
@@ -290,7 +291,7 @@ func (r *Run) Finished(res exec.Result) {
 		tail = append(tail, sanitize.Line(l))
 	}
 	r.emit(resultEvent{SchemaVersion: SchemaVersion, Event: "result", Time: stamp(r.now()),
-		Unit: res.Unit, Operation: res.Operation, Phase: res.Phase + 1,
+		Unit: res.Unit, Operation: res.Operation, Phase: res.Phase,
 		OK: res.OK, NotStarted: res.NotStarted, Abandoned: res.Abandoned, TimedOut: res.TimedOut,
 		DurationMS: res.Duration().Milliseconds(), OpDurationMS: res.OpDuration.Milliseconds(),
 		ExitCode: res.ExitCode, State: res.State, Result: res.SDResult, NRestarts: res.NRestarts,
@@ -402,7 +403,7 @@ func WriteSummary(s *Streams, sum exec.Summary) {
 	}
 }
 
-func short(unit string) string { return strings.TrimSuffix(unit, ".service") }
+func short(unit string) string { return discover.ShortName(unit) }
 
 func gerund(op string) string {
 	switch op {

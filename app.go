@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	osexec "os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/moonfrp/moonfrp-bulk/discover"
+	"github.com/moonfrp/moonfrp-bulk/exec"
+	"github.com/moonfrp/moonfrp-bulk/frp"
+	"github.com/moonfrp/moonfrp-bulk/lock"
+	"github.com/moonfrp/moonfrp-bulk/report"
+	"github.com/moonfrp/moonfrp-bulk/systemctl"
+)
+
+// app is one invocation: streams, the service manager, and signal state.
+type app struct {
+	streams *report.Streams
+	globals Globals
+	mgr     systemctl.Manager
+	mode    report.Mode
+	// api asks frpc admin APIs; one per run keeps connections alive.
+	api *frp.API
+
+	// ctx ends on a second signal: everything in flight is killed.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// drain closes on the first signal: nothing new is launched.
+	drain   chan struct{}
+	sigs    chan os.Signal
+	sigDone chan struct{}
+}
+
+func newApp(s *report.Streams, g Globals) *app {
+	a := &app{streams: s, globals: g, mgr: systemctl.Manager{Path: g.Systemctl, User: g.User},
+		mode: report.Mode(g.Output), api: frp.NewAPI(), drain: make(chan struct{}), sigs: make(chan os.Signal, 2), sigDone: make(chan struct{})}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	signal.Notify(a.sigs, syscall.SIGINT, syscall.SIGTERM)
+	go a.watchSignals()
+	return a
+}
+
+func (a *app) watchSignals() {
+	n := 0
+	for {
+		select {
+		case <-a.sigDone:
+			return
+		case <-a.sigs:
+			n++
+			if n == 1 {
+				close(a.drain)
+				continue
+			}
+			// Second signal: kill what runs and leave. The summary still
+			// prints if it can within a moment; then the process exits.
+			a.cancel()
+			time.AfterFunc(2*time.Second, func() { os.Exit(exitInterrupted) })
+		}
+	}
+}
+
+func (a *app) stopSignals() {
+	signal.Stop(a.sigs)
+	close(a.sigDone)
+	a.cancel()
+}
+
+func (a *app) interrupted() bool {
+	select {
+	case <-a.drain:
+		return true
+	default:
+		return false
+	}
+}
+
+func (a *app) warn(format string, args ...any) { report.Warn(a.streams.Err, format, args...) }
+
+// selectUnits turns UNIT arguments and filters into the units to act on
+// (see discover.Select), prints its warnings, and maps its errors to exit
+// codes.
+func (a *app) selectUnits(args, filters []string) (discover.Selection, error) {
+	if err := a.needSystemctl(); err != nil {
+		return discover.Selection{}, err
+	}
+	sel, err := discover.Select(a.ctx, a.mgr, args, filters, a.discoverOptions())
+	for _, w := range sel.Warnings {
+		a.warn("%s", w)
+	}
+	switch {
+	case errors.Is(err, discover.ErrUsage):
+		return sel, usageErr("%s", strings.TrimPrefix(err.Error(), discover.ErrUsage.Error()+": "))
+	case errors.Is(err, discover.ErrManager):
+		return sel, &exitError{exitCannotRun, fmt.Sprintf("%s; is the %s manager running?",
+			strings.TrimPrefix(err.Error(), discover.ErrManager.Error()+": "), a.mgr.Scope())}
+	case err != nil:
+		return sel, err
+	}
+	return sel, nil
+}
+
+// needSystemctl finds systemctl once, not on every one of possibly
+// thousands of calls. version and integrate do without it.
+func (a *app) needSystemctl() error {
+	path, err := osexec.LookPath(a.mgr.Path)
+	if err != nil {
+		return &exitError{exitCannotRun, fmt.Sprintf("%s not found: moonfrp-bulk drives systemd and needs its systemctl on PATH", a.mgr.Path)}
+	}
+	a.mgr.Path = path
+	return nil
+}
+
+func (a *app) discoverOptions() discover.Options {
+	return discover.Options{DataDir: dataDir(), API: a.api}
+}
+
+// logDir is MoonFRP's MOONFRP_LOG_DIR, where a unit that names no log file
+// of its own may still have <service>.log.
+func logDir() string {
+	if d := os.Getenv("MOONFRP_LOG_DIR"); d != "" {
+		return d
+	}
+	return "/var/log/frp"
+}
+
+func dataDir() string {
+	if d := os.Getenv("MOONFRP_DATA_DIR"); d != "" {
+		return d
+	}
+	return discover.DefaultDataDir
+}
+
+// writeStatus gives the bash shim the counts it returns, through a file
+// descriptor it opened, so that stderr can stay the caller's terminal.
+func (a *app) writeStatus(sum exec.Summary) {
+	if a.globals.StatusFD < 0 {
+		return
+	}
+	f := os.NewFile(uintptr(a.globals.StatusFD), "status")
+	if f == nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "succeeded=%d failed=%d not_started=%d total=%d abandoned=%d\n", sum.Succeeded, sum.Failed, sum.NotStarted, sum.Total, sum.Abandoned)
+}
+
+func (a *app) list(c ListCmd) error {
+	sel, err := a.selectUnits(nil, c.Filter)
+	if err != nil {
+		return err
+	}
+	if c.Names {
+		for _, u := range sel.Units {
+			fmt.Fprintln(a.streams.Out, u.Short())
+		}
+		return nil
+	}
+	if err := discover.Describe(a.ctx, a.mgr, &sel, a.discoverOptions()); err != nil {
+		return &exitError{exitCannotRun, fmt.Sprintf("list: %v", err)}
+	}
+	if err := report.List(a.streams, a.mode, sel); err != nil {
+		return fmt.Errorf("list: %w", err)
+	}
+	return nil
+}
+
+func (a *app) operate(op string, args []string, f OpFlags) error {
+	if f.Timeout < 0 || f.Settle < 0 || f.TunnelDeadline <= 0 {
+		return usageErr("--timeout and --settle must not be negative, and --tunnel-deadline must be positive (for example --tunnel-deadline=10s)")
+	}
+	sel, err := a.selectUnits(args, f.Filter)
+	if err != nil {
+		return err
+	}
+	if sel.Facts == nil && len(sel.Units) > 0 {
+		// What each unit runs decides its phase: one batched show.
+		if sel.Facts, err = discover.ReadFacts(a.ctx, a.mgr, sel.Units); err != nil {
+			return &exitError{exitCannotRun, fmt.Sprintf("%v; is the %s manager running?", err, a.mgr.Scope())}
+		}
+	}
+	work := discover.NewPlan(op, sel.Units, sel.Facts)
+	names := work.Units()
+	plan := report.Plan{Operation: op, Manager: a.mgr.Scope(), MaxParallel: int(f.MaxParallel),
+		Verify: !f.NoVerify, Settle: f.Settle, Timeout: f.Timeout, TunnelDeadline: f.TunnelDeadline, Filters: f.Filter,
+		Phases: work.Phases}
+	if f.DryRun {
+		return report.DryRun(a.streams, a.mode, plan)
+	}
+	if !a.globals.User && os.Geteuid() != 0 {
+		return &exitError{exitCannotRun, fmt.Sprintf("%s on the system manager needs root: run it as root (sudo moonfrp-bulk ...), or add --user for your own services", op)}
+	}
+	if len(names) == 0 {
+		a.warn("No services found for bulk %s; nothing to do (see 'moonfrp-bulk list')", op)
+		report.NewRun(a.streams, a.mode, plan).End(exec.Summary{Operation: op})
+		a.writeStatus(exec.Summary{})
+		return nil
+	}
+
+	// The first signal also ends a wait for another run's locks.
+	lockCtx, lockCancel := context.WithCancel(a.ctx)
+	defer lockCancel()
+	go func() {
+		select {
+		case <-a.drain:
+			lockCancel()
+		case <-lockCtx.Done():
+		}
+	}()
+	locks, err := lock.Acquire(lockCtx, lock.Dir(a.globals.User), names, lock.Options{
+		NoWait: f.NoWait,
+		OnWait: func(pid int) {
+			if pid > 0 {
+				fmt.Fprintf(a.streams.Err, "waiting for another moonfrp-bulk run (pid %d)...\n", pid)
+			} else {
+				fmt.Fprintln(a.streams.Err, "waiting for a lock held by another process (not a moonfrp-bulk run that can be named)...")
+			}
+		},
+	})
+	if err != nil {
+		switch {
+		case errors.Is(err, lock.ErrBusy):
+			return &exitError{exitBusy, fmt.Sprintf("%v; retry later, or drop --no-wait to wait for it", err)}
+		case a.interrupted():
+			return &exitError{exitInterrupted, "interrupted while waiting for another run; nothing was done"}
+		}
+		return &exitError{exitCannotRun, err.Error()}
+	}
+	defer locks.Release()
+
+	rep := report.NewRun(a.streams, a.mode, plan)
+	rep.Begin()
+	sum, err := exec.Run(a.ctx, exec.Config{
+		Operation: op, MaxParallel: int(f.MaxParallel), Timeout: f.Timeout,
+		Verify: !f.NoVerify, Settle: f.Settle, TunnelDeadline: f.TunnelDeadline, NoTunnel: f.NoTunnelCheck, LogDir: logDir(),
+		Journal: exec.JournalReader(a.mgr, a.globals.User), Runner: a.mgr, Drain: a.drain, API: a.api,
+	}, work, rep)
+	if err != nil {
+		// Nothing ran: no summary line that scripts would read as one.
+		rep.Abort()
+		return &exitError{exitCannotRun, fmt.Sprintf("%v; is the %s manager running?", err, a.mgr.Scope())}
+	}
+	rep.End(sum)
+	a.writeStatus(sum)
+	switch {
+	case sum.Lost != "":
+		return &exitError{exitCannotRun, fmt.Sprintf("the %s manager stopped answering mid-run (%s); %d unit(s) not started; check it (systemctl%s is-system-running) and run again",
+			a.mgr.Scope(), sum.Lost, sum.NotStarted, map[bool]string{true: " --user", false: ""}[a.globals.User])}
+	case sum.Interrupted || a.interrupted():
+		return &exitError{exitInterrupted, ""}
+	case sum.Failed > 0:
+		return &exitError{exitFailed, ""}
+	}
+	return nil
+}
