@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"os"
 	"os/exec"
 	"strconv"
@@ -16,11 +17,14 @@ func TestMain(m *testing.M) {
 	})
 }
 
+var update = flag.Bool("update", false, "rewrite the golden files (cmp) in testdata/script from this run")
+
 // TestScripts runs testdata/script/*.txtar: the CLI's promises that need
 // no service manager (help, versions, and bad input), one scenario a file.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
-		Dir: "testdata/script",
+		Dir:           "testdata/script",
+		UpdateScripts: *update,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			// exit CODE CMD ARGS...: run CMD and require that exit code.
 			"exit": func(ts *testscript.TestScript, neg bool, args []string) {

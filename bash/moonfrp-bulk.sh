@@ -91,18 +91,30 @@ __moonfrp_bulk_exec() {
     return "$__mfb_rc"
 }
 
-# Runs an operation and returns the number of services that did not end up
-# done (failed, or not started after an interrupt), capped at 255 so that
-# 256 failures never wrap to 0. A run that could not start at all returns
-# the binary's own exit code (2 usage, 3 systemctl unusable, 4 busy, 127
-# binary missing).
+# Runs an operation and returns, so that a caller can tell failed services
+# from a run that could not happen:
+#   0        every service succeeded (or there was none to act on)
+#   1-100    that many services failed or were not started (100: 100 or
+#            more; a count never wraps to 0)
+#   124      busy: another moonfrp-bulk run holds some of the services
+#   125      bad arguments (the binary's usage error, exit 2)
+#   126      could not run: systemctl or the service manager unusable, or
+#            lost mid-run (exit 3)
+#   127      the moonfrp-bulk binary is missing
 __moonfrp_bulk_op() {
     local __mfb_status="" __mfb_rc=0 __mfb_failed __mfb_not_started
     # fd 3 carries the counts back; stdout goes where it was going (fd 4).
     { __mfb_status=$(__moonfrp_bulk_exec --status-fd=3 "$@" 3>&1 1>&4 4>&-) || __mfb_rc=$?; } 4>&1
+    case "$__mfb_rc" in
+        0 | 1 | 130) ;;
+        2) return 125 ;;
+        4) return 124 ;;
+        127) return 127 ;;
+        *) return 126 ;;
+    esac
     if [[ "$__mfb_status" != *"failed="*"not_started="* ]]; then
-        ((__mfb_rc != 0)) || __mfb_rc=1
-        return "$__mfb_rc"
+        ((__mfb_rc == 0)) || return 126
+        return 0
     fi
     # Cut fields out by pattern: no word splitting, so the caller's IFS
     # cannot matter.
@@ -111,10 +123,8 @@ __moonfrp_bulk_op() {
     __mfb_not_started=${__mfb_status#*"not_started="}
     __mfb_not_started=${__mfb_not_started%% *}
     __mfb_failed=$((__mfb_failed + __mfb_not_started))
-    if ((__mfb_failed > 255)); then
-        __mfb_failed=255
-    elif ((__mfb_failed == 0 && __mfb_rc != 0)); then
-        __mfb_failed=$__mfb_rc
+    if ((__mfb_failed > 100)); then
+        __mfb_failed=100
     fi
     return "$__mfb_failed"
 }
@@ -156,7 +166,7 @@ bulk_service_operation() {
     local -a __mfb_services=()
     if (($# < 1)); then
         printf '%s\n' "bulk_service_operation: usage: bulk_service_operation start|stop|restart|reload [MAX] SERVICE..." >&2
-        return 2
+        return 125
     fi
     shift
     if (($# >= 1)) && __moonfrp_bulk_is_count "$1"; then
@@ -188,12 +198,12 @@ bulk_operation_filtered() {
         tag | status | name) ;;
         *)
             printf '%s\n' "bulk_operation_filtered: unknown filter type '$__mfb_type'; use tag, status or name (e.g. bulk_operation_filtered restart tag env:prod)" >&2
-            return 2
+            return 125
             ;;
     esac
     if [[ -z "$__mfb_value" ]]; then
         printf '%s\n' "bulk_operation_filtered: missing filter value after '$__mfb_type'" >&2
-        return 2
+        return 125
     fi
     if [[ -n "$__mfb_max" ]]; then
         __mfb_jobs=(--max-parallel="$__mfb_max")
@@ -205,7 +215,7 @@ get_services_by_tag() {
     local __mfb_rc=0
     if [[ -z "${1:-}" ]]; then
         printf '%s\n' "get_services_by_tag: usage: get_services_by_tag KEY or KEY:VALUE" >&2
-        return 2
+        return 125
     fi
     __moonfrp_bulk_exec list --names --filter="tag:$1" || __mfb_rc=$?
     return "$__mfb_rc"

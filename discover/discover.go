@@ -1,4 +1,7 @@
-// Package discover finds MoonFRP service units and narrows them with filters.
+// Package discover finds MoonFRP service units, narrows them with filters,
+// reads what each one runs (its Facts: the frp binary and config of an frp
+// unit), and orders them into a Plan: the phases of an operation. The
+// dry run, the run and list all read what it decides.
 package discover
 
 import (

@@ -43,33 +43,33 @@ func TestForEachHoldsTheLimitAtEveryInstant(t *testing.T) {
 }
 
 // A slot passes to the next item the moment one call returns: with one
-// slot, item i+1 starts only after item i returned, and without any wait.
+// slot, item i+1 starts only after item i returned, and without waiting
+// for anything else (no polling interval): well within 50 ms, though
+// each item holds its slot for 100 ms.
 func TestForEachHandsOverSlotsAtOnce(t *testing.T) {
-	release := make([]chan struct{}, 5)
-	started := make(chan int, 5)
-	for i := range release {
-		release[i] = make(chan struct{})
+	const hold = 100 * time.Millisecond
+	var mu sync.Mutex
+	var starts, ends []time.Time
+	ForEach(context.Background(), nil, nil, 1, make([]string, 5), func(i int, _ string) {
+		mu.Lock()
+		starts = append(starts, time.Now())
+		mu.Unlock()
+		time.Sleep(hold)
+		mu.Lock()
+		ends = append(ends, time.Now())
+		mu.Unlock()
+	})
+	if len(starts) != 5 {
+		t.Fatalf("%d items ran", len(starts))
 	}
-	done := make(chan int)
-	go func() {
-		done <- ForEach(context.Background(), nil, nil, 1, make([]string, 5), func(i int, _ string) {
-			started <- i
-			<-release[i]
-		})
-	}()
-	for i := 0; i < 5; i++ {
-		if got := <-started; got != i {
-			t.Fatalf("item %d started, want %d", got, i)
+	for i := 1; i < 5; i++ {
+		gap := starts[i].Sub(ends[i-1])
+		if gap < 0 {
+			t.Errorf("item %d started %s before item %d ended: two ran in one slot", i, -gap, i-1)
 		}
-		select {
-		case j := <-started:
-			t.Fatalf("item %d started while item %d held the only slot", j, i)
-		default:
+		if gap > 50*time.Millisecond {
+			t.Errorf("item %d started %s after item %d ended: the slot was not handed over at once", i, gap, i-1)
 		}
-		close(release[i])
-	}
-	if n := <-done; n != 5 {
-		t.Errorf("launched %d", n)
 	}
 }
 
@@ -129,7 +129,9 @@ func (f *fakeManager) Run(ctx context.Context, args ...string) (systemctl.Output
 	case "show":
 		return f.show(args), nil
 	case "list-jobs":
-		return systemctl.Output{Stdout: []byte("7 moonfrp-client-hang.service start running\n")}, nil
+		// Other units' jobs too, which a timeout must leave alone.
+		return systemctl.Output{Stdout: []byte("5 moonfrp-client-1.service restart waiting\n" +
+			"7 moonfrp-client-hang.service start running\n9 other.service start waiting\n")}, nil
 	case "cancel":
 		f.mu.Lock()
 		f.cancelled = append(f.cancelled, args[1:]...)

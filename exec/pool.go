@@ -1,7 +1,11 @@
-// Package exec runs one systemctl operation per unit from a bounded pool of
-// goroutines, verifies that the units ended up in the state asked for, and
-// reports each unit's outcome as a Result. It never formats text for people:
-// that is package report's job.
+// Package exec carries out a plan (see discover.Plan): one systemctl
+// operation per unit from a bounded pool of goroutines, phase by phase;
+// then it proves each unit's outcome (an frp tunnel up, a server
+// accepting, a unit active and settled) and explains a failure in one
+// line, from the best source (frp's log, the unit's own output, systemd's
+// state, systemctl's words). Each unit's outcome is a Result, handed to an
+// Observer as it is decided. Where and how results are shown (a live line,
+// plain lines, JSON) is package report's business, not this one's.
 package exec
 
 import (

@@ -94,7 +94,7 @@ func DryRun(s *Streams, mode Mode, p Plan) error {
 	}
 	verify := "off"
 	if p.Verify {
-		verify = fmt.Sprintf("on, settle %s", p.Settle)
+		verify = fmt.Sprintf("on (frp tunnels proven within %s; other units settle %s)", p.TunnelDeadline, p.Settle)
 	}
 	fmt.Fprintf(w, "Timeout: %s per unit; verification: %s\n", p.Timeout, verify)
 	for _, ph := range p.Phases {

@@ -22,6 +22,8 @@ func TestBulkRestart50ServicesUnder10s(t *testing.T) {
 	specs := sandbox.SlowStop("moonfrp-client", 50, 500*time.Millisecond)
 	sb := newSandbox(t, specs...)
 	startAll(t, sb, specs)
+	names := sandbox.Names(specs)
+	before := invocationIDs(t, sb, names)
 
 	r := bulk(t, sb, nil, "restart")
 	wantCode(t, r, 0)
@@ -29,7 +31,13 @@ func TestBulkRestart50ServicesUnder10s(t *testing.T) {
 		t.Errorf("50 restarts took %s, want under 10s", r.wall)
 	}
 	wantContains(t, "summary", r.stderr, "Bulk restart complete: 50 succeeded, 0 failed")
-	for _, name := range sandbox.Names(specs) {
+	// Each unit was restarted (a new invocation) and is up: being up alone
+	// would hold for a tool that stopped at the first unit.
+	after := invocationIDs(t, sb, names)
+	for _, name := range names {
+		if after[name] == "" || after[name] == before[name] {
+			t.Errorf("%s: InvocationID %q -> %q: not restarted", name, before[name], after[name])
+		}
 		if got := activeState(sb, name); got != "active/running" {
 			t.Errorf("%s is %s after the restart, want active/running", name, got)
 		}

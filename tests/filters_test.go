@@ -169,7 +169,7 @@ func TestDryRunShowsThePlanAndChangesNothing(t *testing.T) {
 	wantCode(t, r, 0)
 	want := "Dry run: would stop 4 service(s) on the user manager, up to 7 at a time\n" +
 		"Filters: tag:env:prod\n" +
-		"Timeout: 30s per unit; verification: on, settle 1s\n" +
+		"Timeout: 30s per unit; verification: on (frp tunnels proven within 10s; other units settle 1s)\n" +
 		"Phase 1 of 1 (all units, 4 unit(s), in parallel):\n" +
 		"  moonfrp-client-1\n  moonfrp-client-2\n  moonfrp-client-eu-4\n  moonfrp-client-legacy\n"
 	if r.stdout != want {

@@ -41,7 +41,10 @@ caller() {
     [ "$(systemctl --user is-active moonfrp-client-3)" = active ]
 }
 
-@test "returns the number of failed services: 0, 3, and 255 for 300" {
+@test "returns the number of failed services: 0, 3, and 100 for 300" {
+    run caller 'bulk_service_operation restart 5 moonfrp-client-1'
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"Bulk restart complete: 1 succeeded, 0 failed"* ]]
     run caller 'bulk_service_operation restart 5 moonfrp-client-1 moonfrp-nosuch-1 moonfrp-nosuch-2 moonfrp-nosuch-3'
     [ "$status" -eq 3 ]
     [[ "$output" == *"Bulk restart complete: 1 succeeded, 3 failed"* ]]
@@ -51,7 +54,7 @@ caller() {
     local i
     for i in $(seq 1 300); do many+=("moonfrp-nosuch-$i"); done
     run caller "bulk_service_operation start 50 ${many[*]}"
-    [ "$status" -eq 255 ]
+    [ "$status" -eq 100 ]
     [[ "$output" == *"Bulk start complete: 0 succeeded, 300 failed"* ]]
 }
 
@@ -96,7 +99,7 @@ caller() {
     [ "$status" -ne 0 ]
     [[ "$stderr" == *"unknown filter type 'colour'; use tag, status or name"* ]]
     run --separate-stderr caller 'bulk_operation_filtered restart status sleeping'
-    [ "$status" -eq 2 ]
+    [ "$status" -eq 125 ]
     [[ "$stderr" == *'invalid filter "status:sleeping"'* ]]
 }
 
@@ -133,10 +136,16 @@ caller() {
     [[ "$output" == *"EXIT-trap-fired"* ]]
 }
 
-@test "works under set +e and returns the count" {
+@test "works under set +e; failures and could-not-run never share a return value" {
     run bash -c 'set +e; source "$SERVICES_SH"; source "$SHIM"
         bulk_service_operation restart 5 moonfrp-nosuch-a moonfrp-nosuch-b 2>/dev/null; echo "rc=$?"'
-    [ "$output" = "rc=2" ]
+    [ "$output" = "rc=2" ] # two services failed
+    run bash -c 'set +e; source "$SERVICES_SH"; source "$SHIM"
+        bulk_operation_filtered restart status sleeping 2>/dev/null; echo "rc=$?"'
+    [ "$output" = "rc=125" ] # bad arguments
+    run bash -c 'set +e; source "$SERVICES_SH"; source "$SHIM"
+        MOONFRP_SYSTEMCTL=/bin/false bulk_restart_services 2>/dev/null; echo "rc=$?"'
+    [ "$output" = "rc=126" ] # the manager could not be used
 }
 
 @test "readonly MoonFRP globals do not break sourcing or calls" {
@@ -145,7 +154,6 @@ caller() {
         readonly SERVER_SERVICE=moonfrp-server CLIENT_SERVICE_PREFIX=moonfrp-client
         readonly MOONFRP_INSTALL_DIR=/opt/frp MOONFRP_CONFIG_DIR=/etc/frp MOONFRP_LOG_DIR=/var/log/frp
         readonly MOONFRP_DATA_DIR MOONFRP_LOG_FORMAT=text
-        readonly status=x rc=y bin=z op=w max=v services=u
         source "$SERVICES_SH"; source "$SHIM"
         bulk_service_operation restart 2 moonfrp-client-1 2>/dev/null
         get_moonfrp_services | head -1
