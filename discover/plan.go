@@ -28,13 +28,10 @@ func (p Plan) Units() []string {
 	return all
 }
 
-// IsServer reports whether a unit is a MoonFRP server: it runs frps, or,
-// when its definition does not say, it is named moonfrp-server.
+// IsServer reports whether a unit is a server: it runs frps, or it is
+// named moonfrp-server (MoonFRP's name for it, whatever it runs).
 func IsServer(name string, f Facts) bool {
-	if f.FRPBinary != "" {
-		return f.FRPBinary == "frps"
-	}
-	return TypeOf(name) == "server"
+	return f.FRPBinary == "frps" || TypeOf(name) == "server"
 }
 
 // NewPlan orders units in the phases MoonFRP's serial code implied: on

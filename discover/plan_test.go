@@ -12,7 +12,7 @@ func TestNewPlan(t *testing.T) {
 	units := []Unit{{Name: "moonfrp-client-1.service"}, {Name: "edge-frps.service"}, {Name: "moonfrp-server.service"}, {Name: "moonfrp-visitor-1.service"}}
 	facts := map[string]Facts{
 		"edge-frps.service":      {FRPBinary: "frps", FRPConfig: "/etc/frp/edge.toml"},
-		"moonfrp-server.service": {FRPBinary: "frpc", FRPConfig: "/etc/frp/odd.toml"}, // named server, runs frpc
+		"moonfrp-server.service": {FRPBinary: "frpc", FRPConfig: "/etc/frp/odd.toml"}, // named server: a server
 	}
 	type phase struct {
 		name  string
@@ -22,12 +22,12 @@ func TestNewPlan(t *testing.T) {
 		op   string
 		want []phase
 	}{
-		{"start", []phase{{"server, first", []string{"edge-frps.service"}},
-			{"clients and visitors, after the server", []string{"moonfrp-client-1.service", "moonfrp-server.service", "moonfrp-visitor-1.service"}}}},
-		{"restart", []phase{{"server, first", []string{"edge-frps.service"}},
-			{"clients and visitors, after the server", []string{"moonfrp-client-1.service", "moonfrp-server.service", "moonfrp-visitor-1.service"}}}},
-		{"stop", []phase{{"clients and visitors, before the server", []string{"moonfrp-client-1.service", "moonfrp-server.service", "moonfrp-visitor-1.service"}},
-			{"server, last", []string{"edge-frps.service"}}}},
+		{"start", []phase{{"server, first", []string{"edge-frps.service", "moonfrp-server.service"}},
+			{"clients and visitors, after the server", []string{"moonfrp-client-1.service", "moonfrp-visitor-1.service"}}}},
+		{"restart", []phase{{"server, first", []string{"edge-frps.service", "moonfrp-server.service"}},
+			{"clients and visitors, after the server", []string{"moonfrp-client-1.service", "moonfrp-visitor-1.service"}}}},
+		{"stop", []phase{{"clients and visitors, before the server", []string{"moonfrp-client-1.service", "moonfrp-visitor-1.service"}},
+			{"server, last", []string{"edge-frps.service", "moonfrp-server.service"}}}},
 		{"reload", []phase{{"all units", []string{"moonfrp-client-1.service", "edge-frps.service", "moonfrp-server.service", "moonfrp-visitor-1.service"}}}},
 	}
 	for _, c := range cases {
