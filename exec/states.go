@@ -12,7 +12,7 @@ import (
 // systemctl call. Units finish their operations at different instants; a
 // read that waits this long serves every unit that asks meanwhile, so a
 // run makes about one `systemctl show` per window instead of one per unit.
-const stateWindow = 100 * time.Millisecond
+const stateWindow = 50 * time.Millisecond
 
 // states coalesces reads of unit state into batched `systemctl show`
 // calls. A read waits at most stateWindow, and none at all once every unit

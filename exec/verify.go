@@ -25,6 +25,9 @@ const (
 	maxLooks = 16
 	// lookGrace lets the last look, begun just before the deadline, end.
 	lookGrace = 250 * time.Millisecond
+	// crashCheckGap is how often systemd's state is read while a tunnel
+	// is not proven yet: a crash shows within it.
+	crashCheckGap = 300 * time.Millisecond
 )
 
 // verifier checks each unit after its operation, in its own goroutine and
@@ -162,14 +165,24 @@ func (v *verifier) judgeSettled(u *unitRun, p systemctl.Properties) {
 
 // prove looks at an frp unit until its tunnel is proven up, its process
 // is seen down or restarted (it fails at once), or its deadline passes.
+// The first look comes as soon as the operation ends. systemd's state is
+// read when the tunnel is proven (to confirm the process is the one the
+// operation started) and, while it is not, at most every crashCheckGap,
+// so that proving many tunnels loads the manager little.
 func (v *verifier) prove(u *unitRun) {
 	deadline := u.opEnd.Add(v.deadline)
 	gap := firstLookGap
-	for {
+	var lastRead time.Time
+	mainPID := 0
+	// crashed reads the state and fails the unit if its process is down
+	// or was restarted since the operation.
+	crashed := func() (stop bool) {
 		p, ok := v.read(u)
 		if !ok {
-			return
+			return true
 		}
+		lastRead = time.Now()
+		mainPID = atoi(p["MainPID"])
 		if n := restarted(u, p); n > 0 || (p["ActiveState"] != "active" && p["ActiveState"] != "reloading") {
 			what := describe(v.cfg.Operation, p, n)
 			if what == "" {
@@ -178,18 +191,34 @@ func (v *verifier) prove(u *unitRun) {
 			v.fail(u, what)
 			u.tun.readLog()
 			u.res.Tunnel.State = frp.Down
+			return true
+		}
+		return false
+	}
+	if u.tun.cfg.Kind == frp.Server || u.tun.cfg.Admin != nil {
+		// The look needs the main process (whose socket it must be).
+		if crashed() {
 			return
 		}
-		missing := v.look(u, atoi(p["MainPID"]), deadline)
+	}
+	for {
+		missing := v.look(u, mainPID, deadline)
 		if missing == "" {
-			u.res.Tunnel.State = frp.Online
+			if !crashed() {
+				u.res.Tunnel.State = frp.Online
+			}
 			return
 		}
 		if u.tun.fromTail && !u.tun.log.Seen && u.res.Tunnel.Check == "log" {
 			// Running since before the operation, and its log (rotated
 			// since?) tells nothing: systemd's word is all there is.
-			u.res.Tunnel.State, u.res.Tunnel.Check = frp.Unchecked, "systemd"
-			u.res.Tunnel.Fallback = "running since before the " + v.cfg.Operation + ", and its log holds no login to judge by; checked at systemd level"
+			if !crashed() {
+				u.res.Tunnel.State, u.res.Tunnel.Check = frp.Unchecked, "systemd"
+				u.res.Tunnel.Fallback = "running since before the " + v.cfg.Operation + ", and its log holds no login to judge by; checked at systemd level"
+			}
+			return
+		}
+		if time.Since(lastRead) >= crashCheckGap && crashed() {
 			return
 		}
 		if !time.Now().Before(deadline) {

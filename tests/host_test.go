@@ -218,6 +218,39 @@ echo "rc=$rc"`)
 		}
 	}
 
+	// MoonFRP's own CLI, after `moonfrp-bulk integrate` in the host (the
+	// stand-in MoonFRP laid out as install.sh lays out the real one).
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ents, err := os.ReadDir("moonfrp")
+	must(err)
+	for _, e := range ents {
+		mode := os.FileMode(0o644)
+		if e.Name() == "moonfrp" || e.Name() == "moonfrp.sh" {
+			mode = 0o755
+		}
+		must(h.Install(filepath.Join("moonfrp", e.Name()), "/usr/local/bin/"+e.Name(), mode))
+	}
+	r = hostRun(t, h, "moonfrp-bulk", "integrate")
+	wantCode(t, r, 0)
+	wantContains(t, "integrate", r.stdout, "Integrated moonfrp-bulk into /usr/local/bin/moonfrp-services.sh", "11 of 11")
+	before = hostInvocations(t, h, hf.names)
+	r = hostRun(t, h, "moonfrp", "service", "restart")
+	wantCode(t, r, 1) // set -e in moonfrp.sh: one tunnel failed
+	wantContains(t, "moonfrp service restart", r.stderr, "Bulk restart complete: 4 succeeded, 1 failed", "  - moonfrp-client-2: ")
+	if strings.Contains(r.stdout+r.stderr, "Restarting all MoonFRP services") {
+		t.Error("MoonFRP's serial restart ran")
+	}
+	for u, id := range hostInvocations(t, h, hf.names) {
+		if id == before[u] {
+			t.Errorf("%s was not restarted by moonfrp service restart", u)
+		}
+	}
+
 	// Locks live in /run/moonfrp-bulk, root's alone, and are gone after.
 	st, err := os.Lstat(h.Proc("/run/moonfrp-bulk"))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -161,6 +162,16 @@ func TestIntegrateTakesEffectThroughMoonFRPsEntryPoints(t *testing.T) {
 		if c := changed(before); len(c) != len(healthy) {
 			t.Errorf("restarted %v, want all of %v", c, healthy)
 		}
+		// MoonFRP's own restart stops everything, sleeps 2 s, then starts
+		// everything: each unit is down for over 2 s. Through moonfrp-bulk
+		// each unit is restarted in place.
+		for _, u := range healthy {
+			down := atou(sb.Show(context.Background(), u, "InactiveEnterTimestampMonotonic"))
+			up := atou(sb.Show(context.Background(), u, "ActiveEnterTimestampMonotonic"))
+			if up < down || up-down > 1_500_000 {
+				t.Errorf("%s was down for %.1fs between stop and start: the serial restart's pause", u, float64(up-down)/1e6)
+			}
+		}
 	})
 	t.Run("service restart --tag", func(t *testing.T) {
 		before := invocationIDs(t, sb, healthy)
@@ -233,3 +244,5 @@ func TestIntegrateTakesEffectThroughMoonFRPsEntryPoints(t *testing.T) {
 	wantCode(t, r, 0)
 	wantContains(t, "MoonFRP's own stop", r.stdout, "SERIAL stop_all_services done")
 }
+
+func atou(s string) uint64 { n, _ := strconv.ParseUint(s, 10, 64); return n }

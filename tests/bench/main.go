@@ -256,11 +256,13 @@ func run(o options) error {
 				return err
 			}
 			notes = append(notes, extra...)
-			tun, err := measureTunnels(o, bin, 50)
-			if err != nil {
-				return err
+			if !o.quick { // quick mode measured them first
+				tun, err := measureTunnels(o, bin, 50)
+				if err != nil {
+					return err
+				}
+				notes = append(notes, tun...)
 			}
-			notes = append(notes, tun...)
 		}
 	}
 	for _, n := range append(notes, targets(cells)...) {

@@ -3,8 +3,18 @@
 # output is marked SERIAL so that a test can tell who ran, and the service
 # management menu (options 1-3 call the *_all_services functions).
 
+# MoonFRP runs systemctl against the system manager; in the sandbox the
+# stand-in follows moonfrp-bulk to the user manager (MOONFRP_BULK_ARGS).
+sctl() {
+    if [[ "${MOONFRP_BULK_ARGS:-}" == *--user* ]]; then
+        systemctl --user "$@"
+    else
+        systemctl "$@"
+    fi
+}
+
 get_moonfrp_services() {
-    systemctl --user list-units --type=service --all --plain --no-legend 'moonfrp-*' | awk '{print $1}' | sed 's/\.service$//'
+    sctl list-units --type=service --all --plain --no-legend 'moonfrp-*' | awk '{print $1}' | sed 's/\.service$//'
 }
 
 bulk_service_operation() {
@@ -12,7 +22,7 @@ bulk_service_operation() {
     shift 2
     echo "SERIAL bulk_service_operation $op $max"
     for s in "$@"; do
-        systemctl --user "$op" "$s" || fail_count=$((fail_count + 1))
+        sctl "$op" "$s" || fail_count=$((fail_count + 1))
     done
     return $fail_count
 }
@@ -30,7 +40,7 @@ start_all_services() {
     mapfile -t services < <(get_moonfrp_services)
     echo "Starting ${#services[@]} service(s)..."
     for s in "${services[@]}"; do
-        if systemctl --user start "$s"; then echo "  ✓ $s"; else echo "  ✗ $s"; fi
+        if sctl start "$s"; then echo "  ✓ $s"; else echo "  ✗ $s"; fi
     done
     echo "SERIAL start_all_services done"
     return 0
@@ -42,7 +52,7 @@ stop_all_services() {
     mapfile -t services < <(get_moonfrp_services | sort -r)
     echo "Stopping ${#services[@]} service(s)..."
     for s in "${services[@]}"; do
-        if systemctl --user stop "$s"; then echo "  ✓ $s"; else echo "  ✗ $s"; fi
+        if sctl stop "$s"; then echo "  ✓ $s"; else echo "  ✗ $s"; fi
     done
     echo "SERIAL stop_all_services done"
     return 0

@@ -35,7 +35,7 @@ service_cli() {
     elif [[ -z "$name" || "$name" == all ]]; then
         "${op}_all_services"
     else
-        systemctl --user "$op" "$name"
+        sctl "$op" "$name"
     fi
 }
 
