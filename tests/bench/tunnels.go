@@ -61,7 +61,10 @@ func measureTunnels(o options, bin string, n int) ([]string, error) {
 		}
 	}
 	list := strings.Join(clients, " ")
-	poll := fmt.Sprintf(`until [ "$(curl -s -u admin:%s http://127.0.0.1:%d/api/proxy/tcp | jq '[.proxies[] | select(.status=="online")] | length')" -ge %d ]; do sleep 0.05; done`,
+	// Online, and since the restart began: right after a restart frps may
+	// still list a proxy's old session as online (lastStartTime has a
+	// resolution of one second, so this is if anything generous to it).
+	poll := fmt.Sprintf(`until [ "$(curl -s -u admin:%s http://127.0.0.1:%d/api/proxy/tcp | jq --arg t0 "$t0" '[.proxies[] | select(.status=="online" and .lastStartTime >= $t0)] | length')" -ge %d ]; do sleep 0.05; done`,
 		sandbox.DashPassword, sc.Dash, n)
 	methods := []struct {
 		name string
@@ -69,7 +72,7 @@ func measureTunnels(o options, bin string, n int) ([]string, error) {
 		args []string
 	}{
 		{"moonfrp-bulk -j10 (tunnels proven)", own, append([]string{"restart", "-j", "10"}, clients...)},
-		{"xargs -P10, then poll the dashboard", "bash", []string{"-c", "printf '%s\\n' " + list + " | xargs -P10 -n1 systemctl --user restart && " + poll}},
+		{"xargs -P10, then poll the dashboard", "bash", []string{"-c", "t0=$(date '+%m-%d %H:%M:%S'); printf '%s\\n' " + list + " | xargs -P10 -n1 systemctl --user restart && " + poll}},
 		{"moonfrp-bulk -j10 --no-tunnel-check (1s settle)", own, append([]string{"restart", "-j", "10", "--no-tunnel-check"}, clients...)},
 	}
 	walls := make([][]time.Duration, len(methods))
