@@ -116,8 +116,9 @@ type fakeManager struct {
 	calls     [][]string
 	order     []string // units in the order their operations ended
 	shows     map[string]int
-	running   int
+	running   int // units in flight
 	peak      int
+	groups    []int // units per operation call
 	cancelled []string
 }
 
@@ -147,35 +148,61 @@ func (f *fakeManager) Run(ctx context.Context, args ...string) (systemctl.Output
 		f.mu.Unlock()
 		return systemctl.Output{}, nil
 	}
-	unit := args[len(args)-1]
-	u := f.units[unit]
-	f.mu.Lock()
-	f.running++
-	if f.running > f.peak {
-		f.peak = f.running
+	// One call may carry several units (after "--"): each behaves as its
+	// fakeUnit says; the call takes as long as the slowest, prints every
+	// unit's error line, and fails if any unit fails.
+	var names []string
+	for i, a := range args {
+		if a == "--" {
+			names = args[i+1:]
+		}
 	}
+	f.mu.Lock()
+	f.running += len(names)
+	f.peak = max(f.peak, f.running)
+	f.groups = append(f.groups, len(names))
 	f.mu.Unlock()
 	defer func() {
 		f.mu.Lock()
-		f.running--
-		f.order = append(f.order, unit)
+		f.running -= len(names)
+		f.order = append(f.order, names...)
 		f.mu.Unlock()
 	}()
-	f.mu.Lock()
-	limited := u.limited
-	f.mu.Unlock()
-	if limited {
-		return systemctl.Output{ExitCode: 1, Stderr: []byte("Job for " + unit + " failed because start of the service was attempted too often.\n")}, nil
+	var out systemctl.Output
+	var stderr strings.Builder
+	var delay time.Duration
+	hang := false
+	for _, unit := range names {
+		u := f.units[unit]
+		f.mu.Lock()
+		limited := u.limited
+		f.mu.Unlock()
+		switch {
+		case limited:
+			out.ExitCode = 1
+			stderr.WriteString("Job for " + unit + " failed because start of the service was attempted too often.\n")
+		case u.hang:
+			hang = true
+		default:
+			delay = max(delay, u.opDelay)
+			if u.opExit != 0 {
+				out.ExitCode = u.opExit
+				stderr.WriteString(u.opStderr)
+			}
+		}
 	}
-	if u.hang {
+	if hang {
 		<-ctx.Done()
 		return systemctl.Output{ExitCode: -1}, ctx.Err()
 	}
-	time.Sleep(u.opDelay)
-	if u.onOp != nil {
-		u.onOp()
+	time.Sleep(delay)
+	for _, unit := range names {
+		if u := f.units[unit]; u.onOp != nil {
+			u.onOp()
+		}
 	}
-	return systemctl.Output{ExitCode: u.opExit, Stderr: []byte(u.opStderr)}, nil
+	out.Stderr = []byte(stderr.String())
+	return out, nil
 }
 
 func (f *fakeManager) show(args []string) systemctl.Output {
@@ -492,5 +519,107 @@ func TestRunAccountsForEveryUnitAtASecondInterrupt(t *testing.T) {
 		if r.Abandoned && !strings.Contains(r.Reason, "it was then active/running") {
 			t.Errorf("%s: reason %q does not say the state it was left in", r.Unit, r.Reason)
 		}
+	}
+}
+
+// Fast units share systemctl calls, never more than -j units are in flight,
+// and a group with one failing unit fails exactly that unit, with its own
+// line as the reason.
+func TestRunGroupsFastUnitsAndKeepsPerUnitTruth(t *testing.T) {
+	units := map[string]*fakeUnit{}
+	var names []string
+	for i := 0; i < 40; i++ {
+		n := fmt.Sprintf("moonfrp-client-%d.service", i)
+		units[n] = &fakeUnit{opDelay: 2 * time.Millisecond}
+		names = append(names, n)
+	}
+	bad := "moonfrp-client-17.service"
+	units[bad] = &fakeUnit{opDelay: 2 * time.Millisecond, opExit: 1,
+		opStderr: "Job for " + bad + " failed because the control process exited with error code.\n",
+		state: systemctl.Properties{"ActiveState": "failed", "SubState": "failed", "Result": "exit-code",
+			"ExecStartPre": "{ path=/bin/false ; argv[]=/bin/false ; ignore_errors=no ; code=exited ; status=1 }"}}
+	f := newFake(units)
+	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 10, Verify: true, Runner: f},
+		planOf("restart", names), &collector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Failed != 1 || sum.Succeeded != 39 {
+		t.Fatalf("summary %+v", sum)
+	}
+	grouped := 0
+	for _, g := range f.groups {
+		if g > 1 {
+			grouped++
+		}
+	}
+	if grouped == 0 || len(f.groups) >= 40 {
+		t.Errorf("calls %v: fast units were not grouped", f.groups)
+	}
+	if f.peak > 10 {
+		t.Errorf("%d units in flight with -j 10", f.peak)
+	}
+	for _, r := range sum.Results {
+		switch {
+		case r.Unit == bad && (r.OK || !strings.HasPrefix(r.Reason, "ExecStartPre /bin/false exited with status 1")):
+			t.Errorf("%s: ok=%v reason %q", r.Unit, r.OK, r.Reason)
+		case r.Unit != bad && !r.OK:
+			t.Errorf("%s failed beside the failing unit of its group: %q", r.Unit, r.Reason)
+		}
+	}
+}
+
+// Slow units each get their own call: a slow unit never holds its
+// neighbours' slots.
+func TestRunDoesNotGroupSlowUnits(t *testing.T) {
+	units := map[string]*fakeUnit{}
+	var names []string
+	for i := 0; i < 12; i++ {
+		n := fmt.Sprintf("moonfrp-client-%d.service", i)
+		units[n] = &fakeUnit{opDelay: 300 * time.Millisecond}
+		names = append(names, n)
+	}
+	f := newFake(units)
+	if _, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 4, Runner: f}, planOf("restart", names), &collector{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range f.groups {
+		if g != 1 {
+			t.Fatalf("calls %v: slow units were grouped", f.groups)
+		}
+	}
+}
+
+// A group that hangs: on timeout only the unit that has not finished is
+// cancelled and timed out; its neighbours' jobs were done.
+func TestRunGroupTimeoutCancelsOnlyTheUnfinished(t *testing.T) {
+	units := map[string]*fakeUnit{}
+	var names []string
+	for i := 0; i < 20; i++ {
+		n := fmt.Sprintf("moonfrp-client-%d.service", i)
+		if i == 13 {
+			n = "moonfrp-client-hang.service"
+			units[n] = &fakeUnit{hang: true}
+		} else {
+			units[n] = &fakeUnit{opDelay: time.Millisecond}
+		}
+		names = append(names, n)
+	}
+	f := newFake(units)
+	sum, err := Run(context.Background(), Config{Operation: "start", MaxParallel: 8, Timeout: 300 * time.Millisecond, Runner: f},
+		planOf("start", names), &collector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range sum.Results {
+		if (r.Unit == "moonfrp-client-hang.service") != r.TimedOut {
+			t.Errorf("%s: timed out %v", r.Unit, r.TimedOut)
+		}
+	}
+	if !reflect.DeepEqual(f.cancelled, []string{"7"}) {
+		t.Errorf("cancelled jobs %v, want only the hung unit's (7)", f.cancelled)
+	}
+	if max(f.groups[len(f.groups)-1], f.groups[len(f.groups)-2]) < 2 && len(f.groups) == 20 {
+		t.Errorf("calls %v: the hung unit never shared a call", f.groups)
 	}
 }

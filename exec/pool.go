@@ -15,19 +15,18 @@ import (
 	"golang.org/x/sync/semaphore"
 )
 
-// ForEach calls fn for each item, with at most limit calls running at any
-// instant. A slot is taken before the goroutine is spawned and handed back
-// the moment fn returns, so no goroutine queues and no polling is involved.
-// ForEach stops launching once drain or halt is closed (either may be
-// nil) or ctx is done, waits for the calls already running, and returns
-// how many items were launched (always a prefix of items).
-func ForEach(ctx context.Context, drain, halt <-chan struct{}, limit int, items []string, fn func(i int, item string)) int {
+// ForEachGroup calls fn for groups of consecutive items [lo, hi), with at
+// most limit items in flight at any instant: a group of k holds k of the
+// limit's slots from before its goroutine starts until fn returns. size
+// says how large the next group may be (capped by limit and by the items
+// left). It stops launching once drain or halt is closed (either may be
+// nil) or ctx is done, waits for the groups already running, and returns
+// how many items were launched (always a prefix).
+func ForEachGroup(ctx context.Context, drain, halt <-chan struct{}, limit, n int, size func() int, fn func(lo, hi int)) int {
 	if limit < 1 {
 		limit = 1
 	}
 	sem := semaphore.NewWeighted(int64(limit))
-	// acquireCtx ends when either ctx ends or drain closes, so a blocked
-	// Acquire wakes for an interrupt.
 	acquireCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -39,8 +38,6 @@ func ForEach(ctx context.Context, drain, halt <-chan struct{}, limit int, items 
 		case <-acquireCtx.Done():
 		}
 	}()
-	var wg sync.WaitGroup
-	launched := 0
 	stopped := func() bool {
 		select {
 		case <-drain:
@@ -51,24 +48,38 @@ func ForEach(ctx context.Context, drain, halt <-chan struct{}, limit int, items 
 			return acquireCtx.Err() != nil
 		}
 	}
-	for i, item := range items {
-		if stopped() || sem.Acquire(acquireCtx, 1) != nil {
+	var wg sync.WaitGroup
+	lo := 0
+	for lo < n {
+		k := min(max(1, size()), limit, n-lo)
+		if stopped() || sem.Acquire(acquireCtx, int64(k)) != nil {
 			break
 		}
 		// Acquire may succeed on a context that ended meanwhile; check
 		// again so an interrupt never launches one more operation.
 		if stopped() {
-			sem.Release(1)
+			sem.Release(int64(k))
 			break
 		}
-		launched++
 		wg.Add(1)
-		go func() {
+		go func(lo, hi int) {
 			defer wg.Done()
-			defer sem.Release(1)
-			fn(i, item)
-		}()
+			defer sem.Release(int64(hi - lo))
+			fn(lo, hi)
+		}(lo, lo+k)
+		lo += k
 	}
 	wg.Wait()
-	return launched
+	return lo
+}
+
+// ForEach calls fn for each item, with at most limit calls running at any
+// instant. A slot is taken before the goroutine is spawned and handed back
+// the moment fn returns, so no goroutine queues and no polling is involved.
+// ForEach stops launching once drain or halt is closed (either may be
+// nil) or ctx is done, waits for the calls already running, and returns
+// how many items were launched (always a prefix of items).
+func ForEach(ctx context.Context, drain, halt <-chan struct{}, limit int, items []string, fn func(i int, item string)) int {
+	one := func() int { return 1 }
+	return ForEachGroup(ctx, drain, halt, limit, len(items), one, func(lo, _ int) { fn(lo, items[lo]) })
 }

@@ -146,19 +146,23 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 	}
 
 	next := 0
+	size := newSizer(cfg.MaxParallel)
 	for _, ph := range plan.Phases {
 		batch := runs[next : next+len(ph.Units)]
-		n := ForEach(ctx, cfg.Drain, halt, cfg.MaxParallel, ph.Units, func(i int, _ string) {
-			u := batch[i]
-			operate(ctx, cfg, u, obs)
-			if managerLost(u.res.Stderr) {
-				lost(u)
+		n := ForEachGroup(ctx, cfg.Drain, halt, cfg.MaxParallel, len(ph.Units), size.next, func(lo, hi int) {
+			start := time.Now()
+			operateGroup(ctx, cfg, batch[lo:hi], obs)
+			size.observe(time.Since(start))
+			for _, u := range batch[lo:hi] {
+				if managerLost(u.res.Stderr) {
+					lost(u)
+				}
+				if u.res.OK && !cfg.Verify {
+					finish(u) // a trusted exit code: nothing to query
+					continue
+				}
+				ver.add(u)
 			}
-			if u.res.OK && !cfg.Verify {
-				finish(u) // a trusted exit code: nothing to query
-				return
-			}
-			ver.add(u)
 		})
 		next += n
 		if n < len(ph.Units) {
@@ -384,6 +388,15 @@ func unitLog(ctx context.Context, cfg Config, u *unitRun) []string {
 // timed-out operation has its queued or running systemd job cancelled, so
 // nothing is left behind the tool's back.
 func operate(ctx context.Context, cfg Config, u *unitRun, obs Observer) {
+	u.markLogs()
+	obs.Launched(u.res.Unit)
+	u.res.Start = time.Now()
+	operateOne(ctx, cfg, u)
+	obs.OpEnded(u.res.Unit, u.tun != nil && cfg.Verify && u.res.OK)
+}
+
+// markLogs records where the unit's logs end as its operation begins.
+func (u *unitRun) markLogs() {
 	if u.tun != nil {
 		u.tun.mark()
 	}
@@ -391,8 +404,10 @@ func operate(ctx context.Context, cfg Config, u *unitRun, obs Observer) {
 	for i, p := range u.logs {
 		u.offsets[i] = fileSize(p, u.opt)
 	}
-	obs.Launched(u.res.Unit)
-	u.res.Start = time.Now()
+}
+
+// operateOne runs the unit's own systemctl call and records its outcome.
+func operateOne(ctx context.Context, cfg Config, u *unitRun) {
 	opCtx, cancel := ctx, context.CancelFunc(func() {})
 	if cfg.Timeout > 0 {
 		opCtx, cancel = context.WithTimeout(ctx, cfg.Timeout)
@@ -412,14 +427,15 @@ func operate(ctx context.Context, cfg Config, u *unitRun, obs Observer) {
 	u.res.OpDuration = u.opEnd.Sub(u.res.Start)
 	u.res.ExitCode = out.ExitCode
 	u.res.Stderr = strings.TrimSpace(string(out.Stderr))
+	u.res.OK = false
 	switch {
 	case err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		u.res.TimedOut = true
 		u.what = fmt.Sprintf("timed out after %s", cfg.Timeout)
-		switch n, err := cancelJobs(ctx, cfg.Runner, u.res.Unit); {
+		switch n, err := cancelJobs(ctx, cfg.Runner, []string{u.res.Unit}); {
 		case err != nil:
 			u.what += fmt.Sprintf(" (could not cancel its systemd job: %v)", err)
-		case n > 0:
+		case n[u.res.Unit] > 0:
 			u.what += " (its systemd job was cancelled)"
 		}
 	case err != nil && ctx.Err() != nil:
@@ -429,7 +445,6 @@ func operate(ctx context.Context, cfg Config, u *unitRun, obs Observer) {
 	case out.ExitCode == 0:
 		u.res.OK = true
 	}
-	obs.OpEnded(u.res.Unit, u.tun != nil && cfg.Verify && u.res.OK)
 }
 
 // startLimited reports whether systemctl was refused by the unit's start
@@ -443,29 +458,36 @@ func startLimited(op string, out systemctl.Output) bool {
 	return strings.Contains(msg, "attempted too often") || strings.Contains(msg, "start-limit")
 }
 
-// cancelJobs cancels every pending systemd job of unit and returns how many.
-func cancelJobs(ctx context.Context, r systemctl.Runner, unit string) (int, error) {
+// cancelJobs cancels every pending systemd job of units and returns how
+// many each had; jobs of other units are left alone.
+func cancelJobs(ctx context.Context, r systemctl.Runner, units []string) (map[string]int, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	out, err := r.Run(cctx, "list-jobs", "--no-legend", "--no-pager")
 	if err != nil {
-		return 0, fmt.Errorf("list jobs: %w", err)
+		return nil, fmt.Errorf("list jobs: %w", err)
 	}
+	want := map[string]bool{}
+	for _, u := range units {
+		want[u] = true
+	}
+	counts := map[string]int{}
 	var ids []string
 	for _, j := range systemctl.ParseListJobs(out.Stdout) {
-		if j.Unit == unit {
+		if want[j.Unit] {
 			ids = append(ids, j.ID)
+			counts[j.Unit]++
 		}
 	}
 	if len(ids) == 0 {
-		return 0, nil
+		return counts, nil
 	}
 	c, err := r.Run(cctx, append([]string{"cancel"}, ids...)...)
 	if err != nil {
-		return 0, fmt.Errorf("cancel: %w", err)
+		return nil, fmt.Errorf("cancel: %w", err)
 	}
 	if c.ExitCode != 0 {
-		return 0, fmt.Errorf("cancel: %s", systemctl.Failure(c))
+		return nil, fmt.Errorf("cancel: %s", systemctl.Failure(c))
 	}
-	return len(ids), nil
+	return counts, nil
 }

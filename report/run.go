@@ -128,6 +128,7 @@ type resultEvent struct {
 	TimedOut      bool     `json:"timed_out"`
 	DurationMS    int64    `json:"duration_ms"`
 	OpDurationMS  int64    `json:"op_duration_ms"`
+	GroupSize     int      `json:"group_size"`
 	ExitCode      int      `json:"exit_code"`
 	State         string   `json:"state"`
 	Result        string   `json:"result"`
@@ -293,7 +294,7 @@ func (r *Run) Finished(res exec.Result) {
 	r.emit(resultEvent{SchemaVersion: SchemaVersion, Event: "result", Time: stamp(r.now()),
 		Unit: res.Unit, Operation: res.Operation, Phase: res.Phase,
 		OK: res.OK, NotStarted: res.NotStarted, Abandoned: res.Abandoned, TimedOut: res.TimedOut,
-		DurationMS: res.Duration().Milliseconds(), OpDurationMS: res.OpDuration.Milliseconds(),
+		DurationMS: res.Duration().Milliseconds(), OpDurationMS: res.OpDuration.Milliseconds(), GroupSize: max(1, res.GroupSize),
 		ExitCode: res.ExitCode, State: res.State, Result: res.SDResult, NRestarts: res.NRestarts,
 		Reason: sanitize.Line(res.Reason), Detail: sanitize.Text(res.Detail), LogTail: tail, Tunnel: tunnelOf(res.Tunnel)})
 	if res.NotStarted {

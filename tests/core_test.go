@@ -403,3 +403,40 @@ func TestNothingToDoOnATerminalInJSON(t *testing.T) {
 		t.Errorf("a summary line for a run in which nothing ran:\n%s", out)
 	}
 }
+
+// Fast units share systemctl calls, and still never more than -j units
+// are in flight: each unit records when its start begins and ends, on
+// the manager's side. A group with one failing unit fails exactly that
+// unit, with its own reason.
+func TestGroupedCallsKeepTheCapAndPerUnitTruth(t *testing.T) {
+	const limit = 4
+	specs := recordedUnits(40, 20*time.Millisecond)
+	specs = append(specs, sandbox.Spec{Name: "moonfrp-client-pre", Behaviour: sandbox.FailPre})
+	sb := newSandbox(t, specs...)
+	r := bulk(t, sb, nil, "start", "-j", strconv.Itoa(limit), "-o", "json", "--settle=0")
+	wantCode(t, r, 1)
+	peak, runs := preRecords(t, filepath.Join(sb.StateDir, "pre.log"))
+	if runs != 40 {
+		t.Errorf("%d starts recorded, want 40", runs)
+	}
+	if peak > limit {
+		t.Errorf("peak of %d starts at once with -j %d", peak, limit)
+	}
+	res := results(t, r.stdout)
+	grouped := 0
+	for u, ev := range res {
+		if ev["group_size"].(float64) > 1 {
+			grouped++
+		}
+		if (ev["ok"] == true) == (u == "moonfrp-client-pre") {
+			t.Errorf("%s: ok=%v reason %q", u, ev["ok"], ev["reason"])
+		}
+	}
+	if grouped == 0 {
+		t.Error("no unit shared a systemctl call")
+	}
+	if reason := res["moonfrp-client-pre"]["reason"].(string); !strings.HasPrefix(reason, "ExecStartPre /bin/false exited with status 1") {
+		t.Errorf("failing unit's reason %q", reason)
+	}
+	wantContains(t, "summary", r.stderr, "Bulk start complete: 40 succeeded, 1 failed")
+}

@@ -1,0 +1,149 @@
+package exec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moonfrp/moonfrp-bulk/systemctl"
+)
+
+// Grouping. Each systemctl call costs the manager a connection, a
+// subscription and several questions on its single thread; for units that
+// finish in milliseconds that cost is the run's. So while calls finish
+// fast, several units of a phase share one call (systemctl OP u1 ... uk),
+// holding k of the -j slots until it returns: -j still bounds the units in
+// flight. Once calls are slow, each unit gets its own call again, so that
+// a slow unit never holds finished neighbours' slots for long.
+//
+// The rule, from the measurements in BENCHMARKS.md: start with one unit
+// per call; once the calls' moving average is under fastCall, group up to
+// half of -j (two calls in flight keep the manager busy while one is being
+// answered); as soon as it is over, one unit per call. Units of 0.5 s or
+// more (a graceful frpc or frps stop, an ExecStartPre) are never grouped.
+const (
+	fastCall = 250 * time.Millisecond
+	ewmaNew  = 0.3 // weight of the newest call in the moving average
+)
+
+// sizer picks the next group's size from how long calls took.
+type sizer struct {
+	mu    sync.Mutex
+	limit int
+	avg   time.Duration
+	seen  bool
+}
+
+func newSizer(limit int) *sizer { return &sizer{limit: limit} }
+
+func (s *sizer) next() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.seen || s.avg >= fastCall {
+		return 1
+	}
+	return max(1, s.limit/2)
+}
+
+func (s *sizer) observe(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.seen {
+		s.avg, s.seen = d, true
+		return
+	}
+	s.avg = time.Duration(ewmaNew*float64(d) + (1-ewmaNew)*float64(s.avg))
+}
+
+// operateGroup runs one systemctl call for several units and gives each
+// its own outcome: a unit that systemctl names in an error line failed
+// with that line; the others succeeded as far as the call can tell (the
+// batched show after it decides each). The timeout bounds the call; on
+// expiry only the jobs of units that have not finished are cancelled.
+func operateGroup(ctx context.Context, cfg Config, units []*unitRun, obs Observer) {
+	if len(units) == 1 {
+		operate(ctx, cfg, units[0], obs)
+		return
+	}
+	names := make([]string, len(units))
+	for i, u := range units {
+		u.markLogs()
+		names[i] = u.res.Unit
+	}
+	start := time.Now()
+	for _, u := range units {
+		obs.Launched(u.res.Unit)
+		u.res.Start = start
+	}
+	opCtx, cancel := ctx, context.CancelFunc(func() {})
+	if cfg.Timeout > 0 {
+		opCtx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+	}
+	out, err := cfg.Runner.Run(opCtx, append([]string{cfg.Operation, "--"}, names...)...)
+	cancel()
+	end, mono := time.Now(), monotonicMicros()
+	lines := unitLines(out.Stderr, names)
+	var unfinished map[string]int
+	var cancelErr error
+	timedOut := err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil
+	if timedOut {
+		unfinished, cancelErr = cancelJobs(ctx, cfg.Runner, names)
+	}
+	for _, u := range units {
+		u.opEnd, u.opEndMono = end, mono
+		u.res.OpDuration = end.Sub(start)
+		u.res.GroupSize = len(units)
+		own := lines[u.res.Unit]
+		switch {
+		case timedOut && (cancelErr != nil || unfinished[u.res.Unit] > 0):
+			u.res.TimedOut, u.res.ExitCode = true, -1
+			u.what = fmt.Sprintf("timed out after %s", cfg.Timeout)
+			if cancelErr != nil {
+				u.what += fmt.Sprintf(" (could not cancel its systemd job: %v)", cancelErr)
+			} else {
+				u.what += " (its systemd job was cancelled)"
+			}
+		case timedOut:
+			u.res.OK = true // its job was done before the call was cut short
+		case err != nil && ctx.Err() != nil:
+			u.cancelled = true
+		case err != nil:
+			u.what = fmt.Sprintf("could not run systemctl: %v", err)
+		case len(own) > 0:
+			u.res.ExitCode, u.res.Stderr = out.ExitCode, strings.Join(own, "\n")
+			if startLimited(cfg.Operation, systemctl.Output{Stderr: []byte(u.res.Stderr)}) {
+				// Alone, as operate does it: reset, and once more.
+				u.res.Start = time.Now()
+				operateOne(ctx, cfg, u)
+			}
+		case out.ExitCode != 0 && len(lines) == 0:
+			// An error that names no unit: the call as a whole failed.
+			u.res.ExitCode, u.res.Stderr = out.ExitCode, strings.TrimSpace(string(out.Stderr))
+		default:
+			u.res.OK = true
+		}
+		obs.OpEnded(u.res.Unit, u.tun != nil && cfg.Verify && u.res.OK)
+	}
+}
+
+// unitLines sorts systemctl's error lines by the unit each one names
+// ("Job for X.service failed ...", "Failed to start X.service: ...").
+func unitLines(stderr []byte, names []string) map[string][]string {
+	out := map[string][]string{}
+	for _, l := range strings.Split(string(stderr), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" {
+			continue
+		}
+		for _, n := range names {
+			if strings.Contains(l, n) {
+				out[n] = append(out[n], l)
+				break
+			}
+		}
+	}
+	return out
+}
