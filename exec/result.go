@@ -24,7 +24,7 @@ type Result struct {
 	// OpDuration is how long the systemctl call itself took; for units
 	// that shared a call (GroupSize > 1), the whole call's duration.
 	OpDuration time.Duration
-	GroupSize  int // units in the unit's systemctl call
+	GroupSize  int    // units in the unit's systemctl call
 	ExitCode   int    // systemctl's exit code
 	Stderr     string // systemctl's own error text, as printed
 	// State after the operation (and settle window), e.g. "active/running".
