@@ -31,16 +31,20 @@ type app struct {
 	// ctx ends on a second signal: everything in flight is killed.
 	ctx    context.Context
 	cancel context.CancelFunc
-	// drain closes on the first signal: nothing new is launched.
-	drain   chan struct{}
-	sigs    chan os.Signal
-	sigDone chan struct{}
+	// drain closes on the first signal: nothing new is launched; drainCtx
+	// ends with it (and with ctx), for waits that take a context.
+	drain       chan struct{}
+	drainCtx    context.Context
+	drainCancel context.CancelFunc
+	sigs        chan os.Signal
+	sigDone     chan struct{}
 }
 
 func newApp(s *report.Streams, g Globals) *app {
 	a := &app{streams: s, globals: g, mgr: systemctl.Manager{Path: g.Systemctl, User: g.User},
 		mode: report.Mode(g.Output), api: frp.NewAPI(), drain: make(chan struct{}), sigs: make(chan os.Signal, 2), sigDone: make(chan struct{})}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
+	a.drainCtx, a.drainCancel = context.WithCancel(a.ctx)
 	signal.Notify(a.sigs, syscall.SIGINT, syscall.SIGTERM)
 	go a.watchSignals()
 	return a
@@ -56,6 +60,7 @@ func (a *app) watchSignals() {
 			n++
 			if n == 1 {
 				close(a.drain)
+				a.drainCancel()
 				continue
 			}
 			// Second signal: kill what runs and leave. The summary still
@@ -204,16 +209,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	}
 
 	// The first signal also ends a wait for another run's locks.
-	lockCtx, lockCancel := context.WithCancel(a.ctx)
-	defer lockCancel()
-	go func() {
-		select {
-		case <-a.drain:
-			lockCancel()
-		case <-lockCtx.Done():
-		}
-	}()
-	locks, err := lock.Acquire(lockCtx, lock.Dir(a.globals.User), names, lock.Options{
+	locks, err := lock.Acquire(a.drainCtx, lock.Dir(a.globals.User), names, lock.Options{
 		NoWait: f.NoWait,
 		OnWait: func(pid int) {
 			if pid > 0 {

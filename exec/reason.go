@@ -75,30 +75,14 @@ func signalName(s string) string {
 	return s
 }
 
-// failedCommand finds the Exec* command that exited badly, from
-// `{ path=/bin/false ; ... ; code=exited ; status=1 }`.
+// failedCommand names the command of an Exec* property that ended
+// badly, in words: "ExecStartPre /bin/false exited with status 1".
 func failedCommand(prop, what string) string {
-	for _, part := range strings.Split(prop, "}") {
-		code := field(part, "code")
-		status := field(part, "status")
-		if code == "" || code == "(null)" {
+	for _, c := range systemctl.ParseExec(prop) {
+		if c.Code == "" || (c.Code == "exited" && c.Status == "0") {
 			continue
 		}
-		st, _, _ := strings.Cut(status, "/")
-		if code == "exited" && st == "0" {
-			continue
-		}
-		return fmt.Sprintf("%s %s %s", what, field(part, "path"), exitWords(code, st))
-	}
-	return ""
-}
-
-func field(part, key string) string {
-	for _, kv := range strings.Split(part, " ; ") {
-		kv = strings.Trim(kv, "{ ")
-		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
-			return v
-		}
+		return fmt.Sprintf("%s %s %s", what, c.Path, exitWords(c.Code, c.Status))
 	}
 	return ""
 }

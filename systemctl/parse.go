@@ -94,22 +94,59 @@ func ParseShow(out []byte) []Properties {
 	return blocks
 }
 
+// ExecCommand is one command of an Exec* property and how it last ended.
+type ExecCommand struct {
+	Path string
+	Argv []string
+	// Code is how it ended ("exited", "killed", "dumped"; "" when it has
+	// not run) and Status its exit status or signal number.
+	Code, Status string
+}
+
+// ParseExec parses an Exec* property such as
+// `{ path=/bin/false ; argv[]=/bin/false ; ... ; code=exited ; status=1 }`:
+// every command in it, in order.
+func ParseExec(prop string) []ExecCommand {
+	var cmds []ExecCommand
+	for _, part := range strings.Split(prop, "}") {
+		if !strings.Contains(part, "path=") {
+			continue
+		}
+		c := ExecCommand{Path: execField(part, "path"), Code: execField(part, "code")}
+		if c.Code == "(null)" {
+			c.Code = ""
+		}
+		c.Status, _, _ = strings.Cut(execField(part, "status"), "/")
+		if i := strings.Index(part, "argv[]="); i >= 0 {
+			rest := part[i+len("argv[]="):]
+			if j := strings.Index(rest, " ; "); j >= 0 {
+				rest = rest[:j]
+			}
+			c.Argv = strings.Fields(rest)
+		}
+		cmds = append(cmds, c)
+	}
+	return cmds
+}
+
+func execField(part, key string) string {
+	for _, kv := range strings.Split(part, " ; ") {
+		kv = strings.Trim(kv, "{ ")
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
 // ExecArgv returns the argv of each command in an Exec* property such as
 // `{ path=/opt/frp/frpc ; argv[]=/opt/frp/frpc -c /etc/frp/frpc.toml ; ... }`.
 func ExecArgv(prop string) [][]string {
-	var cmds [][]string
-	for _, part := range strings.Split(prop, "}") {
-		i := strings.Index(part, "argv[]=")
-		if i < 0 {
-			continue
-		}
-		rest := part[i+len("argv[]="):]
-		if j := strings.Index(rest, " ; "); j >= 0 {
-			rest = rest[:j]
-		}
-		cmds = append(cmds, strings.Fields(rest))
+	var argvs [][]string
+	for _, c := range ParseExec(prop) {
+		argvs = append(argvs, c.Argv)
 	}
-	return cmds
+	return argvs
 }
 
 // Show runs one `systemctl show -p props -- names...` and returns one

@@ -205,7 +205,7 @@ func run(o options) error {
 		{0, []int{10, 25, 50, 100}},
 		{2 * time.Second, []int{10, 25, 50, 100}},
 		{500 * time.Millisecond, []int{500, 1000}},
-		{0, []int{500, 1000}},
+		{0, []int{200, 500, 1000}},
 	}
 	if o.quick {
 		configs = []config{{500 * time.Millisecond, []int{50}}}
@@ -344,6 +344,11 @@ func measure(o options, bin string, n int, stop time.Duration, serialPerUnit tim
 	if serialAllowed {
 		methods = append(methods, method{&serial, "bash", []string{"-c", "for u in " + list + "; do systemctl --user restart \"$u\"; done"}})
 	}
+	// -j 50 beside -j 10 where grouping matters: many units.
+	wide := mk("moonfrp-bulk -j50 --no-verify")
+	if n >= 200 {
+		methods = append(methods, method{&wide, own, append([]string{"restart", "-j", "50", "--no-verify", "-o", "text"}, names...)})
+	}
 	// Runs are interleaved (each method once per round), so that the
 	// machine's drifting load falls on every method alike.
 	runs := o.runs
@@ -369,6 +374,9 @@ func measure(o options, bin string, n int, stop time.Duration, serialPerUnit tim
 		cells = append(cells, serial)
 	}
 	cells = append(cells, xargs, one, plain, verified)
+	if len(wide.samples) > 0 {
+		cells = append(cells, wide)
+	}
 	for i := range cells {
 		cells[i].xargs = xargs.median()
 	}
@@ -503,12 +511,42 @@ func targets(cells []cell) []string {
 	wallI := plain.median().Seconds() / plain.ideal.Seconds()
 	cpuX := plain.cpu().Seconds() / xargs.cpu().Seconds()
 	over := verified.median() - plain.median()
-	return []string{
+	var grouped []string
+	for _, n := range []int{200, 500, 1000} {
+		one, p10, v10 := find(n, 0, "one systemctl call"), find(n, 0, "moonfrp-bulk -j10 --no-verify"), find(n, 0, "moonfrp-bulk -j10 (verify, 1s settle)")
+		if one == nil || p10 == nil {
+			continue
+		}
+		r := p10.median().Seconds() / one.median().Seconds()
+		line := fmt.Sprintf("%d instant units, -j 10, no verification: %.2f× one systemctl call with every unit (target ≤ 1.3: %s)", n, r, check(r <= 1.3))
+		if v10 != nil {
+			limit := 1.3*one.median().Seconds() + 1
+			line += fmt.Sprintf("; verified %.2fs (target ≤ 1.3× one call + 1 s settle = %.2fs: %s)", v10.median().Seconds(), limit, check(v10.median().Seconds() <= limit))
+		}
+		if xa := find(n, 0, "xargs -P10"); n == 500 && xa != nil {
+			c := p10.cpu().Seconds() / xa.cpu().Seconds()
+			line += fmt.Sprintf("; CPU %.2f× xargs -P10's (target ≤ 0.5: %s)", c, check(c <= 0.5))
+		}
+		if w := find(n, 0, "moonfrp-bulk -j50 --no-verify"); n == 1000 && w != nil {
+			line += fmt.Sprintf("; -j 50 %.2fs against -j 10 %.2fs (target: faster: %s)", w.median().Seconds(), p10.median().Seconds(), check(w.median() < p10.median()))
+		}
+		grouped = append(grouped, line+".")
+	}
+	for _, st := range []time.Duration{half, 2 * time.Second} {
+		for _, n := range []int{50, 100} {
+			p, xa := find(n, st, "moonfrp-bulk -j10 --no-verify"), find(n, st, "xargs -P10")
+			if p != nil && xa != nil {
+				r := p.median().Seconds() / xa.median().Seconds()
+				grouped = append(grouped, fmt.Sprintf("%d units, %.1f s stop, -j 10, no verification: %.2f× xargs -P10 (grouping must not slow slow units; target ≤ 1.0 within noise: %s).", n, st.Seconds(), r, check(r <= 1.05)))
+			}
+		}
+	}
+	return append(grouped, []string{
 		fmt.Sprintf("50 units, 0.5 s stop, -j 10, no verification: %.3f× xargs -P10 (target ≤ 1.03: %s), %.3f× the ideal (target ≤ 1.05: %s), CPU %.2f× xargs's (target ≤ 1.0: %s).",
 			wallX, check(wallX <= 1.03), wallI, check(wallI <= 1.05), cpuX, check(cpuX <= 1.0)),
 		fmt.Sprintf("The same with verification (1 s settle): +%s over the unverified run (target ≤ +1.2 s: %s).",
 			over.Round(time.Millisecond), check(over <= 1200*time.Millisecond)),
-	}
+	}...)
 }
 
 func printCells(cs []cell) {
