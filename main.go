@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -82,15 +83,16 @@ func (p *Parallel) Decode(ctx *kong.DecodeContext) error {
 
 // Globals are flags shared by every command.
 type Globals struct {
-	User      bool   `env:"MOONFRP_BULK_USER" help:"Talk to the calling user's service manager (systemctl --user)."`
-	Output    string `short:"o" enum:"auto,text,json" default:"${output_default}" help:"Output: auto (a live line on a terminal, plain text otherwise), text, or json (JSON lines on stdout). Default: json when MOONFRP_LOG_FORMAT=json, else auto."`
-	Systemctl string `hidden:"" env:"MOONFRP_SYSTEMCTL" default:"systemctl" help:"systemctl binary to run."`
-	StatusFD  int    `hidden:"" default:"-1" help:"Write 'succeeded=N failed=N not_started=N total=N' to this file descriptor at the end (for the bash shim)."`
+	Version   kong.VersionFlag `short:"v" help:"Print the version and exit."`
+	User      bool             `env:"MOONFRP_BULK_USER" help:"Talk to the calling user's service manager (systemctl --user)."`
+	Output    string           `short:"o" enum:"auto,text,json" default:"${output_default}" help:"Output: auto (a live line on a terminal, plain text otherwise), text, or json (JSON lines on stdout). Default: json when MOONFRP_LOG_FORMAT=json, else auto."`
+	Systemctl string           `hidden:"" env:"MOONFRP_SYSTEMCTL" default:"systemctl" help:"systemctl binary to run."`
+	StatusFD  int              `hidden:"" default:"-1" help:"Write 'succeeded=N failed=N not_started=N total=N' to this file descriptor at the end (for the bash shim)."`
 }
 
 // OpFlags are the flags of start, stop, restart, reload and bulk.
 type OpFlags struct {
-	MaxParallel    Parallel      `short:"j" env:"MOONFRP_MAX_PARALLEL" default:"10" placeholder:"N" help:"At most N systemctl operations at once."`
+	MaxParallel    Parallel      `short:"j" env:"MOONFRP_MAX_PARALLEL" default:"10" placeholder:"N" help:"At most N units in flight at once (fast units may share one systemctl call, holding a slot each)."`
 	Filter         []string      `sep:"none" placeholder:"EXPR" help:"Only units matching EXPR: tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor, tunnel:STATE. Repeat to AND them."`
 	DryRun         bool          `help:"Print the units that would be acted on, by phase, and change nothing."`
 	Timeout        time.Duration `default:"2m" help:"Bound on each unit's operation (0: none); a unit that takes longer fails and its systemd job is cancelled."`
@@ -164,8 +166,20 @@ func (c *ListCmd) Run(a *app) error { return a.list(*c) }
 
 // Run prints the version.
 func (c *VersionCmd) Run(a *app) error {
-	fmt.Fprintf(a.streams.Out, "moonfrp-bulk %s\n", version)
+	fmt.Fprintf(a.streams.Out, "moonfrp-bulk %s\n", buildVersion())
 	return nil
+}
+
+// buildVersion is the version set at link time, else the module version
+// that `go install` records (a tag, or a pseudo-version), else "dev".
+func buildVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
 }
 
 // Run wires the shim into MoonFRP, checks it or undoes it.
@@ -220,7 +234,7 @@ func run(args []string) int {
 	parser, err := kong.New(&cli,
 		kong.Name("moonfrp-bulk"),
 		kong.Description(description),
-		kong.Vars{"output_default": outputDefault},
+		kong.Vars{"output_default": outputDefault, "version": "moonfrp-bulk " + buildVersion()},
 		kong.Writers(streams.Out, streams.Err),
 		kong.Exit(func(code int) { helpExit = code }),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),

@@ -133,3 +133,47 @@ func TestRunJSONEvents(t *testing.T) {
 		t.Errorf("summary event %v", evs[3])
 	}
 }
+
+// gh's rule for the live line: only on a terminal that can redraw, and
+// never when stdout carries JSON to a program behind the same terminal
+// (`moonfrp-bulk restart -o json | jq` garbled jq's output).
+func TestLiveLineRule(t *testing.T) {
+	cases := []struct {
+		name                 string
+		errTTY, outTTY, dumb bool
+		mode                 Mode
+		want                 bool
+	}{
+		{"terminal, auto", true, true, false, Auto, true},
+		{"terminal, json to the terminal", true, true, false, JSON, true},
+		{"terminal, json piped to jq", true, false, false, JSON, false},
+		{"terminal, text output", true, true, false, Text, false},
+		{"stderr to a file", false, true, false, Auto, false},
+		{"TERM=dumb", true, true, true, Auto, false},
+		{"auto, stdout piped", true, false, false, Auto, true},
+	}
+	for _, c := range cases {
+		s := &Streams{ErrTTY: c.errTTY, OutTTY: c.outTTY, Dumb: c.dumb}
+		if got := s.Live(c.mode); got != c.want {
+			t.Errorf("%s: Live = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestColorRule(t *testing.T) {
+	cases := []struct {
+		name string
+		s    Streams
+		want bool
+	}{
+		{"terminal", Streams{ErrTTY: true}, true},
+		{"NO_COLOR", Streams{ErrTTY: true, NoColor: true}, false},
+		{"not a terminal", Streams{}, false},
+		{"CLICOLOR_FORCE", Streams{ForceColor: true}, true},
+	}
+	for _, c := range cases {
+		if got := c.s.Color(); got != c.want {
+			t.Errorf("%s: Color = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

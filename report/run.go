@@ -77,7 +77,7 @@ type Run struct {
 // NewRun prepares a reporter for plan.
 func NewRun(s *Streams, mode Mode, plan Plan) *Run {
 	r := &Run{s: s, mode: mode, plan: plan, total: plan.Units(), now: time.Now, proving: map[string]bool{}}
-	r.live = mode != Text && s.ErrTTY
+	r.live = s.Live(mode)
 	if mode == JSON {
 		r.json = json.NewEncoder(s.Out)
 	}

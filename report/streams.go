@@ -18,8 +18,17 @@ type Streams struct {
 	Err io.Writer // people: progress, summary, warnings
 	// ErrTTY is true when Err is a terminal; it allows the live line.
 	ErrTTY bool
-	// NoColor turns colour off even on a terminal (NO_COLOR).
-	NoColor bool
+	// OutTTY is true when Out is a terminal too: when it is not, and it
+	// carries JSON for a program, the live line stays off, since both
+	// would share the terminal and garble each other (gh's rule).
+	OutTTY bool
+	// NoColor turns colour off even on a terminal: NO_COLOR set and not
+	// empty, or TERM=dumb. ForceColor (CLICOLOR_FORCE set and not "0")
+	// turns it on even where Err is not a terminal.
+	NoColor    bool
+	ForceColor bool
+	// Dumb is TERM=dumb: a terminal that cannot redraw a line in place.
+	Dumb bool
 	// Width is the terminal width in columns, 0 when unknown.
 	Width int
 }
@@ -29,7 +38,13 @@ func System() *Streams {
 	s := &Streams{Out: os.Stdout, Err: os.Stderr}
 	fd := os.Stderr.Fd()
 	s.ErrTTY = isatty.IsTerminal(fd) || isatty.IsCygwinTerminal(fd)
-	_, s.NoColor = os.LookupEnv("NO_COLOR")
+	ofd := os.Stdout.Fd()
+	s.OutTTY = isatty.IsTerminal(ofd) || isatty.IsCygwinTerminal(ofd)
+	s.Dumb = os.Getenv("TERM") == "dumb"
+	s.NoColor = os.Getenv("NO_COLOR") != "" || s.Dumb
+	if v, ok := os.LookupEnv("CLICOLOR_FORCE"); ok && v != "" && v != "0" {
+		s.ForceColor = true
+	}
 	if s.ErrTTY {
 		s.Width = termWidth(fd)
 	}
@@ -40,7 +55,14 @@ func System() *Streams {
 }
 
 // Color reports whether escape codes for colour may be written to Err.
-func (s *Streams) Color() bool { return s.ErrTTY && !s.NoColor }
+func (s *Streams) Color() bool { return s.ForceColor || (s.ErrTTY && !s.NoColor) }
+
+// Live reports whether a live progress line may be drawn on Err for a run
+// in mode: Err is a terminal that can redraw a line, and Out is not
+// carrying JSON to a program behind that same terminal.
+func (s *Streams) Live(mode Mode) bool {
+	return mode != Text && s.ErrTTY && !s.Dumb && (mode != JSON || s.OutTTY)
+}
 
 func termWidth(fd uintptr) int {
 	ws, err := unix.IoctlGetWinsize(int(fd), unix.TIOCGWINSZ)
