@@ -8,6 +8,7 @@ import (
 	osexec "os/exec"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,6 +28,9 @@ type app struct {
 	mode    report.Mode
 	// api asks frpc admin APIs; one per run keeps connections alive.
 	api *frp.API
+	// run is the operation's reporter while one runs, for what a signal
+	// has to say.
+	run atomic.Pointer[report.Run]
 
 	// ctx ends on a second signal: everything in flight is killed.
 	ctx    context.Context
@@ -61,6 +65,9 @@ func (a *app) watchSignals() {
 			if n == 1 {
 				close(a.drain)
 				a.drainCancel()
+				if rep := a.run.Load(); rep != nil {
+					rep.Notice(fmt.Sprintf("stopping: waiting for %d operation(s) in flight (Ctrl-C again to abandon them)", rep.InFlight()))
+				}
 				continue
 			}
 			// Second signal: kill what runs and leave. The summary still
@@ -232,9 +239,11 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 
 	rep := report.NewRun(a.streams, a.mode, plan)
 	rep.Begin()
+	a.run.Store(rep)
+	defer a.run.Store(nil)
 	sum, err := exec.Run(a.ctx, exec.Config{
 		Operation: op, MaxParallel: int(f.MaxParallel), Timeout: f.Timeout,
-		Verify: !f.NoVerify, Settle: f.Settle, TunnelDeadline: f.TunnelDeadline, NoTunnel: f.NoTunnelCheck, LogDir: logDir(),
+		Verify: !f.NoVerify, Settle: f.Settle, TunnelDeadline: f.TunnelDeadline, NoTunnel: f.NoTunnelCheck, User: a.globals.User, LogDir: logDir(),
 		Journal: exec.JournalReader(a.mgr, a.globals.User), Runner: a.mgr, Drain: a.drain, API: a.api,
 	}, work, rep)
 	if err != nil {

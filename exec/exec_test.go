@@ -293,7 +293,7 @@ func TestRunVerifiesContinuesAndExplains(t *testing.T) {
 	want := map[string]string{
 		"moonfrp-client-2.service":    "ExecStartPre /bin/false exited with status 1 (systemctl: Job for moonfrp-client-2.service failed because the control process exited with error code.)",
 		"moonfrp-client-3.service":    "exited with status 1 right after restart (auto-restart loop, 2 restarts)",
-		"moonfrp-client-hang.service": "timed out after 200ms (its systemd job was cancelled)",
+		"moonfrp-client-hang.service": "timed out after 200ms (its systemd job was cancelled); it was left activating (start-pre): see systemctl status moonfrp-client-hang",
 	}
 	for unit, w := range want {
 		if reasons[unit] != w {

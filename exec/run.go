@@ -41,6 +41,8 @@ type Config struct {
 	API *frp.API
 	// NoTunnel judges frp units by systemd's state alone, as other units.
 	NoTunnel bool
+	// User says the units are the user manager's (systemctl --user).
+	User bool
 	// Drain, when closed, stops new launches; operations already running
 	// finish and are verified. Cancelling the context passed to Run kills
 	// everything instead.
@@ -66,6 +68,9 @@ type unitRun struct {
 	// cancelled is set when a second interrupt cut the unit's operation
 	// or verification short.
 	cancelled bool
+	// user says the unit is the user manager's, for the commands a
+	// reason suggests.
+	user bool
 }
 
 // Run performs cfg.Operation on units, phase by phase (see Phases), each
@@ -288,7 +293,7 @@ func prepare(ctx context.Context, cfg Config, plan discover.Plan) ([]*unitRun, e
 		for _, name := range ph.Units {
 			facts := plan.Facts[name]
 			u := &unitRun{res: Result{Index: len(runs), Phase: ph.Number, Unit: name, Operation: cfg.Operation},
-				done: make(chan struct{}), opt: safefile.ForUser(facts.User)}
+				done: make(chan struct{}), opt: safefile.ForUser(facts.User), user: cfg.User}
 			if facts.FRPBinary != "" && !cfg.NoTunnel && cfg.Operation != "stop" {
 				// (A stopped tunnel is judged by systemd alone.)
 				u.tun, u.res.Tunnel = loadTunnel(facts.FRPBinary, facts.FRPConfig, u.opt)

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moonfrp/moonfrp-bulk/discover"
 	"github.com/moonfrp/moonfrp-bulk/frp"
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
 )
@@ -263,6 +264,12 @@ func (v *verifier) look(u *unitRun, mainPID int, deadline time.Time) string {
 // describeFailedOp explains a unit whose systemctl call failed. An unknown
 // unit is left to systemctl's own words, which name it.
 func describeFailedOp(u *unitRun, p systemctl.Properties) string {
+	if u.res.TimedOut && p["ActiveState"] != "" {
+		// Cancelling the job does not undo what it began: say where the
+		// unit was left, and what to look at.
+		return fmt.Sprintf("%s; it was left %s (%s): see systemctl%s status %s", u.what, p["ActiveState"], p["SubState"],
+			map[bool]string{true: " --user", false: ""}[u.user], discover.ShortName(u.res.Unit))
+	}
 	if u.res.TimedOut || u.what != "" {
 		return u.what
 	}

@@ -220,6 +220,26 @@ func (r *Run) stopLive() bool {
 // summary is printed, since no operation ran.
 func (r *Run) Abort() { r.stopLive() }
 
+// InFlight counts the units launched and not decided yet.
+func (r *Run) InFlight() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.running + r.settling + len(r.proving)
+}
+
+// Notice prints a line for people while the run goes on: above the live
+// line, which is then drawn again.
+func (r *Run) Notice(line string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.live && r.lastLine != "" {
+		fmt.Fprint(r.s.Err, "\r\x1b[K")
+		r.lastLine = ""
+	}
+	fmt.Fprintln(r.s.Err, line)
+	r.draw()
+}
+
 // Begin announces the run and starts the live line, if any.
 func (r *Run) Begin() {
 	r.start = r.now()

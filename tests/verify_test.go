@@ -186,6 +186,10 @@ func TestInterruptStopsLaunchingAndSummarises(t *testing.T) {
 		if m == nil {
 			t.Fatalf("no interrupted summary:\n%s", out)
 		}
+		// The first Ctrl-C is not silent: it says what the run waits for.
+		if !regexp.MustCompile(`(?m)^stopping: waiting for [12] operation\(s\) in flight \(Ctrl-C again to abandon them\)$`).MatchString(out) {
+			t.Errorf("no word after the first signal:\n%s", out)
+		}
 		ok, failed, notStarted := atoi(m[1]), atoi(m[2]), atoi(m[3])
 		if ok+failed+notStarted != 50 || notStarted == 0 || ok < 3 || failed != 0 {
 			t.Errorf("counts %d+%d+%d: want 50 in all, in-flight units finished and some not started", ok, failed, notStarted)
