@@ -187,7 +187,7 @@ func TestInterruptStopsLaunchingAndSummarises(t *testing.T) {
 			t.Fatalf("no interrupted summary:\n%s", out)
 		}
 		// The first Ctrl-C is not silent: it says what the run waits for.
-		if !regexp.MustCompile(`(?m)^stopping: waiting for \\d+ operation\(s\) in flight \(Ctrl-C again to abandon them\)$`).MatchString(out) {
+		if !regexp.MustCompile(`(?m)^stopping: waiting for \d+ operation\(s\) in flight \(Ctrl-C again to abandon them\)$`).MatchString(out) {
 			t.Errorf("no word after the first signal:\n%s", out)
 		}
 		ok, failed, notStarted := atoi(m[1]), atoi(m[2]), atoi(m[3])
