@@ -18,6 +18,10 @@ const ValidForms = "tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:ser
 var activeStates = []string{"active", "inactive", "failed", "activating", "deactivating", "reloading"}
 var subStates = []string{"running", "exited", "dead", "auto-restart"}
 
+// StatusDown selects what an operator calls down: not active, or looping
+// in auto-restart (systemd says "activating" for a crash loop).
+const StatusDown = "down"
+
 // Filter is one parsed --filter expression.
 type Filter struct {
 	Kind  string // tag, status, name or type
@@ -53,8 +57,8 @@ func ParseFilter(expr string) (Filter, error) {
 		}
 		f.Key, f.Value, f.HasValue = key, value, hasValue
 	case "status":
-		if !contains(activeStates, rest) && !contains(subStates, rest) {
-			return bad(fmt.Sprintf("unknown state %q (one of %s, %s)", rest,
+		if rest != StatusDown && !contains(activeStates, rest) && !contains(subStates, rest) {
+			return bad(fmt.Sprintf("unknown state %q (one of %s, %s, or down)", rest,
 				strings.Join(activeStates, ", "), strings.Join(subStates, ", ")))
 		}
 		f.Value = rest
@@ -107,6 +111,9 @@ func MatchName(pattern, unit string) bool {
 func (f Filter) matchUnit(u Unit) bool {
 	switch f.Kind {
 	case "status":
+		if f.Value == StatusDown {
+			return (u.Active != "active" && u.Active != "reloading") || u.Sub == "auto-restart"
+		}
 		return u.Active == f.Value || u.Sub == f.Value
 	case "name":
 		return MatchName(f.Value, u.Name)

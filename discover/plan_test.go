@@ -56,7 +56,8 @@ func TestNewPlan(t *testing.T) {
 
 func TestSelect(t *testing.T) {
 	f := &fakeSystemctl{
-		listUnits: "moonfrp-client-1.service loaded active running x\nmoonfrp-client-2.service loaded failed failed x\nmoonfrp-server.service loaded active running x\n",
+		listUnits: "moonfrp-client-1.service loaded active running x\nmoonfrp-client-2.service loaded failed failed x\n" +
+			"moonfrp-client-3.service loaded activating auto-restart x\nmoonfrp-server.service loaded active running x\n",
 		unitPath:  t.TempDir(),
 		show:      func(units []string) string { return "" },
 	}
@@ -69,13 +70,14 @@ func TestSelect(t *testing.T) {
 		warning   string
 		discovers bool
 	}{
-		{"everything", nil, nil, []string{"moonfrp-client-1.service", "moonfrp-client-2.service", "moonfrp-server.service"}, nil, "", true},
+		{"everything", nil, nil, []string{"moonfrp-client-1.service", "moonfrp-client-2.service", "moonfrp-client-3.service", "moonfrp-server.service"}, nil, "", true},
 		{"named, in the order given, once", []string{"moonfrp-server", "moonfrp-client-1", "moonfrp-server.service"}, nil,
 			[]string{"moonfrp-server.service", "moonfrp-client-1.service"}, nil, "", false},
 		{"a unit systemd does not list is kept", []string{"moonfrp-client-9"}, nil, []string{"moonfrp-client-9.service"}, nil, "", false},
-		{"glob", []string{"moonfrp-client-*"}, nil, []string{"moonfrp-client-1.service", "moonfrp-client-2.service"}, nil, "", true},
+		{"glob", []string{"moonfrp-client-*"}, nil, []string{"moonfrp-client-1.service", "moonfrp-client-2.service", "moonfrp-client-3.service"}, nil, "", true},
 		{"glob matching nothing", []string{"nope-*"}, nil, nil, nil, `"nope-*" matches no MoonFRP service`, true},
 		{"filter", nil, []string{"status:failed"}, []string{"moonfrp-client-2.service"}, nil, "", true},
+		{"status:down", nil, []string{"status:down"}, []string{"moonfrp-client-2.service", "moonfrp-client-3.service"}, nil, "", true},
 		{"filter matching nothing", nil, []string{"type:visitor"}, nil, nil, `filter "type:visitor" matches no service`, true},
 		{"bad filter", nil, []string{"colour:blue"}, nil, ErrUsage, "", false},
 		{"bad name", []string{"a;b"}, nil, nil, ErrUsage, "", false},
