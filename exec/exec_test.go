@@ -112,14 +112,33 @@ type fakeUnit struct {
 type fakeManager struct {
 	units map[string]*fakeUnit
 
-	mu        sync.Mutex
-	calls     [][]string
-	order     []string // units in the order their operations ended
-	shows     map[string]int
-	running   int // units in flight
-	peak      int
-	groups    []int // units per operation call
-	cancelled []string
+	mu         sync.Mutex
+	calls      [][]string
+	order      []string // units in the order their operations ended
+	shows      map[string]int
+	running    int // units in flight
+	peak       int
+	groups     []int      // units per operation call
+	groupUnits [][]string // the units of each call
+	events     []int      // call i+1 started (+) or ended (-), in order
+	cancelled  []string
+}
+
+// startedAfter returns the sizes of the calls that began after call i
+// ended, in the order they began.
+func (f *fakeManager) startedAfter(i int) []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var sizes []int
+	ended := false
+	for _, e := range f.events {
+		if e == -(i + 1) {
+			ended = true
+		} else if ended && e > 0 {
+			sizes = append(sizes, f.groups[e-1])
+		}
+	}
+	return sizes
 }
 
 func (f *fakeManager) Run(ctx context.Context, args ...string) (systemctl.Output, error) {
@@ -160,12 +179,16 @@ func (f *fakeManager) Run(ctx context.Context, args ...string) (systemctl.Output
 	f.mu.Lock()
 	f.running += len(names)
 	f.peak = max(f.peak, f.running)
+	call := len(f.groups)
 	f.groups = append(f.groups, len(names))
+	f.groupUnits = append(f.groupUnits, names)
+	f.events = append(f.events, call+1) // started
 	f.mu.Unlock()
 	defer func() {
 		f.mu.Lock()
 		f.running -= len(names)
 		f.order = append(f.order, names...)
+		f.events = append(f.events, -(call + 1)) // ended
 		f.mu.Unlock()
 	}()
 	var out systemctl.Output
@@ -569,25 +592,58 @@ func TestRunGroupsFastUnitsAndKeepsPerUnitTruth(t *testing.T) {
 	}
 }
 
-// Slow units each get their own call: a slow unit never holds its
-// neighbours' slots.
-func TestRunDoesNotGroupSlowUnits(t *testing.T) {
+// A group slowed by one of its units sends the run back to one unit per
+// call, so that a slow unit does not keep holding its neighbours' slots.
+func TestRunSlowGroupGoesBackToOneUnitPerCall(t *testing.T) {
 	units := map[string]*fakeUnit{}
 	var names []string
-	for i := 0; i < 12; i++ {
+	for i := 0; i < 300; i++ {
 		n := fmt.Sprintf("moonfrp-client-%d.service", i)
-		units[n] = &fakeUnit{opDelay: 300 * time.Millisecond}
+		units[n] = &fakeUnit{opDelay: 5 * time.Millisecond}
+		if i == 14 {
+			units[n].opDelay = 300 * time.Millisecond
+		}
 		names = append(names, n)
 	}
 	f := newFake(units)
 	if _, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 4, Runner: f}, planOf("restart", names), &collector{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, g := range f.groups {
-		if g != 1 {
-			t.Fatalf("calls %v: slow units were grouped", f.groups)
+	// Find the call that carried the slow unit; it was a group. The calls
+	// that began after it returned carry one unit each, for a while.
+	slow := -1
+	for i, g := range f.groups {
+		if g > 1 && containsUnit(f.groupUnits[i], "moonfrp-client-14.service") {
+			slow = i
 		}
 	}
+	if slow < 0 {
+		t.Fatalf("calls %v: the slow unit never shared a call", f.groups)
+	}
+	after := f.startedAfter(slow)
+	if len(after) < 5 {
+		t.Fatalf("only %d calls began after the slow group returned", len(after))
+	}
+	// One group may already have been waiting for its slots; then -j (4)
+	// lone calls.
+	lone := 0
+	for _, g := range after[:5] {
+		if g == 1 {
+			lone++
+		}
+	}
+	if lone < 4 {
+		t.Errorf("calls after the slow group: %v, want 4 of the first 5 with one unit", after)
+	}
+}
+
+func containsUnit(list []string, u string) bool {
+	for _, x := range list {
+		if x == u {
+			return true
+		}
+	}
+	return false
 }
 
 // A group that hangs: on timeout only the unit that has not finished is

@@ -13,28 +13,35 @@ import (
 
 // Grouping. Each systemctl call costs the manager a connection, a
 // subscription and several questions on its single thread; for units that
-// finish in milliseconds that cost is the run's. So while calls finish
-// fast, several units of a phase share one call (systemctl OP u1 ... uk),
-// holding k of the -j slots until it returns: -j still bounds the units in
-// flight. Once calls are slow, each unit gets its own call again, so that
-// a slow unit never holds finished neighbours' slots for long.
+// finish in milliseconds that cost is most of the run. So several units of
+// a phase share one call (systemctl OP u1 ... uk), each holding one of the
+// -j slots until the call returns: -j still bounds the units in flight.
+// systemd runs a call's jobs side by side, so a call of k alike units
+// takes about as long as a call of one.
 //
-// The rule, from the measurements in BENCHMARKS.md: start with one unit
-// per call; once the calls' moving average is under fastCall, group up to
-// half of -j (two calls in flight keep the manager busy while one is being
-// answered); as soon as it is over, one unit per call. Units of 0.5 s or
-// more (a graceful frpc or frps stop, an ExecStartPre) are never grouped.
+// The rule, from the measurements in BENCHMARKS.md. How long a call takes
+// says little by itself: under load every call waits for the manager, and
+// ten calls of instant units take as long as ten of slow ones. What tells
+// is whether a group took much longer than a lone unit does: then one of
+// its units is slow and held its neighbours' slots. So: the first calls of
+// a run carry one unit each and set the baseline (a moving average of lone
+// calls); then calls carry up to half of -j units (two calls in flight keep
+// the manager busy while one is answered); a group that takes more than
+// twice the baseline plus slowMargin sends the run back to one unit per
+// call for the next -j calls, which also renew the baseline, before it
+// groups again.
 const (
-	fastCall = 250 * time.Millisecond
-	ewmaNew  = 0.3 // weight of the newest call in the moving average
+	slowMargin = 100 * time.Millisecond
+	ewmaNew    = 0.3 // weight of the newest lone call in the baseline
 )
 
 // sizer picks the next group's size from how long calls took.
 type sizer struct {
-	mu    sync.Mutex
-	limit int
-	avg   time.Duration
-	seen  bool
+	mu       sync.Mutex
+	limit    int
+	baseline time.Duration // moving average of lone calls
+	lone     int           // lone calls seen
+	cooldown int           // lone calls still to make before grouping again
 }
 
 func newSizer(limit int) *sizer { return &sizer{limit: limit} }
@@ -42,20 +49,31 @@ func newSizer(limit int) *sizer { return &sizer{limit: limit} }
 func (s *sizer) next() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.seen || s.avg >= fastCall {
+	if s.lone == 0 || s.cooldown > 0 {
+		if s.cooldown > 0 {
+			s.cooldown--
+		}
 		return 1
 	}
 	return max(1, s.limit/2)
 }
 
-func (s *sizer) observe(d time.Duration) {
+// observe takes the duration of a call that carried k units.
+func (s *sizer) observe(d time.Duration, k int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.seen {
-		s.avg, s.seen = d, true
+	if k == 1 {
+		if s.lone == 0 {
+			s.baseline = d
+		} else {
+			s.baseline = time.Duration(ewmaNew*float64(d) + (1-ewmaNew)*float64(s.baseline))
+		}
+		s.lone++
 		return
 	}
-	s.avg = time.Duration(ewmaNew*float64(d) + (1-ewmaNew)*float64(s.avg))
+	if d > 2*s.baseline+slowMargin {
+		s.cooldown = s.limit
+	}
 }
 
 // operateGroup runs one systemctl call for several units and gives each

@@ -157,7 +157,7 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 		n := ForEachGroup(ctx, cfg.Drain, halt, cfg.MaxParallel, len(ph.Units), size.next, func(lo, hi int) {
 			start := time.Now()
 			operateGroup(ctx, cfg, batch[lo:hi], obs)
-			size.observe(time.Since(start))
+			size.observe(time.Since(start), hi-lo)
 			for _, u := range batch[lo:hi] {
 				if managerLost(u.res.Stderr) {
 					lost(u)

@@ -580,14 +580,15 @@ const whyNotes = `
 Each systemctl call opens a connection to the manager, subscribes to its signals and asks several
 questions before and after its jobs, all on the manager's one thread. For units that stop in milliseconds
 that per-call cost is most of the run: with 10 units in flight, 5 per call was 2.4× faster than 1 per call
-(200 instant units, measured before grouping). So moonfrp-bulk starts every phase with one unit per call
-and keeps a moving average (weight 0.3 for the newest) of how long its calls take. While that average is
-under 250 ms, the next call carries up to half of -j units (two calls in flight keep the manager busy while
-one is being answered), each holding one of the -j slots until the call returns; once it is over 250 ms,
-one unit per call again, so that a slow unit never holds finished neighbours' slots for long. Units whose
-operation takes 0.5 s or more (a graceful stop, an ExecStartPre) are therefore never grouped, and their rows
-must not move; the instant rows at 200, 500 and 1,000 units are where grouping shows, against the one-call
-floor. The rule is in exec/group.go.
+(200 instant units, measured before grouping). systemd runs the jobs of one call side by side, so a call of k
+alike units takes about as long as a call of one. How long a call takes says little by itself (under load
+every call waits for the manager: ten calls of instant units take as long as ten of slow ones); what tells is
+a group that takes much longer than a lone unit, since one of its units is slow and holds its neighbours'
+slots. So moonfrp-bulk starts each run with one unit per call, keeps a moving average of lone calls (weight
+0.3 for the newest), then lets calls carry up to half of -j units (two calls in flight keep the manager busy
+while one is answered), each unit holding one of the -j slots; a group that takes more than twice the lone
+average plus 100 ms sends the run back to one unit per call for the next -j calls. The rule is in
+exec/group.go.
 `
 
 func writeTable(o options, cells []cell, notes []string) error {
