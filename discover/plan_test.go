@@ -58,8 +58,8 @@ func TestSelect(t *testing.T) {
 	f := &fakeSystemctl{
 		listUnits: "moonfrp-client-1.service loaded active running x\nmoonfrp-client-2.service loaded failed failed x\n" +
 			"moonfrp-client-3.service loaded activating auto-restart x\nmoonfrp-server.service loaded active running x\n",
-		unitPath:  t.TempDir(),
-		show:      func(units []string) string { return "" },
+		unitPath: t.TempDir(),
+		show:     func(units []string) string { return "" },
 	}
 	cases := []struct {
 		name      string
