@@ -93,6 +93,11 @@ func TestRunLiveLineOnATerminal(t *testing.T) {
 	if strings.Contains(got, "\nProgress:") {
 		t.Errorf("plain progress lines on a terminal: %q", got)
 	}
+	// A failure is printed as it happens, on a line of its own above the
+	// live line.
+	if !strings.Contains(got, "\r\x1b[KFAILED moonfrp-client-2: boom\n") {
+		t.Errorf("failure not printed above the live line as it happened: %q", got)
+	}
 	// Text mode never draws the live line, even on a terminal.
 	s2, _, errb2 := testStreams(true)
 	runEvents(NewRun(s2, Text, Plan{Operation: "restart", Phases: []discover.Phase{{Number: 1, Name: "all units", Units: []string{"a", "b"}}}}))

@@ -321,6 +321,17 @@ func (r *Run) Finished(res exec.Result) {
 		return
 	}
 	if r.live {
+		if !res.OK {
+			// Each failure as it happens, above the live line (Ansible
+			// style): on a long run the names are there to act on.
+			if r.lastLine != "" {
+				fmt.Fprint(r.s.Err, "\r\x1b[K")
+				r.lastLine = ""
+			}
+			// Cut to the width: the summary repeats it whole, and a line
+			// that wraps would push the live line around.
+			fmt.Fprintln(r.s.Err, fit(fmt.Sprintf("FAILED %s: %s", short(res.Unit), sanitize.Line(res.Reason)), r.s.Width))
+		}
 		r.draw()
 		return
 	}
@@ -439,4 +450,16 @@ func gerund(op string) string {
 // Warn prints a one-line warning for people.
 func Warn(w io.Writer, format string, args ...any) {
 	fmt.Fprintf(w, "moonfrp-bulk: warning: "+format+"\n", args...)
+}
+
+// fit cuts line to fewer than width columns (runes), marking the cut.
+func fit(line string, width int) string {
+	if width <= 1 {
+		return line
+	}
+	rs := []rune(line)
+	if len(rs) < width {
+		return line
+	}
+	return string(rs[:width-2]) + "…"
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -123,11 +124,21 @@ func TestMenuRestartAllInTmux(t *testing.T) {
 var restartCount = regexp.MustCompile(`\(auto-restart loop(, \d+ restarts?)?\)`)
 
 // normalise drops trailing blanks and the restart counts of crash-looping
-// units (how many restarts systemd managed meanwhile depends on timing).
+// units (how many restarts systemd managed meanwhile depends on timing),
+// and sorts each run of FAILED lines (failures are printed as they
+// happen, in whatever order they happen).
 func normalise(pane string) string {
 	var lines []string
 	for _, l := range strings.Split(pane, "\n") {
 		lines = append(lines, strings.TrimRight(l, " "))
+	}
+	for i := 0; i < len(lines); {
+		j := i
+		for j < len(lines) && strings.HasPrefix(lines[j], "FAILED ") {
+			j++
+		}
+		sort.Strings(lines[i:j])
+		i = max(j, i+1)
 	}
 	s := strings.TrimRight(strings.Join(lines, "\n"), "\n") + "\n"
 	return restartCount.ReplaceAllString(s, "(auto-restart loop, N restarts)")
