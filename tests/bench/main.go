@@ -202,10 +202,10 @@ func run(o options) error {
 	// early still leaves what it measured.
 	configs := []config{
 		{500 * time.Millisecond, []int{10, 25, 50, 100}},
-		{0, []int{10, 25, 50, 100}},
-		{2 * time.Second, []int{10, 25, 50, 100}},
-		{500 * time.Millisecond, []int{500, 1000}},
 		{0, []int{200, 500, 1000}},
+		{2 * time.Second, []int{10, 25, 50, 100}},
+		{0, []int{10, 25, 50, 100}},
+		{500 * time.Millisecond, []int{500, 1000}},
 	}
 	if o.quick {
 		configs = []config{{500 * time.Millisecond, []int{50}}}
