@@ -679,3 +679,16 @@ func TestRunGroupTimeoutCancelsOnlyTheUnfinished(t *testing.T) {
 		t.Errorf("calls %v: the hung unit never shared a call", f.groups)
 	}
 }
+
+func TestUnitLinesMatchWholeNames(t *testing.T) {
+	stderr := []byte("Job for a-moonfrp-client-1.service failed because the control process exited with error code.\n" +
+		"Failed to restart moonfrp-client-1.service: Unit moonfrp-client-1.service not found.\n" +
+		"See \"systemctl status moonfrp-client-10.service\" for details.\n")
+	got := unitLines(stderr, []string{"moonfrp-client-1.service", "a-moonfrp-client-1.service", "moonfrp-client-10.service"})
+	if len(got["moonfrp-client-1.service"]) != 1 || !strings.HasPrefix(got["moonfrp-client-1.service"][0], "Failed to restart moonfrp-client-1.service") {
+		t.Errorf("moonfrp-client-1: %q", got["moonfrp-client-1.service"])
+	}
+	if len(got["a-moonfrp-client-1.service"]) != 1 || len(got["moonfrp-client-10.service"]) != 1 {
+		t.Errorf("lines %q", got)
+	}
+}

@@ -148,7 +148,9 @@ func operateGroup(ctx context.Context, cfg Config, units []*unitRun, obs Observe
 }
 
 // unitLines sorts systemctl's error lines by the unit each one names
-// ("Job for X.service failed ...", "Failed to start X.service: ...").
+// ("Job for X.service failed ...", "Failed to start X.service: ..."). A
+// name counts only as a whole word, so that a-moonfrp-client-1.service
+// is not taken for moonfrp-client-1.service.
 func unitLines(stderr []byte, names []string) map[string][]string {
 	out := map[string][]string{}
 	for _, l := range strings.Split(string(stderr), "\n") {
@@ -157,11 +159,30 @@ func unitLines(stderr []byte, names []string) map[string][]string {
 			continue
 		}
 		for _, n := range names {
-			if strings.Contains(l, n) {
+			if namesUnit(l, n) {
 				out[n] = append(out[n], l)
 				break
 			}
 		}
 	}
 	return out
+}
+
+func namesUnit(line, name string) bool {
+	for off := 0; ; {
+		i := strings.Index(line[off:], name)
+		if i < 0 {
+			return false
+		}
+		i += off
+		end := i + len(name)
+		if (i == 0 || !unitNameByte(line[i-1])) && (end == len(line) || !unitNameByte(line[end])) {
+			return true
+		}
+		off = i + 1
+	}
+}
+
+func unitNameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(":-_.@\\", c) >= 0
 }
