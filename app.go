@@ -201,7 +201,12 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	names := work.Units()
 	plan := report.Plan{Operation: op, Manager: a.mgr.Scope(), MaxParallel: int(f.MaxParallel),
 		Verify: !f.NoVerify, Settle: f.Settle, Timeout: f.Timeout, TunnelDeadline: f.TunnelDeadline, Filters: f.Filter,
-		Phases: work.Phases}
+		Phases: work.Phases, Missing: map[string]bool{}}
+	for name, facts := range sel.Facts {
+		if facts.LoadState == "not-found" {
+			plan.Missing[name] = true
+		}
+	}
 	if f.DryRun {
 		return report.DryRun(a.streams, a.mode, plan)
 	}

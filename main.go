@@ -84,6 +84,7 @@ func (p *Parallel) Decode(ctx *kong.DecodeContext) error {
 // Globals are flags shared by every command.
 type Globals struct {
 	Version   kong.VersionFlag `short:"v" help:"Print the version and exit."`
+	Quiet     bool             `short:"q" help:"Print only failures, warnings and the summary: no progress."`
 	User      bool             `env:"MOONFRP_BULK_USER" help:"Talk to the calling user's service manager (systemctl --user)."`
 	Output    string           `short:"o" enum:"auto,text,json" default:"${output_default}" help:"Output: auto (a live line on a terminal, plain text otherwise), text, or json (JSON lines on stdout). Default: json when MOONFRP_LOG_FORMAT=json, else auto."`
 	Systemctl string           `hidden:"" env:"MOONFRP_SYSTEMCTL" default:"systemctl" help:"systemctl binary to run."`
@@ -92,7 +93,7 @@ type Globals struct {
 
 // OpFlags are the flags of start, stop, restart, reload and bulk.
 type OpFlags struct {
-	MaxParallel    Parallel      `short:"j" env:"MOONFRP_MAX_PARALLEL" default:"10" placeholder:"N" help:"At most N units in flight at once (fast units may share one systemctl call, holding a slot each)."`
+	MaxParallel    Parallel      `short:"j" env:"MOONFRP_MAX_PARALLEL" default:"10" placeholder:"N" help:"At most N units in flight at once (default 10; fast units may share one systemctl call, holding a slot each)."`
 	Filter         []string      `sep:"none" placeholder:"EXPR" help:"Only units matching EXPR: tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor, tunnel:STATE. Repeat to AND them."`
 	DryRun         bool          `help:"Print the units that would be acted on, by phase, and change nothing."`
 	Timeout        time.Duration `default:"2m" help:"Bound on each unit's operation (0: none); a unit that takes longer fails and its systemd job is cancelled."`
@@ -145,6 +146,28 @@ type (
 	RestartCmd struct{ OpCmd }
 	ReloadCmd  struct{ OpCmd }
 )
+
+// examples are shown by each operation's --help.
+func examples(op string) string {
+	return "Examples:\n" +
+		"  moonfrp-bulk " + op + "                                  # every MoonFRP service, 10 at a time\n" +
+		"  moonfrp-bulk " + op + " --dry-run --filter=tag:env:prod  # which units, in which phase\n" +
+		"  moonfrp-bulk " + op + " -j 50 'moonfrp-client-*'         # by glob, 50 at a time\n" +
+		"  moonfrp-bulk " + op + " --filter=tunnel:down             # only the tunnels that are down\n" +
+		"  moonfrp-bulk " + op + " -o json | jq -r 'select(.event==\"result\" and (.ok|not)) | .unit'"
+}
+
+// Help gives start --help its examples.
+func (c *StartCmd) Help() string { return examples("start") }
+
+// Help gives stop --help its examples.
+func (c *StopCmd) Help() string { return examples("stop") }
+
+// Help gives restart --help its examples.
+func (c *RestartCmd) Help() string { return examples("restart") }
+
+// Help gives reload --help its examples.
+func (c *ReloadCmd) Help() string { return examples("reload") }
 
 // Run starts units. kong calls the Run method of the command given.
 func (c *StartCmd) Run(a *app) error { return a.operate("start", c.Units, c.OpFlags) }
@@ -251,6 +274,7 @@ func run(args []string) int {
 		fmt.Fprintf(streams.Err, "moonfrp-bulk: %v; see 'moonfrp-bulk --help'\n", err)
 		return exitUsage
 	}
+	streams.Quiet = cli.Quiet
 	if cli.StatusFD >= 0 {
 		// The shim's status descriptor is for this process alone: no
 		// systemctl it runs should inherit it.

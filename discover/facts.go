@@ -22,6 +22,8 @@ type Facts struct {
 	User string
 	// MainPID is the unit's main process, 0 when it has none.
 	MainPID int
+	// LoadState is systemd's: "not-found" for a name it does not know.
+	LoadState string
 }
 
 // Owners returns whose files may be read for the unit: root's and its
@@ -31,7 +33,7 @@ func (f Facts) Owners() safefile.Options { return safefile.ForUser(f.User) }
 // FactsFromProps reads Facts from a unit's ExecStart and User properties.
 func FactsFromProps(p systemctl.Properties) Facts {
 	pid, _ := strconv.Atoi(p["MainPID"])
-	f := Facts{Configs: ConfigPaths(p["ExecStart"]), User: p["User"], MainPID: pid}
+	f := Facts{Configs: ConfigPaths(p["ExecStart"]), User: p["User"], MainPID: pid, LoadState: p["LoadState"]}
 	for _, argv := range systemctl.ExecArgv(p["ExecStart"]) {
 		if bin, cfg, ok := frp.Binary(argv); ok {
 			f.FRPBinary, f.FRPConfig = bin, cfg
@@ -47,7 +49,7 @@ func ReadFacts(ctx context.Context, r systemctl.Runner, units []Unit) (map[strin
 	for i, u := range units {
 		names[i] = u.Name
 	}
-	props, err := systemctl.Show(ctx, r, "Id,ExecStart,User,MainPID", names)
+	props, err := systemctl.Show(ctx, r, "Id,LoadState,ExecStart,User,MainPID", names)
 	if err != nil {
 		return nil, fmt.Errorf("read ExecStart: %w", err)
 	}

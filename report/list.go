@@ -74,15 +74,21 @@ type planEvent struct {
 	settings
 	Phases     [][]string `json:"phases"`
 	PhaseNames []string   `json:"phase_names"`
+	Missing    []string   `json:"missing"`
 }
 
 // DryRun prints the plan: the exact units by phase and the settings.
 func DryRun(s *Streams, mode Mode, p Plan) error {
 	if mode == JSON {
-		ev := planEvent{SchemaVersion: SchemaVersion, Event: "plan", settings: p.settings(), Phases: [][]string{}, PhaseNames: []string{}}
+		ev := planEvent{SchemaVersion: SchemaVersion, Event: "plan", settings: p.settings(), Phases: [][]string{}, PhaseNames: []string{}, Missing: []string{}}
 		for _, ph := range p.Phases {
 			ev.Phases = append(ev.Phases, ph.Units)
 			ev.PhaseNames = append(ev.PhaseNames, ph.Name)
+			for _, u := range ph.Units {
+				if p.Missing[u] {
+					ev.Missing = append(ev.Missing, u)
+				}
+			}
 		}
 		return json.NewEncoder(s.Out).Encode(ev)
 	}
@@ -100,6 +106,10 @@ func DryRun(s *Streams, mode Mode, p Plan) error {
 	for _, ph := range p.Phases {
 		fmt.Fprintf(w, "Phase %d of %d (%s, %d unit(s), in parallel):\n", ph.Number, len(p.Phases), ph.Name, len(ph.Units))
 		for _, u := range ph.Units {
+			if p.Missing[u] {
+				fmt.Fprintf(w, "  %s (not found: systemctl will refuse it)\n", short(u))
+				continue
+			}
 			fmt.Fprintf(w, "  %s\n", short(u))
 		}
 	}

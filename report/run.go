@@ -40,6 +40,8 @@ type Plan struct {
 	TunnelDeadline time.Duration
 	Filters        []string
 	Phases         []discover.Phase
+	// Missing are units systemd does not know (LoadState not-found).
+	Missing map[string]bool
 }
 
 // Units counts the units in the plan.
@@ -246,7 +248,9 @@ func (r *Run) Begin() {
 	p := r.plan
 	r.mu.Lock()
 	r.emit(startEvent{SchemaVersion: SchemaVersion, Event: "start", Time: stamp(r.start), settings: p.settings()})
-	fmt.Fprintf(r.s.Err, "%s %d service(s), up to %d at a time...\n", gerund(p.Operation), r.total, p.MaxParallel)
+	if !r.s.Quiet {
+		fmt.Fprintf(r.s.Err, "%s %d service(s), up to %d at a time...\n", gerund(p.Operation), r.total, p.MaxParallel)
+	}
 	r.mu.Unlock()
 	if r.live {
 		r.stop, r.stopped = make(chan struct{}), make(chan struct{})
@@ -334,6 +338,9 @@ func (r *Run) Finished(res exec.Result) {
 		}
 		r.draw()
 		return
+	}
+	if r.s.Quiet {
+		return // failures come in the summary
 	}
 	verdict := "ok"
 	if !res.OK {

@@ -29,6 +29,8 @@ type Streams struct {
 	ForceColor bool
 	// Dumb is TERM=dumb: a terminal that cannot redraw a line in place.
 	Dumb bool
+	// Quiet keeps only failures, warnings and the summary (-q).
+	Quiet bool
 	// Width is the terminal width in columns, 0 when unknown.
 	Width int
 }
@@ -61,7 +63,7 @@ func (s *Streams) Color() bool { return s.ForceColor || (s.ErrTTY && !s.NoColor)
 // in mode: Err is a terminal that can redraw a line, and Out is not
 // carrying JSON to a program behind that same terminal.
 func (s *Streams) Live(mode Mode) bool {
-	return mode != Text && s.ErrTTY && !s.Dumb && (mode != JSON || s.OutTTY)
+	return mode != Text && s.ErrTTY && !s.Dumb && !s.Quiet && (mode != JSON || s.OutTTY)
 }
 
 func termWidth(fd uintptr) int {
