@@ -210,14 +210,16 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	if f.DryRun {
 		return report.DryRun(a.streams, a.mode, plan)
 	}
-	if !a.globals.User && os.Geteuid() != 0 {
-		return &exitError{exitCannotRun, fmt.Sprintf("%s on the system manager needs root: run it as root (sudo moonfrp-bulk ...), or add --user for your own services", op)}
-	}
 	if len(names) == 0 {
 		a.warn("No services found for bulk %s; nothing to do (see 'moonfrp-bulk list')", op)
 		report.NewRun(a.streams, a.mode, plan).End(exec.Summary{Operation: op})
 		a.writeStatus(exec.Summary{})
 		return nil
+	}
+	if !a.globals.User && os.Geteuid() != 0 {
+		// Its lock directory is root's, and so, on MoonFRP hosts, are the
+		// units' logs and configs that verification reads.
+		return &exitError{exitCannotRun, fmt.Sprintf("%s on the system manager needs root: run it as root (sudo moonfrp-bulk ...), or add --user for your own services", op)}
 	}
 
 	// The first signal also ends a wait for another run's locks.

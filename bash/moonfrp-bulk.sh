@@ -101,6 +101,7 @@ __moonfrp_bulk_exec() {
 #   126      could not run: systemctl or the service manager unusable, or
 #            lost mid-run (exit 3)
 #   127      the moonfrp-bulk binary is missing
+#   130      interrupted before any operation ran
 __moonfrp_bulk_op() {
     local __mfb_status="" __mfb_rc=0 __mfb_failed __mfb_not_started
     # fd 3 carries the counts back; stdout goes where it was going (fd 4).
@@ -113,6 +114,9 @@ __moonfrp_bulk_op() {
         *) return 126 ;;
     esac
     if [[ "$__mfb_status" != *"failed="*"not_started="* ]]; then
+        # Interrupted before anything ran (waiting for another run's
+        # locks): say so, as the interrupted shell would.
+        ((__mfb_rc != 130)) || return 130
         ((__mfb_rc == 0)) || return 126
         return 0
     fi

@@ -646,8 +646,10 @@ func containsUnit(list []string, u string) bool {
 	return false
 }
 
-// A group that hangs: on timeout only the unit that has not finished is
-// cancelled and timed out; its neighbours' jobs were done.
+// A group that hangs: on timeout only the hung unit's job is cancelled
+// (not its neighbours', nor other units'); the neighbours in its call are
+// timed out too, since the call may never have queued their jobs, and say
+// so; units in other calls are untouched.
 func TestRunGroupTimeoutCancelsOnlyTheUnfinished(t *testing.T) {
 	units := map[string]*fakeUnit{}
 	var names []string
@@ -667,24 +669,45 @@ func TestRunGroupTimeoutCancelsOnlyTheUnfinished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var call []string
+	for _, g := range f.groupUnits {
+		if containsUnit(g, "moonfrp-client-hang.service") {
+			call = g
+		}
+	}
+	if len(call) < 2 {
+		t.Fatalf("calls %v: the hung unit never shared a call", f.groupUnits)
+	}
 	for _, r := range sum.Results {
-		if (r.Unit == "moonfrp-client-hang.service") != r.TimedOut {
-			t.Errorf("%s: timed out %v", r.Unit, r.TimedOut)
+		inCall := containsUnit(call, r.Unit)
+		switch {
+		case inCall != r.TimedOut:
+			t.Errorf("%s: timed out %v, in the hung call %v", r.Unit, r.TimedOut, inCall)
+		case inCall && r.Unit != "moonfrp-client-hang.service" && !strings.Contains(r.Reason, "no job of its own was left"):
+			t.Errorf("%s: reason %q", r.Unit, r.Reason)
+		case r.Unit == "moonfrp-client-hang.service" && !strings.Contains(r.Reason, "its systemd job was cancelled"):
+			t.Errorf("%s: reason %q", r.Unit, r.Reason)
 		}
 	}
 	if !reflect.DeepEqual(f.cancelled, []string{"7"}) {
 		t.Errorf("cancelled jobs %v, want only the hung unit's (7)", f.cancelled)
-	}
-	if max(f.groups[len(f.groups)-1], f.groups[len(f.groups)-2]) < 2 && len(f.groups) == 20 {
-		t.Errorf("calls %v: the hung unit never shared a call", f.groups)
 	}
 }
 
 func TestUnitLinesMatchWholeNames(t *testing.T) {
 	stderr := []byte("Job for a-moonfrp-client-1.service failed because the control process exited with error code.\n" +
 		"Failed to restart moonfrp-client-1.service: Unit moonfrp-client-1.service not found.\n" +
-		"See \"systemctl status moonfrp-client-10.service\" for details.\n")
-	got := unitLines(stderr, []string{"moonfrp-client-1.service", "a-moonfrp-client-1.service", "moonfrp-client-10.service"})
+		"See \"systemctl status moonfrp-client-10.service\" for details.\n" +
+		"Warning: The unit file, source configuration file or drop-ins of moonfrp-client-3.service changed on disk. Run 'systemctl daemon-reload' to reload units.\n" +
+		"Failed to reload moonfrp-client-4.service: Job type reload is not applicable for unit moonfrp-client-4.service.\n")
+	got := unitLines(stderr, []string{"moonfrp-client-1.service", "a-moonfrp-client-1.service", "moonfrp-client-10.service",
+		"moonfrp-client-3.service", "moonfrp-client-4.service"})
+	if len(got["moonfrp-client-3.service"]) != 0 {
+		t.Errorf("a warning counted as a failure: %q", got["moonfrp-client-3.service"])
+	}
+	if len(got["moonfrp-client-4.service"]) != 1 {
+		t.Errorf("a name followed by ':' or '.' was missed: %q", got)
+	}
 	if len(got["moonfrp-client-1.service"]) != 1 || !strings.HasPrefix(got["moonfrp-client-1.service"][0], "Failed to restart moonfrp-client-1.service") {
 		t.Errorf("moonfrp-client-1: %q", got["moonfrp-client-1.service"])
 	}

@@ -77,14 +77,17 @@ func (s *sizer) observe(d time.Duration, k int) {
 }
 
 // operateGroup runs one systemctl call for several units and gives each
-// its own outcome: a unit that systemctl names in an error line failed
-// with that line; the others succeeded as far as the call can tell (the
-// batched show after it decides each). The timeout bounds the call; on
-// expiry only the jobs of units that have not finished are cancelled.
-func operateGroup(ctx context.Context, cfg Config, units []*unitRun, obs Observer) {
+// its own outcome: when the call succeeded, every unit did (systemctl may
+// still have warned, say of a unit file changed on disk); a unit that
+// systemctl names in an error line failed with that line; the others
+// succeeded as far as the call can tell (the batched show after it decides
+// each). The timeout bounds the call; on expiry only the jobs of units that
+// have not finished are cancelled. It reports whether the call ran to its
+// end, so that only such calls shape the grouping rule.
+func operateGroup(ctx context.Context, cfg Config, units []*unitRun, obs Observer) (clean bool) {
 	if len(units) == 1 {
 		operate(ctx, cfg, units[0], obs)
-		return
+		return !units[0].res.TimedOut && !units[0].cancelled
 	}
 	names := make([]string, len(units))
 	for i, u := range units {
@@ -110,77 +113,114 @@ func operateGroup(ctx context.Context, cfg Config, units []*unitRun, obs Observe
 	if timedOut {
 		unfinished, cancelErr = cancelJobs(ctx, cfg.Runner, names)
 	}
+	var limited []*unitRun
 	for _, u := range units {
 		u.opEnd, u.opEndMono = end, mono
 		u.res.OpDuration = end.Sub(start)
 		u.res.GroupSize = len(units)
 		own := lines[u.res.Unit]
 		switch {
-		case timedOut && (cancelErr != nil || unfinished[u.res.Unit] > 0):
-			u.res.TimedOut, u.res.ExitCode = true, -1
-			u.what = fmt.Sprintf("timed out after %s", cfg.Timeout)
-			if cancelErr != nil {
-				u.what += fmt.Sprintf(" (could not cancel its systemd job: %v)", cancelErr)
-			} else {
-				u.what += " (its systemd job was cancelled)"
+		case err == nil && out.ExitCode == 0:
+			u.res.OK = true
+		case len(own) > 0:
+			u.res.ExitCode, u.res.Stderr = out.ExitCode, strings.Join(own, "\n")
+			if timedOut {
+				u.res.ExitCode = -1
+			}
+			if startLimited(cfg.Operation, systemctl.Output{Stderr: []byte(u.res.Stderr)}) {
+				limited = append(limited, u)
 			}
 		case timedOut:
-			u.res.OK = true // its job was done before the call was cut short
+			// Cut short, it may never have queued this unit's job: the
+			// unit counts as timed out, as it would alone.
+			u.res.TimedOut, u.res.ExitCode = true, -1
+			u.what = fmt.Sprintf("timed out after %s in a call with %d units", cfg.Timeout, len(units))
+			switch {
+			case cancelErr != nil:
+				u.what += fmt.Sprintf(" (could not cancel its systemd job: %v)", cancelErr)
+			case unfinished[u.res.Unit] > 0:
+				u.what += " (its systemd job was cancelled)"
+			default:
+				u.what += " (no job of its own was left)"
+			}
 		case err != nil && ctx.Err() != nil:
 			u.cancelled = true
 		case err != nil:
 			u.what = fmt.Sprintf("could not run systemctl: %v", err)
-		case len(own) > 0:
-			u.res.ExitCode, u.res.Stderr = out.ExitCode, strings.Join(own, "\n")
-			if startLimited(cfg.Operation, systemctl.Output{Stderr: []byte(u.res.Stderr)}) {
-				// Alone, as operate does it: reset, and once more.
-				u.res.Start = time.Now()
-				operateOne(ctx, cfg, u)
-			}
-		case out.ExitCode != 0 && len(lines) == 0:
+		case len(lines) == 0:
 			// An error that names no unit: the call as a whole failed.
 			u.res.ExitCode, u.res.Stderr = out.ExitCode, strings.TrimSpace(string(out.Stderr))
 		default:
 			u.res.OK = true
 		}
+	}
+	retryLimited(ctx, cfg, limited)
+	for _, u := range units {
 		obs.OpEnded(u.res.Unit, u.tun != nil && cfg.Verify && u.res.OK)
+	}
+	return err == nil && !timedOut
+}
+
+// retryLimited resets the start limit of units refused for starting too
+// often, in one call, and tries them once more in one call.
+func retryLimited(ctx context.Context, cfg Config, units []*unitRun) {
+	if len(units) == 0 {
+		return
+	}
+	names := make([]string, len(units))
+	for i, u := range units {
+		names[i] = u.res.Unit
+	}
+	opCtx, cancel := ctx, context.CancelFunc(func() {})
+	if cfg.Timeout > 0 {
+		opCtx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+	}
+	defer cancel()
+	if _, err := cfg.Runner.Run(opCtx, append([]string{"reset-failed", "--"}, names...)...); err != nil {
+		return
+	}
+	out, err := cfg.Runner.Run(opCtx, append([]string{cfg.Operation, "--"}, names...)...)
+	if err != nil {
+		return
+	}
+	lines := unitLines(out.Stderr, names)
+	end, mono := time.Now(), monotonicMicros()
+	for _, u := range units {
+		u.opEnd, u.opEndMono = end, mono
+		u.res.OpDuration = end.Sub(u.res.Start)
+		if own := lines[u.res.Unit]; out.ExitCode != 0 && (len(own) > 0 || len(lines) == 0) {
+			u.res.ExitCode, u.res.Stderr = out.ExitCode, strings.Join(own, "\n")
+			continue
+		}
+		u.res.OK, u.res.ExitCode, u.res.Stderr = true, 0, ""
 	}
 }
 
 // unitLines sorts systemctl's error lines by the unit each one names
-// ("Job for X.service failed ...", "Failed to start X.service: ..."). A
-// name counts only as a whole word, so that a-moonfrp-client-1.service
-// is not taken for moonfrp-client-1.service.
+// ("Job for X.service failed ...", "Failed to reload X.service: Job type
+// reload is not applicable for unit X.service."). A name counts only as a
+// whole word (trailing '.' and ':' are punctuation), so that
+// a-moonfrp-client-1.service is not taken for moonfrp-client-1.service.
+// Warnings ("Warning: The unit file ... changed on disk") name no failure.
 func unitLines(stderr []byte, names []string) map[string][]string {
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
 	out := map[string][]string{}
 	for _, l := range strings.Split(string(stderr), "\n") {
 		l = strings.TrimSpace(l)
-		if l == "" {
+		if l == "" || strings.HasPrefix(l, "Warning:") {
 			continue
 		}
-		for _, n := range names {
-			if namesUnit(l, n) {
-				out[n] = append(out[n], l)
+		for _, w := range strings.FieldsFunc(l, func(r rune) bool { return r > 0x7f || !unitNameByte(byte(r)) }) {
+			if w = strings.TrimRight(w, ".:"); want[w] {
+				out[w] = append(out[w], l)
 				break
 			}
 		}
 	}
 	return out
-}
-
-func namesUnit(line, name string) bool {
-	for off := 0; ; {
-		i := strings.Index(line[off:], name)
-		if i < 0 {
-			return false
-		}
-		i += off
-		end := i + len(name)
-		if (i == 0 || !unitNameByte(line[i-1])) && (end == len(line) || !unitNameByte(line[end])) {
-			return true
-		}
-		off = i + 1
-	}
 }
 
 func unitNameByte(c byte) bool {

@@ -156,8 +156,11 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 		batch := runs[next : next+len(ph.Units)]
 		n := ForEachGroup(ctx, cfg.Drain, halt, cfg.MaxParallel, len(ph.Units), size.next, func(lo, hi int) {
 			start := time.Now()
-			operateGroup(ctx, cfg, batch[lo:hi], obs)
-			size.observe(time.Since(start), hi-lo)
+			if operateGroup(ctx, cfg, batch[lo:hi], obs) {
+				// Only calls that ran to their end shape the rule: a
+				// timeout or a kill would skew the lone-call average.
+				size.observe(time.Since(start), hi-lo)
+			}
 			for _, u := range batch[lo:hi] {
 				if managerLost(u.res.Stderr) {
 					lost(u)
@@ -347,15 +350,15 @@ func awaitServers(ctx context.Context, cfg Config, batch []*unitRun, sum *Summar
 		if u.tun == nil || u.tun.cfg.Kind != frp.Server {
 			continue
 		}
-		if !cfg.Verify && u.res.OK {
-			// Not verifying is no reason to start clients against a
-			// server that does not listen yet.
-			waitAccepts(ctx, u, cfg.TunnelDeadline)
-		}
 		select {
 		case <-u.done:
 		case <-ctx.Done():
 			return false
+		}
+		if !cfg.Verify && u.res.OK {
+			// Not verifying is no reason to start clients against a
+			// server that does not listen yet.
+			waitAccepts(ctx, u, cfg.TunnelDeadline)
 		}
 		if !u.res.OK && !u.res.NotStarted {
 			sum.Notes = append(sum.Notes, fmt.Sprintf("%s was not ready, so its clients started without it: %s",

@@ -50,6 +50,9 @@ func Apply(o Options) (Change, error) {
 	if err := safePath("moonfrp-bulk binary", o.Bin); err != nil {
 		return Change{}, err
 	}
+	if err := trustedBinary(o.Bin); err != nil {
+		return Change{}, err
+	}
 	ch := Change{Services: filepath.Join(o.Dir, ServicesFile), Shim: o.shimPath()}
 	if err := installShim(o); err != nil {
 		return ch, err
@@ -219,4 +222,26 @@ func writeAtomic(path string, data []byte, mode, uid, gid uint32) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// trustedBinary refuses, when root integrates, a binary that root's
+// MoonFRP would run but another user could replace: it and every
+// directory above it must be root's and writable by nobody else (a build
+// in a user's home, or a `go run` temporary, would not do).
+func trustedBinary(bin string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	for p := bin; ; p = filepath.Dir(p) {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			return fmt.Errorf("moonfrp-bulk binary %s: %w", bin, err)
+		}
+		if st.Uid != 0 || st.Mode&0o022 != 0 && !(st.Mode&unix.S_IFMT == unix.S_IFDIR && st.Mode&unix.S_ISVTX != 0 && p != bin) {
+			return fmt.Errorf("moonfrp-bulk binary %s: %s is not root's alone, and root's MoonFRP would run it; install the binary where only root can write (install -m 755 moonfrp-bulk /usr/local/bin/) and run integrate from there", bin, p)
+		}
+		if p == "/" {
+			return nil
+		}
+	}
 }

@@ -119,8 +119,8 @@ func quote(s string) string { return "'" + s + "'" }
 
 // safePath refuses paths that would need more than single quotes.
 func safePath(what, p string) error {
-	if !filepath.IsAbs(p) || strings.ContainsAny(p, "'\"\\$`\n\r") {
-		return fmt.Errorf("%s %q must be an absolute path without quotes, '$', '`', '\\' or line breaks", what, p)
+	if !filepath.IsAbs(p) || strings.ContainsAny(p, "'\"\\$`{}\n\r") {
+		return fmt.Errorf("%s %q must be an absolute path without quotes, '$', '`', '\\', braces or line breaks", what, p)
 	}
 	return nil
 }

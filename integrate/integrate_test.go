@@ -15,6 +15,16 @@ restart_all_services() { :; }
 bulk_service_operation() { :; }
 `
 
+// fakeBin is a binary file where only its owner (the test's user) can write.
+func fakeBin(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "moonfrp-bulk")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func tree(t *testing.T, svc string) (dir string) {
 	t.Helper()
 	dir = t.TempDir()
@@ -37,7 +47,7 @@ func TestApplyUndoRoundTrip(t *testing.T) {
 			if _, err := Find(dir); err != nil {
 				t.Fatal(err)
 			}
-			o := Options{Dir: dir, ShimDir: filepath.Join(t.TempDir(), "share"), Shim: []byte("# shim\n"), Bin: "/usr/local/bin/moonfrp-bulk"}
+			o := Options{Dir: dir, ShimDir: filepath.Join(t.TempDir(), "share"), Shim: []byte("# shim\n"), Bin: fakeBin(t)}
 			ch, err := Apply(o)
 			if err != nil || ch.Done != "added" {
 				t.Fatalf("apply: %+v %v", ch, err)
@@ -90,5 +100,21 @@ func TestBlockRefusesPathsThatNeedQuoting(t *testing.T) {
 		if _, err := Apply(Options{Dir: dir, ShimDir: bad, Shim: []byte("x"), Bin: "/bin/true"}); err == nil {
 			t.Errorf("shim dir %q accepted", bad)
 		}
+	}
+}
+
+// Root's MoonFRP must not run a binary that another user can replace.
+func TestApplyRefusesABinaryOthersCanWrite(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the check applies to root")
+	}
+	dir := tree(t, services)
+	home := t.TempDir()
+	os.Chmod(home, 0o777)
+	bin := filepath.Join(home, "moonfrp-bulk")
+	os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755)
+	_, err := Apply(Options{Dir: dir, ShimDir: filepath.Join(t.TempDir(), "share"), Shim: []byte("x"), Bin: bin})
+	if err == nil || !strings.Contains(err.Error(), "not root's alone") {
+		t.Errorf("a binary in a world-writable directory: %v", err)
 	}
 }

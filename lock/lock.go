@@ -61,7 +61,13 @@ type Set struct{ locks []held }
 // (its file is no longer the one at the path) and opens the new one.
 func (s *Set) Release() {
 	for _, l := range s.locks {
-		unix.Unlink(l.path)
+		// Only our own file: if someone replaced it, it is not ours to
+		// remove (it may be another run's live lock).
+		var mine, now unix.Stat_t
+		if unix.Fstat(int(l.f.Fd()), &mine) == nil && unix.Lstat(l.path, &now) == nil &&
+			mine.Ino == now.Ino && mine.Dev == now.Dev {
+			unix.Unlink(l.path)
+		}
 		l.f.Close()
 	}
 	s.locks = nil
