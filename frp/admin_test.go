@@ -2,6 +2,7 @@ package frp
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -134,5 +135,23 @@ func TestAdminHeldBy(t *testing.T) {
 	}
 	if os.Geteuid() == 0 && c.AdminHeldBy(1) {
 		t.Error("another process passes for the listener")
+	}
+}
+
+// A port nobody listens on yet (frpc binds its admin port just after it
+// starts) is not another program's: frpc is not judged by its log instead.
+func TestAdminHeldByWhileNothingListens(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	if _, err := ListenerOf(os.Getpid(), port); !errors.Is(err, ErrNotListening) {
+		t.Errorf("ListenerOf on a closed port: %v", err)
+	}
+	c := Config{Admin: &Endpoint{Addr: "127.0.0.1", Port: port}}
+	if !c.AdminHeldBy(os.Getpid()) {
+		t.Error("a port nobody listens on counts as another program's")
 	}
 }

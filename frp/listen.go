@@ -2,6 +2,7 @@ package frp
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,12 +10,16 @@ import (
 	"strings"
 )
 
+// ErrNotListening means no socket listens on the port at all.
+var ErrNotListening = errors.New("nothing listens on the port")
+
 // ListenerOf reports whether process pid (or one of its threads' shared
 // descriptors) holds a socket listening on TCP port. It reads
 // /proc/net/tcp and tcp6 for listening sockets on the port and looks for
 // their inodes among the process's descriptors. It tells an frps that
 // has bound its port from another program that happens to accept on it.
-// The error is non-nil when the process's descriptors cannot be read.
+// The error is ErrNotListening when nothing listens on the port, and
+// another error when the process's descriptors cannot be read.
 func ListenerOf(pid, port int) (bool, error) {
 	inodes := map[string]bool{}
 	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
@@ -40,7 +45,7 @@ func ListenerOf(pid, port int) (bool, error) {
 		fh.Close()
 	}
 	if len(inodes) == 0 {
-		return false, nil
+		return false, ErrNotListening
 	}
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(dir)

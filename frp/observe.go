@@ -102,11 +102,13 @@ func Observe(ctx context.Context, api *API, c Config, opt safefile.Options, main
 // AdminHeldBy reports whether process pid holds the admin API's listening
 // socket, so that the config's credentials go to frpc and nobody else. It
 // is true when that cannot be told (pid unknown, or its descriptors
-// cannot be read).
+// cannot be read), and when nothing listens on the port yet.
 func (c Config) AdminHeldBy(pid int) bool {
 	if c.Admin == nil || pid <= 0 {
 		return c.Admin != nil
 	}
+	// Nothing listening yet (frpc binds its admin port just after it
+	// starts): no other program holds it either; a request is refused.
 	own, err := ListenerOf(pid, c.Admin.Port)
 	return err != nil || own
 }
