@@ -21,7 +21,7 @@ func Normalize(name string) (string, error) {
 		return "", fmt.Errorf("unit name %.40q... is longer than systemd allows (255)", name)
 	}
 	for _, r := range name {
-		if !validUnitRune(r) && !IsPattern(string(r)) {
+		if !IsUnitNameRune(r) && !IsPattern(string(r)) {
 			return "", fmt.Errorf("invalid unit name %q: unit names may hold only letters, digits and \":-_.@\\\"", name)
 		}
 	}
@@ -46,7 +46,9 @@ func Normalize(name string) (string, error) {
 	return full, nil
 }
 
-func validUnitRune(r rune) bool {
+// IsUnitNameRune reports whether r may appear in a unit name (systemd's
+// character set; '\' escapes).
+func IsUnitNameRune(r rune) bool {
 	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
 		strings.ContainsRune(":-_.@\\", r)
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moonfrp/moonfrp-bulk/discover"
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
 )
 
@@ -213,7 +214,7 @@ func unitLines(stderr []byte, names []string) map[string][]string {
 		if l == "" || strings.HasPrefix(l, "Warning:") {
 			continue
 		}
-		for _, w := range strings.FieldsFunc(l, func(r rune) bool { return r > 0x7f || !unitNameByte(byte(r)) }) {
+		for _, w := range strings.FieldsFunc(l, func(r rune) bool { return !discover.IsUnitNameRune(r) }) {
 			if w = strings.TrimRight(w, ".:"); want[w] {
 				out[w] = append(out[w], l)
 				break
@@ -223,6 +224,3 @@ func unitLines(stderr []byte, names []string) map[string][]string {
 	return out
 }
 
-func unitNameByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(":-_.@\\", c) >= 0
-}
