@@ -223,4 +223,3 @@ func unitLines(stderr []byte, names []string) map[string][]string {
 	}
 	return out
 }
-
