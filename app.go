@@ -15,6 +15,7 @@ import (
 	"github.com/moonfrp/moonfrp-bulk/discover"
 	"github.com/moonfrp/moonfrp-bulk/exec"
 	"github.com/moonfrp/moonfrp-bulk/frp"
+	"github.com/moonfrp/moonfrp-bulk/joblog"
 	"github.com/moonfrp/moonfrp-bulk/lock"
 	"github.com/moonfrp/moonfrp-bulk/report"
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
@@ -130,7 +131,20 @@ func (a *app) needSystemctl() error {
 }
 
 func (a *app) discoverOptions() discover.Options {
-	return discover.Options{DataDir: dataDir(), API: a.api}
+	dir, _ := joblog.Dir(a.globals.User) // "": last: filters say why
+	return discover.Options{DataDir: dataDir(), API: a.api, StateDir: dir}
+}
+
+// record appends the run to the job log, for --filter=last:...; a log
+// that cannot be written costs a warning, never the run's exit code.
+func (a *app) record(plan report.Plan, sum exec.Summary) {
+	dir, err := joblog.Dir(a.globals.User)
+	if err == nil {
+		err = joblog.Append(dir, report.JobRecord(plan, sum, time.Now()))
+	}
+	if err != nil {
+		a.warn("%v; --filter=last:... will not see this run", err)
+	}
 }
 
 // logDir is MoonFRP's MOONFRP_LOG_DIR, where a unit that names no log file
@@ -187,6 +201,9 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	if f.Timeout < 0 || f.Settle < 0 || f.TunnelDeadline <= 0 {
 		return usageErr("--timeout and --settle must not be negative, and --tunnel-deadline must be positive (for example --tunnel-deadline=10s)")
 	}
+	if f.Canary < 0 {
+		return usageErr("--canary must be 0 (none) or a number of units, got %d (for example --canary=2)", f.Canary)
+	}
 	sel, err := a.selectUnits(args, f.Filter)
 	if err != nil {
 		return err
@@ -201,6 +218,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	names := work.Units()
 	plan := report.Plan{Operation: op, Manager: a.mgr.Scope(), MaxParallel: int(f.MaxParallel),
 		Verify: !f.NoVerify, Settle: f.Settle, Timeout: f.Timeout, TunnelDeadline: f.TunnelDeadline, Filters: f.Filter,
+		MaxFail: f.MaxFail.Given, MaxFailUnits: f.MaxFail.Units(len(names)), Canary: f.Canary,
 		Phases: work.Phases, Missing: map[string]bool{}}
 	for name, facts := range sel.Facts {
 		if facts.LoadState == "not-found" {
@@ -249,7 +267,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	a.run.Store(rep)
 	defer a.run.Store(nil)
 	sum, err := exec.Run(a.ctx, exec.Config{
-		Operation: op, MaxParallel: int(f.MaxParallel), Timeout: f.Timeout,
+		Operation: op, MaxParallel: int(f.MaxParallel), Timeout: f.Timeout, MaxFail: plan.MaxFailUnits, Canary: f.Canary,
 		Verify: !f.NoVerify, Settle: f.Settle, TunnelDeadline: f.TunnelDeadline, NoTunnel: f.NoTunnelCheck, User: a.globals.User, LogDir: logDir(),
 		Journal: exec.JournalReader(a.mgr, a.globals.User), Runner: a.mgr, Drain: a.drain, API: a.api,
 	}, work, rep)
@@ -260,6 +278,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	}
 	rep.End(sum)
 	a.writeStatus(sum)
+	a.record(plan, sum)
 	switch {
 	case sum.Lost != "":
 		return &exitError{exitCannotRun, fmt.Sprintf("the %s manager stopped answering mid-run (%s); %d unit(s) not started; check it (systemctl%s is-system-running) and run again",

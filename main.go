@@ -81,6 +81,54 @@ func (p *Parallel) Decode(ctx *kong.DecodeContext) error {
 	return nil
 }
 
+// FailLimit is a --max-fail value: a count of units (N) or a share of
+// the plan (N%), after which nothing more is launched.
+type FailLimit struct {
+	Given   string // as written, "" when not set
+	N       int
+	Percent bool
+}
+
+// Decode implements kong.MapperValue.
+func (f *FailLimit) Decode(ctx *kong.DecodeContext) error {
+	var s string
+	if err := ctx.Scan.PopValueInto("max-fail", &s); err != nil {
+		return err
+	}
+	v, err := ParseFailLimit(s)
+	if err != nil {
+		return err
+	}
+	*f = v
+	return nil
+}
+
+// ParseFailLimit reads N (1 or more units) or N% (over 0, at most 100).
+func ParseFailLimit(s string) (FailLimit, error) {
+	t := strings.TrimSpace(s)
+	num, pct := strings.CutSuffix(t, "%")
+	n, err := strconv.Atoi(num)
+	switch {
+	case err != nil || n < 1:
+		return FailLimit{}, fmt.Errorf("must be a number of units from 1, or a percentage such as 10%%, got %q (for example --max-fail=5)", s)
+	case pct && n > 100:
+		return FailLimit{}, fmt.Errorf("a percentage must be from 1%% to 100%%, got %q", s)
+	}
+	return FailLimit{Given: t, N: n, Percent: pct}, nil
+}
+
+// Units is the limit for a plan of total units: N, or N% of total
+// rounded up (so that 10% of 5 units still allows one failure).
+func (f FailLimit) Units(total int) int {
+	if f.Given == "" {
+		return 0
+	}
+	if !f.Percent {
+		return f.N
+	}
+	return max(1, (f.N*total+99)/100)
+}
+
 // Globals are flags shared by every command.
 type Globals struct {
 	Version   kong.VersionFlag `short:"v" help:"Print the version and exit."`
@@ -94,7 +142,7 @@ type Globals struct {
 // OpFlags are the flags of start, stop, restart, reload and bulk.
 type OpFlags struct {
 	MaxParallel    Parallel      `short:"j" env:"MOONFRP_MAX_PARALLEL" default:"10" placeholder:"N" help:"At most N units in flight at once (default 10; fast units may share one systemctl call, holding a slot each)."`
-	Filter         []string      `sep:"none" placeholder:"EXPR" help:"Only units matching EXPR: tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor, tunnel:STATE. Repeat to AND them."`
+	Filter         []string      `sep:"none" placeholder:"EXPR" predictor:"filter" help:"Only units matching EXPR: tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor, tunnel:STATE, last:failed|not-started|unfinished (from the previous run's job log). Repeat to AND them."`
 	DryRun         bool          `help:"Print the units that would be acted on, by phase, and change nothing."`
 	Timeout        time.Duration `default:"2m" help:"Bound on each unit's operation (0: none); a unit that takes longer fails and its systemd job is cancelled."`
 	Settle         time.Duration `default:"1s" help:"How long a started unit that is not an frp unit must stay up, without restarting, to count as a success."`
@@ -102,11 +150,13 @@ type OpFlags struct {
 	NoTunnelCheck  bool          `help:"Judge frp units by systemd's state and the settle window alone, as other units, without proving their tunnels."`
 	NoVerify       bool          `help:"Trust systemctl's exit code; do not check the units' state afterwards."`
 	NoWait         bool          `help:"Fail at once (exit 4) if another moonfrp-bulk run is acting on the same units, instead of waiting."`
+	MaxFail        FailLimit     `env:"MOONFRP_BULK_MAX_FAIL" placeholder:"N|N%" help:"Stop launching once N units (or N% of them) have failed; operations in flight finish, the rest are reported not started (exit 1). Default: no limit."`
+	Canary         int           `env:"MOONFRP_BULK_CANARY" placeholder:"N" help:"In each phase, act on N units first and go on only if all of them succeed (verified, tunnels up). Default: 0, no canary."`
 }
 
 // OpCmd is start, stop, restart or reload.
 type OpCmd struct {
-	Units []string `arg:"" optional:"" name:"unit" help:"Units to act on (default: every MoonFRP service)."`
+	Units []string `arg:"" optional:"" name:"unit" predictor:"unit" help:"Units to act on (default: every MoonFRP service)."`
 	OpFlags
 }
 
@@ -118,7 +168,7 @@ type BulkCmd struct {
 
 // ListCmd lists MoonFRP services.
 type ListCmd struct {
-	Filter []string `sep:"none" placeholder:"EXPR" help:"Only units matching EXPR (see the operations' --filter)."`
+	Filter []string `sep:"none" placeholder:"EXPR" predictor:"filter" help:"Only units matching EXPR (see the operations' --filter)."`
 	Names  bool     `help:"Print only the service names, one a line, without .service (as MoonFRP's get_moonfrp_services)."`
 }
 
@@ -211,14 +261,17 @@ func (c *IntegrateCmd) Run(a *app) error { return a.integrate(*c) }
 // CLI is the whole command line.
 type CLI struct {
 	Globals
-	Start     StartCmd     `cmd:"" help:"Start units."`
-	Stop      StopCmd      `cmd:"" help:"Stop units (clients and visitors before the server)."`
-	Restart   RestartCmd   `cmd:"" help:"Restart units (the server first)."`
-	Reload    ReloadCmd    `cmd:"" help:"Reload units (ExecReload, e.g. SIGHUP to frpc)."`
-	List      ListCmd      `cmd:"" help:"List MoonFRP services with their load, active and sub state, and tags."`
-	Bulk      BulkCmd      `cmd:"" help:"Run an operation with MoonFRP's 'service bulk' flags (--operation=... --filter=... --max-parallel=N --dry-run)."`
-	Integrate IntegrateCmd `cmd:"" help:"Make MoonFRP's menus and 'moonfrp service' commands run through moonfrp-bulk: installs the shim and sources it at the end of moonfrp-services.sh, so that MoonFRP's repeated loading of that file keeps it. --check and --undo."`
-	Version   VersionCmd   `cmd:"" help:"Print the version."`
+	Start      StartCmd      `cmd:"" help:"Start units."`
+	Stop       StopCmd       `cmd:"" help:"Stop units (clients and visitors before the server)."`
+	Restart    RestartCmd    `cmd:"" help:"Restart units (the server first)."`
+	Reload     ReloadCmd     `cmd:"" help:"Reload units (ExecReload, e.g. SIGHUP to frpc)."`
+	List       ListCmd       `cmd:"" help:"List MoonFRP services with their load, active and sub state, and tags."`
+	Bulk       BulkCmd       `cmd:"" help:"Run an operation with MoonFRP's 'service bulk' flags (--operation=... --filter=... --max-parallel=N --dry-run)."`
+	Integrate  IntegrateCmd  `cmd:"" help:"Make MoonFRP's menus and 'moonfrp service' commands run through moonfrp-bulk: installs the shim and sources it at the end of moonfrp-services.sh, so that MoonFRP's repeated loading of that file keeps it. --check and --undo."`
+	Version    VersionCmd    `cmd:"" help:"Print the version."`
+	Help       HelpCmd       `cmd:"" help:"Show the help of a command (moonfrp-bulk help restart)."`
+	Completion CompletionCmd `cmd:"" help:"Print a bash, zsh or fish completion script (commands, flags, unit names, filters)."`
+	Man        ManCmd        `cmd:"" hidden:"" help:"Print the man page (roff)."`
 }
 
 // exitError carries an exit code and a one-line message ("" for none):
@@ -243,7 +296,7 @@ func main() {
 func run(args []string) int {
 	streams := report.System()
 	// An empty setting means "not set", as in MoonFRP's scripts.
-	for _, name := range []string{"MOONFRP_MAX_PARALLEL", "MOONFRP_SYSTEMCTL", "MOONFRP_BULK_USER"} {
+	for _, name := range []string{"MOONFRP_MAX_PARALLEL", "MOONFRP_SYSTEMCTL", "MOONFRP_BULK_USER", "MOONFRP_BULK_MAX_FAIL", "MOONFRP_BULK_CANARY"} {
 		if v, ok := os.LookupEnv(name); ok && strings.TrimSpace(v) == "" {
 			os.Unsetenv(name)
 		}
@@ -265,6 +318,9 @@ func run(args []string) int {
 	if err != nil {
 		fmt.Fprintf(streams.Err, "moonfrp-bulk: internal error: %v\n", err)
 		return exitCannotRun
+	}
+	if completing(args) {
+		return completeLine(parser)
 	}
 	kctx, err := parser.Parse(args)
 	if helpExit >= 0 {

@@ -24,6 +24,10 @@
 #                         when this file was sourced by an absolute path)
 #   MOONFRP_BULK_ARGS     extra arguments for every call, e.g. "--user"
 #   MOONFRP_MAX_PARALLEL  default parallelism (the binary's default: 10)
+#   MOONFRP_BULK_MAX_FAIL stop launching after N (or N%) failed services,
+#                         as --max-fail; the rest count as not started
+#   MOONFRP_BULK_CANARY   act on N services of each phase first and go on
+#                         only if all of them succeed, as --canary
 #   MOONFRP_LOG_DIR, MOONFRP_DATA_DIR, MOONFRP_LOG_FORMAT as in MoonFRP
 #   (MoonFRP's own LOG_DIR and DATA_DIR count too); unset ones take the
 #   binary's defaults, which are defined there only.
@@ -86,6 +90,8 @@ __moonfrp_bulk_exec() {
     [[ -z "$__mfb_v" ]] || __mfb_env+=("MOONFRP_DATA_DIR=$__mfb_v")
     [[ -z "${MOONFRP_LOG_FORMAT:-}" ]] || __mfb_env+=("MOONFRP_LOG_FORMAT=$MOONFRP_LOG_FORMAT")
     [[ -z "${MOONFRP_MAX_PARALLEL:-}" ]] || __mfb_env+=("MOONFRP_MAX_PARALLEL=$MOONFRP_MAX_PARALLEL")
+    [[ -z "${MOONFRP_BULK_MAX_FAIL:-}" ]] || __mfb_env+=("MOONFRP_BULK_MAX_FAIL=$MOONFRP_BULK_MAX_FAIL")
+    [[ -z "${MOONFRP_BULK_CANARY:-}" ]] || __mfb_env+=("MOONFRP_BULK_CANARY=$MOONFRP_BULK_CANARY")
     # env, not VAR=value prefixes: those fail on a readonly variable.
     env "${__mfb_env[@]}" "$__mfb_bin" "${__mfb_extra[@]}" "$@" || __mfb_rc=$?
     return "$__mfb_rc"

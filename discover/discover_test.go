@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/moonfrp/moonfrp-bulk/joblog"
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
 )
 
@@ -151,6 +152,9 @@ func TestParseFilter(t *testing.T) {
 		{in: "name:", wantErr: "empty name pattern"},
 		{in: "name:[", wantErr: "malformed glob"},
 		{in: "type:proxy", wantErr: `unknown type "proxy"`},
+		{in: "last:failed", want: Filter{Kind: "last", Value: "failed", Raw: "last:failed"}},
+		{in: "last:not-started", want: Filter{Kind: "last", Value: "not-started", Raw: "last:not-started"}},
+		{in: "last:ok", wantErr: `unknown outcome "ok"`},
 		{in: "prod", wantErr: "missing ':'"},
 	}
 	for _, tt := range tests {
@@ -302,6 +306,42 @@ func TestApplyMissingIndexIsAnErrorOnlyForTagFilters(t *testing.T) {
 	tag, _ := ParseFilter("tag:env")
 	if _, err := Apply(context.Background(), f, units, []Filter{tag}, Options{DataDir: "/nonexistent"}); !errors.Is(err, ErrNoIndex) {
 		t.Errorf("tag filter without an index: %v, want ErrNoIndex", err)
+	}
+}
+
+func TestApplyLastSelectsFromThePreviousRun(t *testing.T) {
+	dir := t.TempDir()
+	units := []Unit{{Name: "moonfrp-client-1.service"}, {Name: "moonfrp-client-2.service"},
+		{Name: "moonfrp-client-3.service"}, {Name: "moonfrp-client-4.service"}}
+	f := &fakeSystemctl{show: showExecStart(nil)}
+	last, _ := ParseFilter("last:failed")
+	if _, err := Apply(context.Background(), f, units, []Filter{last}, Options{StateDir: dir}); !errors.Is(err, ErrUsage) || !errors.Is(err, joblog.ErrNoRuns) {
+		t.Errorf("last: with no run recorded: %v, want a usage error saying no run was recorded", err)
+	}
+	// client-1 ok, client-2 failed, client-3 not started; client-4 was
+	// not in that run at all.
+	rec := `{"results":[{"unit":"moonfrp-client-1.service","ok":true},{"unit":"moonfrp-client-2.service","ok":false},` +
+		`{"unit":"moonfrp-client-3.service","ok":false,"not_started":true}]}`
+	if err := joblog.Append(dir, []byte(rec)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		expr string
+		want []string
+	}{
+		{"last:failed", []string{"moonfrp-client-2.service"}},
+		{"last:not-started", []string{"moonfrp-client-3.service"}},
+		{"last:unfinished", []string{"moonfrp-client-2.service", "moonfrp-client-3.service"}},
+	} {
+		fl, _ := ParseFilter(tt.expr)
+		sel, err := Apply(context.Background(), f, units, []Filter{fl}, Options{StateDir: dir})
+		var got []string
+		for _, u := range sel.Units {
+			got = append(got, u.Name)
+		}
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s selected %v (%v), want %v", tt.expr, got, err, tt.want)
+		}
 	}
 }
 

@@ -7,16 +7,28 @@ import (
 	"strings"
 
 	"github.com/moonfrp/moonfrp-bulk/frp"
+	"github.com/moonfrp/moonfrp-bulk/joblog"
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
 )
 
 // ValidForms lists the filter forms, for error messages and help.
-const ValidForms = "tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor, tunnel:STATE"
+const ValidForms = "tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor, tunnel:STATE, last:failed|not-started|unfinished"
+
+// What a last: filter selects from the previous run: its failed units,
+// those it did not start (halted or interrupted), or either.
+const (
+	LastFailed     = "failed"
+	LastNotStarted = "not-started"
+	LastUnfinished = "unfinished"
+)
 
 // States accepted by status: filters. The first group is systemd's
 // ActiveState, the second its SubState for services.
 var activeStates = []string{"active", "inactive", "failed", "activating", "deactivating", "reloading"}
 var subStates = []string{"running", "exited", "dead", "auto-restart"}
+
+// StatusStates lists the states a status: filter accepts, besides down.
+func StatusStates() []string { return append(append([]string(nil), activeStates...), subStates...) }
 
 // StatusDown selects what an operator calls down: not active, or looping
 // in auto-restart (systemd says "activating" for a crash loop).
@@ -73,6 +85,11 @@ func ParseFilter(expr string) (Filter, error) {
 	case "type":
 		if rest != "server" && rest != "client" && rest != "visitor" {
 			return bad(fmt.Sprintf("unknown type %q", rest))
+		}
+		f.Value = rest
+	case "last":
+		if rest != LastFailed && rest != LastNotStarted && rest != LastUnfinished {
+			return bad(fmt.Sprintf("unknown outcome %q (one of failed, not-started, unfinished)", rest))
 		}
 		f.Value = rest
 	case "tunnel":
@@ -167,6 +184,8 @@ type Selection struct {
 
 // Options tunes Apply.
 type Options struct {
+	// StateDir holds the job log that last: filters read (see joblog).
+	StateDir string
 	// DataDir is MoonFRP's data directory, holding config-index/.
 	DataDir string
 	// API asks frpc admin APIs for tunnel: filters and Describe.
@@ -194,6 +213,13 @@ func Apply(ctx context.Context, r systemctl.Runner, units []Unit, filters []Filt
 	var tagFilters, tunnelFilters []Filter
 	for _, f := range filters {
 		switch f.Kind {
+		case "last":
+			rec, err := joblog.Last(opt.StateDir)
+			if err != nil {
+				return sel, fmt.Errorf("%w: %s: %w; last: filters select from the previous operation's results", ErrUsage, f.Raw, err)
+			}
+			outcome := lastOutcomes(rec)
+			keep(f, func(u Unit) bool { return outcome[u.Name].matches(f.Value) })
 		case "tag":
 			tagFilters = append(tagFilters, f)
 		case "tunnel":
@@ -228,6 +254,28 @@ func Apply(ctx context.Context, r systemctl.Runner, units []Unit, filters []Filt
 		}
 	}
 	return sel, nil
+}
+
+// lastOutcome is a unit's outcome in the previous run.
+type lastOutcome struct{ seen, ok, notStarted bool }
+
+func (o lastOutcome) matches(v string) bool {
+	failed := o.seen && !o.ok && !o.notStarted
+	switch v {
+	case LastFailed:
+		return failed
+	case LastNotStarted:
+		return o.notStarted
+	}
+	return failed || o.notStarted
+}
+
+func lastOutcomes(rec joblog.Record) map[string]lastOutcome {
+	m := make(map[string]lastOutcome, len(rec.Results))
+	for _, e := range rec.Results {
+		m[e.Unit] = lastOutcome{seen: true, ok: e.OK, notStarted: e.NotStarted}
+	}
+	return m
 }
 
 func (sel *Selection) readFacts(ctx context.Context, r systemctl.Runner) error {

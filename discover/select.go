@@ -51,6 +51,9 @@ func Select(ctx context.Context, r systemctl.Runner, args, filterExprs []string,
 	sel, err := Apply(ctx, r, units, filters, opt)
 	sel.Warnings = append(warnings, sel.Warnings...)
 	if err != nil {
+		if errors.Is(err, ErrUsage) {
+			return sel, err
+		}
 		if errors.Is(err, ErrNoIndex) {
 			return sel, fmt.Errorf("%w: tag filter: %w", ErrUsage, err)
 		}

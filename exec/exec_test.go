@@ -715,3 +715,116 @@ func TestUnitLinesMatchWholeNames(t *testing.T) {
 		t.Errorf("lines %q", got)
 	}
 }
+
+// clients names n clients, the first bad of them broken (their operation
+// fails), in plan order.
+func clients(n, bad int) (map[string]*fakeUnit, []string) {
+	units := map[string]*fakeUnit{}
+	var names []string
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("moonfrp-client-%02d.service", i)
+		u := &fakeUnit{opDelay: 5 * time.Millisecond}
+		if i < bad {
+			u.opExit = 1
+			u.opStderr = "Job for " + name + " failed because the control process exited with error code.\n"
+			u.state = systemctl.Properties{"ActiveState": "failed", "SubState": "failed", "Result": "exit-code"}
+		}
+		units[name] = u
+		names = append(names, name)
+	}
+	return units, names
+}
+
+func launched(f *fakeManager) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, g := range f.groups {
+		n += g
+	}
+	return n
+}
+
+func TestRunHaltsAtTheFailureLimit(t *testing.T) {
+	units, names := clients(40, 5)
+	f := newFake(units)
+	obs := &collector{}
+	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 2, MaxFail: 2, Verify: true,
+		Runner: f}, planOf("restart", names), obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Halted != "halted after 2 failures" || sum.Failed < 2 {
+		t.Errorf("halted %q with %d failed, want a halt after at least 2 failures", sum.Halted, sum.Failed)
+	}
+	// Only what was in flight when the second failure was decided may
+	// still have run: nowhere near the 40 units.
+	if n := launched(f); n > 10 || sum.NotStarted != 40-n || sum.Interrupted {
+		t.Errorf("launched %d, %d not started, interrupted %v: want a halt, not an interruption, with the rest not started", n, sum.NotStarted, sum.Interrupted)
+	}
+	if len(obs.finished) != 40 {
+		t.Errorf("%d units finished, want every unit accounted for", len(obs.finished))
+	}
+	for _, r := range sum.Results {
+		if r.NotStarted && r.Reason != "not started: "+sum.Halted {
+			t.Errorf("%s: reason %q", r.Unit, r.Reason)
+		}
+	}
+}
+
+// A limit that the last units reach holds nothing back: no halt to report.
+func TestRunFailureLimitReachedAtTheEndHaltsNothing(t *testing.T) {
+	units, names := clients(3, 3)
+	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 3, MaxFail: 3, Verify: true,
+		Runner: newFake(units)}, planOf("restart", names), &collector{})
+	if err != nil || sum.Failed != 3 || sum.Halted != "" || sum.NotStarted != 0 {
+		t.Errorf("summary %+v, %v: want 3 failed and no halt", sum, err)
+	}
+}
+
+func TestRunCanaryGoesFirstAndHoldsThePhaseBackWhenItFails(t *testing.T) {
+	t.Run("passes", func(t *testing.T) {
+		units, names := clients(10, 0)
+		f := newFake(units)
+		sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 10, Canary: 2, Verify: true,
+			Settle: 20 * time.Millisecond, Runner: f}, planOf("restart", names), &collector{})
+		if err != nil || sum.Succeeded != 10 {
+			t.Fatalf("summary %+v, %v", sum, err)
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		// Every call with a canary ends before any other call starts.
+		canary := map[int]bool{}
+		for i, us := range f.groupUnits {
+			for _, u := range us {
+				if u == names[0] || u == names[1] {
+					canary[i+1] = true
+				} else if canary[i+1] {
+					t.Fatalf("call %d mixes canaries with the rest: %v", i+1, us)
+				}
+			}
+		}
+		pending := len(canary)
+		for _, e := range f.events {
+			switch {
+			case e < 0 && canary[-e]:
+				pending--
+			case e > 0 && !canary[e] && pending > 0:
+				t.Fatalf("call %d (%v) started before the canaries ended; events %v", e, f.groupUnits[e-1], f.events)
+			}
+		}
+	})
+	t.Run("fails", func(t *testing.T) {
+		units, names := clients(10, 1)
+		f := newFake(units)
+		sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 10, Canary: 2, Verify: true,
+			Settle: 20 * time.Millisecond, Runner: f}, planOf("restart", names), &collector{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "the canary failed (moonfrp-client-00)"
+		if sum.Halted != want || sum.Failed != 1 || sum.Succeeded != 1 || sum.NotStarted != 8 || launched(f) != 2 {
+			t.Errorf("summary %+v, %d launched; want halted %q after the 2 canaries", sum, launched(f), want)
+		}
+	})
+}

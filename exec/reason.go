@@ -11,7 +11,7 @@ import (
 
 // stateProps are the properties read after an operation, for every unit in
 // one batched `systemctl show`.
-var stateProps = "Id,LoadState,ActiveState,SubState,Result,NRestarts,ExecMainCode,ExecMainStatus,ExecStartPre," +
+var stateProps = "Id,LoadState,ActiveState,SubState,Result,NRestarts,ExecMainCode,ExecMainStatus,ExecStartPre,ExecReload,ReloadResult," +
 	"ExecMainStartTimestampMonotonic,ActiveEnterTimestampMonotonic,MainPID"
 
 func state(p systemctl.Properties) string {
@@ -87,10 +87,23 @@ func failedCommand(prop, what string) string {
 	return ""
 }
 
-// resultWords explains systemd's Result= for a unit that is not up.
-func resultWords(p systemctl.Properties) string {
-	if pre := failedCommand(p["ExecStartPre"], "ExecStartPre"); pre != "" && p["Result"] == "exit-code" {
-		return pre
+// resultWords explains systemd's Result= for a unit that is not up after
+// op. Only what op ran counts: a reload runs ExecReload (its outcome is
+// ReloadResult), never ExecStartPre, whose status is a start's, however
+// old.
+func resultWords(op string, p systemctl.Properties) string {
+	switch {
+	case op == "reload":
+		if r := p["ReloadResult"]; r != "" && r != "success" {
+			if cmd := failedCommand(p["ExecReload"], "ExecReload"); cmd != "" {
+				return cmd
+			}
+			return "reload failed (" + r + ")"
+		}
+	case p["Result"] == "exit-code":
+		if pre := failedCommand(p["ExecStartPre"], "ExecStartPre"); pre != "" {
+			return pre
+		}
 	}
 	main := exitWords(p["ExecMainCode"], p["ExecMainStatus"])
 	switch p["Result"] {
@@ -138,7 +151,7 @@ func describe(op string, p systemctl.Properties, restarts int) string {
 		}
 		return ""
 	}
-	words := resultWords(p)
+	words := resultWords(op, p)
 	if words == "" {
 		words = exitWords(p["ExecMainCode"], p["ExecMainStatus"])
 	}

@@ -151,6 +151,30 @@ func TestDescribe(t *testing.T) {
 	}
 }
 
+// A reason describes the operation that ran: a reload's failure is its
+// ExecReload's, never the ExecStartPre failure of some earlier start.
+func TestResultWordsBelongToTheOperation(t *testing.T) {
+	oldPre := "{ path=/bin/false ; argv[]=/bin/false ; ignore_errors=no ; code=exited ; status=1 }"
+	reload := "{ path=/bin/kill ; argv[]=/bin/kill -HUP $MAINPID ; ignore_errors=no ; code=exited ; status=2 }"
+	tests := []struct {
+		name string
+		op   string
+		p    systemctl.Properties
+		want string
+	}{
+		{"reload failed", "reload", systemctl.Properties{"Result": "exit-code", "ExecStartPre": oldPre, "ExecReload": reload, "ReloadResult": "exit-code"},
+			"ExecReload /bin/kill exited with status 2"},
+		{"reload failed, no command status", "reload", systemctl.Properties{"ReloadResult": "timeout"}, "reload failed (timeout)"},
+		{"reload fine, old start failure", "reload", systemctl.Properties{"Result": "exit-code", "ExecStartPre": oldPre, "ReloadResult": "success"}, "exit-code"},
+		{"start's own ExecStartPre", "start", systemctl.Properties{"Result": "exit-code", "ExecStartPre": oldPre}, "ExecStartPre /bin/false exited with status 1"},
+	}
+	for _, tt := range tests {
+		if got := resultWords(tt.op, tt.p); got != tt.want {
+			t.Errorf("%s: resultWords = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
 func TestCleanStderr(t *testing.T) {
 	in := "Job for a.service failed because the control process exited with error code.\nSee \"systemctl status a.service\" and \"journalctl -xeu a.service\" for details.\n"
 	if got := cleanStderr(in); got != "Job for a.service failed because the control process exited with error code." {

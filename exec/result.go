@@ -11,7 +11,7 @@ type Result struct {
 	Operation string
 	OK        bool
 	// NotStarted is set for units that were never launched because the
-	// run was interrupted or the manager was lost.
+	// run was interrupted, halted, or the manager was lost.
 	NotStarted bool
 	// Abandoned is set for units whose operation or verification was cut
 	// short by a second interrupt; State then holds what was read once
@@ -71,7 +71,10 @@ type Summary struct {
 	Interrupted bool
 	// Lost says why the run stopped launching when the service manager
 	// stopped answering mid-run ("" otherwise).
-	Lost     string
+	Lost string
+	// Halted says why the run stopped launching on its own brake: the
+	// failure limit reached, or a canary that failed ("" otherwise).
+	Halted   string
 	Duration time.Duration
 	// Notes are run-level findings shown above the failures, such as a
 	// server that was not ready when its clients started.

@@ -43,6 +43,12 @@ type Config struct {
 	NoTunnel bool
 	// User says the units are the user manager's (systemctl --user).
 	User bool
+	// MaxFail, when above 0, stops launching once that many units have
+	// failed; operations in flight finish and are verified.
+	MaxFail int
+	// Canary, when above 0, runs that many units of each phase first,
+	// and goes on only if every one of them succeeds.
+	Canary int
 	// Drain, when closed, stops new launches; operations already running
 	// finish and are verified. Cancelling the context passed to Run kills
 	// everything instead.
@@ -71,6 +77,8 @@ type unitRun struct {
 	// user says the unit is the user manager's, for the commands a
 	// reason suggests.
 	user bool
+	// counted is set once the unit's failure counts towards MaxFail.
+	counted bool
 }
 
 // Run performs cfg.Operation on units, phase by phase (see Phases), each
@@ -96,6 +104,32 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 	}
 	var mu sync.Mutex
 	var abandoned []*unitRun
+	failures := 0
+	// halt stops launching when the service manager stops answering, as
+	// cfg.Drain does on the first interrupt, and on the run's own brakes.
+	halt := make(chan struct{})
+	var haltOnce sync.Once
+	stop := func() { haltOnce.Do(func() { close(halt) }) }
+	// brake halts the run for why, once; callers hold mu.
+	brake := func(why string) {
+		if sum.Halted == "" {
+			sum.Halted = why
+		}
+		stop()
+	}
+	// failed counts a failure towards cfg.MaxFail once per unit: as soon
+	// as its operation fails, or when verification finds it down.
+	// Callers hold mu.
+	failed := func(u *unitRun) {
+		if u.counted {
+			return
+		}
+		u.counted = true
+		failures++
+		if cfg.MaxFail > 0 && failures >= cfg.MaxFail {
+			brake(fmt.Sprintf("halted after %d failure%s", failures, plural(failures)))
+		}
+	}
 	finish := func(u *unitRun) {
 		if u.cancelled {
 			// Cut short by a second interrupt: decided below, once.
@@ -129,17 +163,15 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 		u.res.End = time.Now()
 		mu.Lock()
 		sum.Results = append(sum.Results, u.res)
+		if !u.res.OK {
+			failed(u)
+		}
 		mu.Unlock()
 		obs.Finished(u.res)
 		close(u.done)
 	}
 	ver := newVerifier(ctx, cfg, api, finish)
 
-	// halt stops launching when the service manager stops answering, as
-	// cfg.Drain does on the first interrupt.
-	halt := make(chan struct{})
-	var haltOnce sync.Once
-	stop := func() { haltOnce.Do(func() { close(halt) }) }
 	var lostMu sync.Mutex
 	lost := func(u *unitRun) {
 		lostMu.Lock()
@@ -152,15 +184,23 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 
 	next := 0
 	size := newSizer(cfg.MaxParallel)
-	for _, ph := range plan.Phases {
-		batch := runs[next : next+len(ph.Units)]
-		n := ForEachGroup(ctx, cfg.Drain, halt, cfg.MaxParallel, len(ph.Units), size.next, func(lo, hi int) {
+	launch := func(batch []*unitRun) int {
+		return ForEachGroup(ctx, cfg.Drain, halt, cfg.MaxParallel, len(batch), size.next, func(lo, hi int) {
 			start := time.Now()
 			if operateGroup(ctx, cfg, batch[lo:hi], obs) {
 				// Only calls that ran to their end shape the rule: a
 				// timeout or a kill would skew the lone-call average.
 				size.observe(time.Since(start), hi-lo)
 			}
+			mu.Lock()
+			for _, u := range batch[lo:hi] {
+				if !u.res.OK && !u.cancelled {
+					// Known now: brake before the next launch, not after
+					// this unit's reason has been gathered.
+					failed(u)
+				}
+			}
+			mu.Unlock()
 			for _, u := range batch[lo:hi] {
 				if managerLost(u.res.Stderr) {
 					lost(u)
@@ -172,9 +212,34 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 				ver.add(u)
 			}
 		})
+	}
+	braked := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return sum.Halted != ""
+	}
+	for _, ph := range plan.Phases {
+		batch := runs[next : next+len(ph.Units)]
+		n := 0
+		if cfg.Canary > 0 {
+			// The canaries first, proven (verified, tunnels up) before
+			// the rest of the phase may go.
+			canaries := batch[:min(cfg.Canary, len(batch))]
+			n = launch(canaries)
+			if n == len(canaries) && !canaryPassed(ctx, canaries) && ctx.Err() == nil {
+				mu.Lock()
+				brake(fmt.Sprintf("the canary failed (%s)", failedNames(canaries)))
+				mu.Unlock()
+			}
+			if n == len(canaries) && n < len(batch) {
+				n += launch(batch[n:])
+			}
+		} else {
+			n = launch(batch)
+		}
 		next += n
-		if n < len(ph.Units) {
-			sum.Interrupted = sum.Lost == ""
+		if n < len(ph.Units) || braked() {
+			sum.Interrupted = sum.Lost == "" && !braked()
 			break
 		}
 		if !awaitServers(ctx, cfg, batch, &sum) {
@@ -193,9 +258,13 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 	for _, u := range runs[next:] {
 		u.res.NotStarted = true
 		u.res.Tunnel = nil
-		u.res.Reason = "not started (interrupted)"
-		if sum.Lost != "" {
+		switch {
+		case sum.Lost != "":
 			u.res.Reason = "not started: the service manager stopped answering"
+		case sum.Halted != "":
+			u.res.Reason = "not started: " + sum.Halted
+		default:
+			u.res.Reason = "not started (interrupted)"
 		}
 		obs.Finished(u.res)
 		sum.Results = append(sum.Results, u.res)
@@ -214,9 +283,48 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 			sum.Failed++
 		}
 	}
+	if sum.NotStarted == 0 {
+		sum.Halted = "" // the brake came too late to hold anything back
+	}
 	sum.Interrupted = sum.Interrupted || ctx.Err() != nil
 	sum.Duration = time.Since(start)
 	return sum, nil
+}
+
+// canaryPassed waits until every canary is decided and reports whether
+// all of them succeeded. A cancelled run passes nothing.
+func canaryPassed(ctx context.Context, canaries []*unitRun) bool {
+	for _, u := range canaries {
+		select {
+		case <-u.done:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for _, u := range canaries {
+		if !u.res.OK {
+			return false
+		}
+	}
+	return true
+}
+
+// failedNames names the units that failed, short and comma-separated.
+func failedNames(units []*unitRun) string {
+	var names []string
+	for _, u := range units {
+		if !u.res.OK {
+			names = append(names, discover.ShortName(u.res.Unit))
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 // reasonTimeout bounds the gathering of one failed unit's reason (its

@@ -279,5 +279,5 @@ func describeFailedOp(u *unitRun, p systemctl.Properties) string {
 	case "masked":
 		return "unit is masked; unmask it first (systemctl unmask " + strings.TrimSuffix(u.res.Unit, ".service") + ")"
 	}
-	return resultWords(p)
+	return resultWords(u.res.Operation, p)
 }

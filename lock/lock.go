@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moonfrp/moonfrp-bulk/safefile"
 )
 
 // ErrBusy is returned with NoWait when another run holds a unit.
@@ -113,25 +115,11 @@ func Acquire(ctx context.Context, dir string, units []string, opt Options) (*Set
 	return set, nil
 }
 
-// safeDir creates dir if needed and checks, without following a link,
-// that it is a directory of the caller's that nobody else may write.
+// safeDir creates dir if needed and checks that nobody else may tamper
+// with it (see safefile.OwnDir).
 func safeDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("lock directory: %w", err)
-	}
-	var st unix.Stat_t
-	if err := unix.Lstat(dir, &st); err != nil {
-		return fmt.Errorf("lock directory: %w", err)
-	}
-	switch {
-	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
-		return fmt.Errorf("%w: %s is a symlink; remove it", ErrUnsafeDir, dir)
-	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
-		return fmt.Errorf("%w: %s is not a directory; remove it", ErrUnsafeDir, dir)
-	case int(st.Uid) != os.Geteuid():
-		return fmt.Errorf("%w: %s belongs to uid %d, not to you (uid %d); remove it, or set XDG_RUNTIME_DIR", ErrUnsafeDir, dir, st.Uid, os.Geteuid())
-	case st.Mode&0o022 != 0:
-		return fmt.Errorf("%w: %s is writable by others (mode %o); remove it or chmod go-w it", ErrUnsafeDir, dir, st.Mode&0o777)
+	if err := safefile.OwnDir(dir, 0o755); err != nil {
+		return fmt.Errorf("%w: lock directory: %w", ErrUnsafeDir, err)
 	}
 	return nil
 }

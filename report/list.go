@@ -103,9 +103,18 @@ func DryRun(s *Streams, mode Mode, p Plan) error {
 		verify = fmt.Sprintf("on (frp tunnels proven within %s; other units settle %s)", p.TunnelDeadline, p.Settle)
 	}
 	fmt.Fprintf(w, "Timeout: %s per unit; verification: %s\n", p.Timeout, verify)
+	if p.MaxFail != "" {
+		fmt.Fprintf(w, "Failure limit: stop launching after %d failed unit(s) (--max-fail=%s)\n", p.MaxFailUnits, p.MaxFail)
+	}
+	if p.Canary > 0 {
+		fmt.Fprintf(w, "Canary: the first %d unit(s) of each phase go first; the rest only if all of them succeed\n", p.Canary)
+	}
 	for _, ph := range p.Phases {
 		fmt.Fprintf(w, "Phase %d of %d (%s, %d unit(s), in parallel):\n", ph.Number, len(p.Phases), ph.Name, len(ph.Units))
-		for _, u := range ph.Units {
+		for i, u := range ph.Units {
+			if p.Canary > 0 && i == min(p.Canary, len(ph.Units)) {
+				fmt.Fprintf(w, "  -- then, if the canary succeeded:\n")
+			}
 			if p.Missing[u] {
 				fmt.Fprintf(w, "  %s (not found: systemctl will refuse it)\n", short(u))
 				continue

@@ -3,11 +3,11 @@ package report
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/moonfrp/moonfrp-bulk/discover"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/moonfrp/moonfrp-bulk/discover"
 	"github.com/moonfrp/moonfrp-bulk/exec"
 )
 
@@ -27,7 +27,7 @@ func sampleSummary() exec.Summary {
 func TestWriteSummaryWording(t *testing.T) {
 	s, _, errb := testStreams(false)
 	WriteSummary(s, sampleSummary())
-	want := "Bulk restart complete: 1 succeeded, 2 failed\n" +
+	want := "Bulk restart complete: 1 succeeded, 2 failed in 0.0s\n" +
 		"  - moonfrp-client-1: exited with status 1 right after restart (auto-restart loop): login failed\n" +
 		"  - moonfrp-client-2: unit not found\n"
 	if errb.String() != want {
@@ -68,7 +68,7 @@ func TestRunLinesWhenNotATerminal(t *testing.T) {
 	want := "Restarting 2 service(s), up to 4 at a time...\n" +
 		"Progress: 1/2 services... moonfrp-client-1 ok\n" +
 		"Progress: 2/2 services... moonfrp-client-2 FAILED\n" +
-		"Bulk restart complete: 1 succeeded, 1 failed\n"
+		"Bulk restart complete: 1 succeeded, 1 failed in 0.0s\n"
 	if got != want {
 		t.Errorf("stderr\n%q\nwant\n%q", got, want)
 	}
@@ -87,7 +87,7 @@ func TestRunLiveLineOnATerminal(t *testing.T) {
 		!strings.Contains(got, "\r\x1b[KProgress: 2/2 services... 1 ok, 1 failed, 0 running, ") {
 		t.Errorf("live line missing: %q", got)
 	}
-	if !strings.Contains(got, "\r\x1b[KBulk restart complete: 1 succeeded, 1 failed\n") {
+	if !strings.Contains(got, "\r\x1b[KBulk restart complete: 1 succeeded, 1 failed in 0.0s\n") {
 		t.Errorf("line not cleared before the summary: %q", got)
 	}
 	if strings.Contains(got, "\nProgress:") {
@@ -165,6 +165,31 @@ func TestLiveLineRule(t *testing.T) {
 	}
 }
 
+// Per-unit lines on a terminal that a JSON reader shares would cross its
+// output (`-o json | jq`); into a file, or from a log, they are harmless.
+func TestLinesRule(t *testing.T) {
+	cases := []struct {
+		name string
+		s    Streams
+		mode Mode
+		want bool
+	}{
+		{"json piped to jq on a terminal", Streams{ErrTTY: true}, JSON, false},
+		{"json into a file, terminal", Streams{ErrTTY: true, OutFile: true}, JSON, true},
+		{"json, stderr to a log", Streams{}, JSON, true},
+		{"text on a terminal", Streams{ErrTTY: true}, Text, true},
+		{"quiet", Streams{Quiet: true}, Text, false},
+	}
+	for _, c := range cases {
+		if got := c.s.Lines(c.mode); got != c.want {
+			t.Errorf("%s: Lines = %v, want %v", c.name, got, c.want)
+		}
+	}
+	if !(&Streams{ErrTTY: true, OutFile: true}).Live(JSON) {
+		t.Error("json into a file: no live line on the terminal")
+	}
+}
+
 func TestColorRule(t *testing.T) {
 	cases := []struct {
 		name string
@@ -180,5 +205,66 @@ func TestColorRule(t *testing.T) {
 		if got := c.s.Color(); got != c.want {
 			t.Errorf("%s: Color = %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+func TestWriteSummaryHaltedAndElapsed(t *testing.T) {
+	s, _, errb := testStreams(false)
+	WriteSummary(s, exec.Summary{Operation: "restart", Total: 50, Succeeded: 8, Failed: 2, NotStarted: 40,
+		Halted: "halted after 2 failures", Duration: 83 * time.Second})
+	want := "Bulk restart halted: 8 succeeded, 2 failed, 40 not started (halted after 2 failures) in 1m23s\n"
+	if errb.String() != want {
+		t.Errorf("summary %q, want %q", errb.String(), want)
+	}
+}
+
+// The live line never reaches the last column (a wrapped line cannot be
+// redrawn in place) and, however narrow, keeps the failed count and the
+// elapsed time.
+func TestLiveLineFitsEveryWidth(t *testing.T) {
+	s, _, _ := testStreams(true)
+	r := NewRun(s, Auto, Plan{Operation: "restart", Phases: []discover.Phase{{Units: make([]string, 1000)}}})
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r.start, r.now = base, func() time.Time { return base.Add(1234500 * time.Millisecond) }
+	r.ok, r.failed, r.running, r.settling = 512, 37, 50, 12
+	r.proving = map[string]bool{"moonfrp-client-123.service": true, "moonfrp-client-77.service": true}
+	if got := r.liveLine(5); len(got) >= 5 {
+		t.Errorf("5 columns: %q wraps", got)
+	}
+	for cols := 20; cols <= 200; cols++ {
+		line := r.liveLine(cols)
+		if len(line) >= cols {
+			t.Errorf("%d columns: %q is %d long", cols, line, len(line))
+		}
+		if !strings.Contains(line, "37 failed 20m34.5s") && !strings.Contains(line, "37 failed, ") {
+			t.Errorf("%d columns: %q lost the failed count", cols, line)
+		}
+		if !strings.HasSuffix(line, "20m34.5s") {
+			t.Errorf("%d columns: %q lost the elapsed time at its end", cols, line)
+		}
+	}
+	if got := r.liveLine(40); got != "549/1000 512 ok 37 failed 20m34.5s" {
+		t.Errorf("40 columns: %q", got)
+	}
+}
+
+// After the window narrows, the old line (reflowed over two rows) is
+// cleared from its first row and the line drawn again to fit.
+func TestResizeClearsTheReflowedLine(t *testing.T) {
+	s, _, errb := testStreams(true)
+	r := NewRun(s, Auto, Plan{Operation: "restart", Phases: []discover.Phase{{Units: make([]string, 50)}}})
+	r.start = r.now()
+	s.Width = 120
+	r.draw()
+	old := r.lastLine
+	errb.Reset()
+	s.Width = len(old)/2 + 1
+	r.draw()
+	got := errb.String()
+	if !strings.HasPrefix(got, "\x1b[1A\r\x1b[J") {
+		t.Errorf("after narrowing to %d columns: %q, want the cursor up one row and the screen cleared below", s.Width, got)
+	}
+	if len(r.lastLine) >= s.Width {
+		t.Errorf("redrawn line %q does not fit %d columns", r.lastLine, s.Width)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"sort"
 	"strings"
 	"sync"
@@ -12,6 +14,7 @@ import (
 	"github.com/moonfrp/moonfrp-bulk/discover"
 	"github.com/moonfrp/moonfrp-bulk/exec"
 	"github.com/moonfrp/moonfrp-bulk/sanitize"
+	"golang.org/x/sys/unix"
 )
 
 // SchemaVersion is the version of the JSON line format. It changes only
@@ -39,7 +42,13 @@ type Plan struct {
 	// TunnelDeadline bounds the proof of each frp tunnel.
 	TunnelDeadline time.Duration
 	Filters        []string
-	Phases         []discover.Phase
+	// MaxFail is the failure limit as given (N or N%), "" for none;
+	// MaxFailUnits is what it comes to for this plan.
+	MaxFail      string
+	MaxFailUnits int
+	// Canary is how many units of each phase go first (0: none).
+	Canary int
+	Phases []discover.Phase
 	// Missing are units systemd does not know (LoadState not-found).
 	Missing map[string]bool
 }
@@ -71,9 +80,12 @@ type Run struct {
 	ok       int
 	failed   int
 	lastLine string
-	stop     chan struct{}
-	stopped  chan struct{}
-	ended    bool
+	// drawnCols is the width lastLine was drawn for.
+	drawnCols int
+	winch     chan os.Signal
+	stop      chan struct{}
+	stopped   chan struct{}
+	ended     bool
 }
 
 // NewRun prepares a reporter for plan.
@@ -98,6 +110,11 @@ type settings struct {
 	// TunnelDeadlineMS bounds the proof of each frp tunnel.
 	TunnelDeadlineMS int64    `json:"tunnel_deadline_ms"`
 	Filters          []string `json:"filters"`
+	// MaxFail is the failure limit in units (0: none); MaxFailGiven is
+	// the flag's value as given ("10%", "2", "").
+	MaxFail      int    `json:"max_fail"`
+	MaxFailGiven string `json:"max_fail_given"`
+	Canary       int    `json:"canary"`
 }
 
 func (p Plan) settings() settings {
@@ -107,7 +124,8 @@ func (p Plan) settings() settings {
 	}
 	return settings{Operation: p.Operation, Manager: p.Manager, Units: p.Units(), MaxParallel: p.MaxParallel,
 		Verify: p.Verify, SettleMS: p.Settle.Milliseconds(), TimeoutMS: p.Timeout.Milliseconds(),
-		TunnelDeadlineMS: p.TunnelDeadline.Milliseconds(), Filters: filters}
+		TunnelDeadlineMS: p.TunnelDeadline.Milliseconds(), Filters: filters,
+		MaxFail: p.MaxFailUnits, MaxFailGiven: p.MaxFail, Canary: p.Canary}
 }
 
 type startEvent struct {
@@ -183,6 +201,7 @@ type summaryEvent struct {
 	Abandoned     int      `json:"abandoned"`
 	Interrupted   bool     `json:"interrupted"`
 	Lost          string   `json:"manager_lost"`
+	Halted        string   `json:"halted"`
 	DurationMS    int64    `json:"duration_ms"`
 	Notes         []string `json:"notes"`
 }
@@ -247,20 +266,26 @@ func (r *Run) Begin() {
 	r.start = r.now()
 	p := r.plan
 	r.mu.Lock()
-	r.emit(startEvent{SchemaVersion: SchemaVersion, Event: "start", Time: stamp(r.start), settings: p.settings()})
+	// The header first: a program reading the JSON cannot have printed
+	// anything yet, so the two cannot cross on a shared terminal.
 	if !r.s.Quiet {
 		fmt.Fprintf(r.s.Err, "%s %d service(s), up to %d at a time...\n", gerund(p.Operation), r.total, p.MaxParallel)
 	}
+	r.emit(startEvent{SchemaVersion: SchemaVersion, Event: "start", Time: stamp(r.start), settings: p.settings()})
 	r.mu.Unlock()
 	if r.live {
 		r.stop, r.stopped = make(chan struct{}), make(chan struct{})
+		r.winch = make(chan os.Signal, 1)
+		signal.Notify(r.winch, unix.SIGWINCH)
 		go r.tick()
 	}
 }
 
-// tick redraws the live line so the elapsed time moves while systemd works.
+// tick redraws the live line so the elapsed time moves while systemd
+// works, and at once when the window is resized.
 func (r *Run) tick() {
 	defer close(r.stopped)
+	defer signal.Stop(r.winch)
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -271,8 +296,29 @@ func (r *Run) tick() {
 			r.mu.Lock()
 			r.draw()
 			r.mu.Unlock()
+		case <-r.winch:
+			r.mu.Lock()
+			r.resized()
+			r.mu.Unlock()
 		}
 	}
+}
+
+// resized redraws the live line for the window's new width. Callers
+// hold r.mu.
+func (r *Run) resized() { r.draw() }
+
+// clearReflowed clears the live line drawn at another width before it is
+// drawn for cols columns. A terminal that reflows (tmux, VTE, kitty) has
+// wrapped the old line over several rows if the window got narrower: the
+// cursor goes back up to its first row, then everything below goes.
+// Callers hold r.mu.
+func (r *Run) clearReflowed(cols int) {
+	if rows := (len(r.lastLine) + cols - 1) / cols; rows > 1 {
+		fmt.Fprintf(r.s.Err, "\x1b[%dA", rows-1)
+	}
+	fmt.Fprint(r.s.Err, "\r\x1b[J")
+	r.lastLine = ""
 }
 
 // Launched implements exec.Observer.
@@ -334,12 +380,12 @@ func (r *Run) Finished(res exec.Result) {
 			}
 			// Cut to the width: the summary repeats it whole, and a line
 			// that wraps would push the live line around.
-			fmt.Fprintln(r.s.Err, fit(fmt.Sprintf("FAILED %s: %s", short(res.Unit), sanitize.Line(res.Reason)), r.s.Width))
+			fmt.Fprintln(r.s.Err, fit(fmt.Sprintf("FAILED %s: %s", short(res.Unit), sanitize.Line(res.Reason)), r.s.Cols()))
 		}
 		r.draw()
 		return
 	}
-	if r.s.Quiet {
+	if !r.s.Lines(r.mode) {
 		return // failures come in the summary
 	}
 	verdict := "ok"
@@ -354,32 +400,63 @@ func (r *Run) draw() {
 	if !r.live {
 		return
 	}
-	line := fmt.Sprintf("Progress: %d/%d services... %d ok, %d failed, %d running",
-		r.ok+r.failed, r.total, r.ok, r.failed, r.running)
-	if r.settling > 0 {
-		line += fmt.Sprintf(", %d settling", r.settling)
+	// The width is read at every draw, not only on SIGWINCH: a redraw
+	// between the resize and its signal must not draw over a line that
+	// the terminal has reflowed.
+	cols := r.s.Cols()
+	if r.lastLine != "" && cols > 0 && cols != r.drawnCols {
+		r.clearReflowed(cols)
 	}
-	if n := len(r.proving); n > 0 {
-		line += fmt.Sprintf(", %d proving", n)
-		if n <= 3 {
-			names := make([]string, 0, n)
-			for u := range r.proving {
-				names = append(names, short(u))
-			}
-			sort.Strings(names)
-			line += " (" + strings.Join(names, " ") + ")"
-		}
-	}
-	line += fmt.Sprintf(", %.1fs", r.now().Sub(r.start).Seconds())
-	// A line that wraps cannot be redrawn with \r; keep it inside the width.
-	if r.s.Width > 1 && len(line) >= r.s.Width {
-		line = line[:r.s.Width-1]
-	}
+	r.drawnCols = cols
+	line := r.liveLine(cols)
 	if line == r.lastLine {
 		return
 	}
 	r.lastLine = line
 	fmt.Fprintf(r.s.Err, "\r\x1b[K%s", line)
+}
+
+// liveLine is the progress line for a window cols wide (0: unknown). It
+// never wraps, since a wrapped line cannot be redrawn in place: the first
+// of its forms, longest first, that fits. Every form keeps the failed
+// count and the elapsed time, at its end.
+func (r *Run) liveLine(cols int) string {
+	done := fmt.Sprintf("%d/%d", r.ok+r.failed, r.total)
+	elapsed := Elapsed(r.now().Sub(r.start))
+	busy := fmt.Sprintf("%d running", r.running)
+	if r.settling > 0 {
+		busy += fmt.Sprintf(", %d settling", r.settling)
+	}
+	names := ""
+	if n := len(r.proving); n > 0 {
+		busy += fmt.Sprintf(", %d proving", n)
+		if n <= 3 {
+			list := make([]string, 0, n)
+			for u := range r.proving {
+				list = append(list, short(u))
+			}
+			sort.Strings(list)
+			names = " (" + strings.Join(list, " ") + ")"
+		}
+	}
+	forms := []string{
+		fmt.Sprintf("Progress: %s services... %d ok, %d failed, %s%s, %s", done, r.ok, r.failed, busy, names, elapsed),
+		fmt.Sprintf("Progress: %s services... %d ok, %d failed, %s, %s", done, r.ok, r.failed, busy, elapsed),
+		fmt.Sprintf("%s: %d ok, %d failed, %d running, %s", done, r.ok, r.failed, r.running, elapsed),
+		fmt.Sprintf("%s %d ok %d failed %s", done, r.ok, r.failed, elapsed),
+		fmt.Sprintf("%s %d failed %s", done, r.failed, elapsed),
+		fmt.Sprintf("%d failed %s", r.failed, elapsed),
+	}
+	if cols <= 1 {
+		return forms[0]
+	}
+	for _, f := range forms {
+		if len(f) < cols {
+			return f
+		}
+	}
+	last := forms[len(forms)-1]
+	return last[:cols-1] // ASCII: bytes are columns
 }
 
 // End stops the live line and prints the summary.
@@ -399,9 +476,9 @@ func (r *Run) End(sum exec.Summary) {
 	r.emit(summaryEvent{SchemaVersion: SchemaVersion, Event: "summary", Time: stamp(r.now()),
 		Operation: sum.Operation, Units: sum.Total, Succeeded: sum.Succeeded, Failed: sum.Failed,
 		NotStarted: sum.NotStarted, Abandoned: sum.Abandoned, Interrupted: sum.Interrupted, Lost: sum.Lost,
-		DurationMS: sum.Duration.Milliseconds(),
-		Notes:      notes})
-	if sum.Total > 0 {
+		Halted: sum.Halted, DurationMS: sum.Duration.Milliseconds(),
+		Notes: notes})
+	if sum.Total > 0 && !r.s.Shared(r.mode) {
 		// "Bulk X complete" only when an operation ran: scripts grep it.
 		WriteSummary(r.s, sum)
 	}
@@ -413,8 +490,11 @@ func (r *Run) End(sum exec.Summary) {
 func WriteSummary(s *Streams, sum exec.Summary) {
 	w := s.Err
 	word := "complete"
-	if sum.Interrupted {
+	switch {
+	case sum.Interrupted:
 		word = "interrupted"
+	case sum.Halted != "":
+		word = "halted"
 	}
 	failed := fmt.Sprintf("%d failed", sum.Failed)
 	if sum.Failed > 0 {
@@ -423,13 +503,17 @@ func WriteSummary(s *Streams, sum exec.Summary) {
 	line := fmt.Sprintf("Bulk %s %s: %s succeeded, %s", sum.Operation, word, s.green(fmt.Sprint(sum.Succeeded)), failed)
 	if sum.NotStarted > 0 || sum.Interrupted {
 		line += fmt.Sprintf(", %d not started", sum.NotStarted)
-		if sum.Lost == "" {
+		switch {
+		case sum.Halted != "" && !sum.Interrupted:
+			line += " (" + sum.Halted + ")"
+		case sum.Lost == "":
 			line += " (interrupted)"
 		}
 	}
 	if sum.Abandoned > 0 {
 		line += fmt.Sprintf(", %d abandoned in flight", sum.Abandoned)
 	}
+	line += " in " + Elapsed(sum.Duration)
 	fmt.Fprintln(w, line)
 	for _, n := range sum.Notes {
 		fmt.Fprintf(w, "  ! %s\n", sanitize.Line(n))
@@ -440,6 +524,15 @@ func WriteSummary(s *Streams, sum exec.Summary) {
 			fmt.Fprintf(w, "  - %s: %s\n", s.bold(short(res.Unit)), sanitize.Line(res.Reason))
 		}
 	}
+}
+
+// Elapsed formats a run's duration for people: tenths of a second, and
+// minutes once there are any ("2.4s", "1m3.5s").
+func Elapsed(d time.Duration) string {
+	if d < time.Minute {
+		return fmt.Sprintf("%.1fs", max(0, d.Seconds()))
+	}
+	return d.Round(100 * time.Millisecond).String()
 }
 
 func short(unit string) string { return discover.ShortName(unit) }
@@ -469,4 +562,57 @@ func fit(line string, width int) string {
 		return line
 	}
 	return string(rs[:width-2]) + "…"
+}
+
+// jobRecord is one run in the job log (see package joblog): the summary's
+// counts and each unit's outcome, without log tails.
+type jobRecord struct {
+	SchemaVersion int         `json:"schema_version"`
+	Event         string      `json:"event"`
+	Time          string      `json:"time"`
+	Operation     string      `json:"operation"`
+	Manager       string      `json:"manager"`
+	Filters       []string    `json:"filters"`
+	Units         int         `json:"units"`
+	Succeeded     int         `json:"succeeded"`
+	Failed        int         `json:"failed"`
+	NotStarted    int         `json:"not_started"`
+	Interrupted   bool        `json:"interrupted"`
+	Halted        string      `json:"halted"`
+	DurationMS    int64       `json:"duration_ms"`
+	Results       []jobResult `json:"results"`
+}
+
+type jobResult struct {
+	Unit        string `json:"unit"`
+	OK          bool   `json:"ok"`
+	NotStarted  bool   `json:"not_started"`
+	Abandoned   bool   `json:"abandoned"`
+	TimedOut    bool   `json:"timed_out"`
+	State       string `json:"state"`
+	TunnelState string `json:"tunnel_state"`
+	Reason      string `json:"reason"`
+}
+
+// JobRecord is the job log's line for a run of plan that ended in sum:
+// one JSON object, event "job", in schema SchemaVersion.
+func JobRecord(plan Plan, sum exec.Summary, end time.Time) []byte {
+	filters := plan.Filters
+	if filters == nil {
+		filters = []string{}
+	}
+	rec := jobRecord{SchemaVersion: SchemaVersion, Event: "job", Time: stamp(end), Operation: sum.Operation,
+		Manager: plan.Manager, Filters: filters, Units: sum.Total, Succeeded: sum.Succeeded, Failed: sum.Failed,
+		NotStarted: sum.NotStarted, Interrupted: sum.Interrupted, Halted: sum.Halted,
+		DurationMS: sum.Duration.Milliseconds(), Results: make([]jobResult, 0, len(sum.Results))}
+	for _, r := range sum.Results {
+		j := jobResult{Unit: r.Unit, OK: r.OK, NotStarted: r.NotStarted, Abandoned: r.Abandoned, TimedOut: r.TimedOut,
+			State: r.State, Reason: sanitize.Line(r.Reason)}
+		if r.Tunnel != nil {
+			j.TunnelState = string(r.Tunnel.State)
+		}
+		rec.Results = append(rec.Results, j)
+	}
+	b, _ := json.Marshal(rec) // plain strings and numbers: cannot fail
+	return b
 }

@@ -179,3 +179,28 @@ func ForUser(u string) Options {
 	}
 	return Options{}
 }
+
+// OwnDir creates dir (and its parents) with perm if needed, then checks,
+// without following a link, that it is a directory owned by the caller
+// that nobody else may write: a place where the caller's own files
+// (locks, the job log) cannot be swapped for links by another user.
+func OwnDir(dir string, perm os.FileMode) error {
+	if err := os.MkdirAll(dir, perm); err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return err
+	}
+	switch {
+	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		return fmt.Errorf("%s is a symlink; remove it", dir)
+	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+		return fmt.Errorf("%s is not a directory; remove it", dir)
+	case int(st.Uid) != os.Geteuid():
+		return fmt.Errorf("%s belongs to uid %d, not to you (uid %d); remove it", dir, st.Uid, os.Geteuid())
+	case st.Mode&0o022 != 0:
+		return fmt.Errorf("%s is writable by others (mode %o); remove it or chmod go-w it", dir, st.Mode&0o777)
+	}
+	return nil
+}

@@ -178,7 +178,7 @@ func TestBulkOperationFailureReporting(t *testing.T) {
 
 	r := bulk(t, sb, nil, append([]string{"restart", "moonfrp-client-nosuch"}, sandbox.Names(specs)...)...)
 	wantCode(t, r, 1)
-	wantContains(t, "summary", r.stderr, "Bulk restart complete: 4 succeeded, 3 failed\n")
+	wantContains(t, "summary", r.stderr, "Bulk restart complete: 4 succeeded, 3 failed in ")
 	lines := failureLines(r.stderr)
 	want := []string{"moonfrp-client-2", "moonfrp-client-5", "moonfrp-client-nosuch"}
 	if len(lines) != len(want) {
@@ -312,7 +312,7 @@ func TestLoadFiftyWithTenFailingTwoRunsAtOnce(t *testing.T) {
 	wg.Wait()
 	for i, r := range results {
 		wantCode(t, r, 1)
-		if !strings.Contains(r.stderr, "Bulk restart complete: 40 succeeded, 10 failed\n") {
+		if !strings.Contains(r.stderr, "Bulk restart complete: 40 succeeded, 10 failed in ") {
 			t.Errorf("run %d summary does not add up:\n%s", i, r.stderr)
 		}
 		if got := len(failureLines(r.stderr)); got != 10 {

@@ -199,10 +199,8 @@ func TestIntegrateTakesEffectThroughMoonFRPsEntryPoints(t *testing.T) {
 			t.Skip("tmux is not installed")
 		}
 		before := invocationIDs(t, sb, healthy)
-		x := tmux{t: t, sb: sb, sock: filepath.Join(sb.RuntimeDir, "tmux-integrate.sock")}
-		x.run("-f", "/dev/null", "new-session", "-d", "-s", "menu", "-x", "160", "-y", "50",
-			"env", "MOONFRP_BULK_ARGS=--user", "MOONFRP_DATA_DIR="+dataDir, filepath.Join(tree, "moonfrp"))
-		x.run("set-option", "-t", "menu", "remain-on-exit", "on")
+		x := &tmux{t: t, sb: sb, sock: filepath.Join(sb.RuntimeDir, "tmux-integrate.sock")}
+		x.start(160, 50, "env", "MOONFRP_BULK_ARGS=--user", "MOONFRP_DATA_DIR="+dataDir, filepath.Join(tree, "moonfrp"))
 		t.Cleanup(func() { _ = sb.Command(context.Background(), "tmux", "-S", x.sock, "kill-server").Run() })
 		x.waitPane("the main menu", func(p string) bool { return strings.Contains(p, "2) Service Management") })
 		x.run("send-keys", "-t", "menu", "2", "Enter")
@@ -217,7 +215,7 @@ func TestIntegrateTakesEffectThroughMoonFRPsEntryPoints(t *testing.T) {
 		x.run("send-keys", "-t", "menu", "Enter")
 		x.run("send-keys", "-t", "menu", "0", "Enter")
 		x.run("send-keys", "-t", "menu", "0", "Enter")
-		x.waitPane("the menu to close", func(p string) bool { return strings.Contains(p, "Goodbye") })
+		x.waitExit("the menu to close")
 		if c := changed(before); len(c) != len(healthy) {
 			t.Errorf("restarted %v, want all of %v", c, healthy)
 		}

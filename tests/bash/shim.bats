@@ -58,6 +58,15 @@ caller() {
     [[ "$output" == *"Bulk start complete: 0 succeeded, 300 failed"* ]]
 }
 
+@test "MOONFRP_BULK_MAX_FAIL, even unexported, halts the run; not started ones count in the return" {
+    run caller 'MOONFRP_BULK_MAX_FAIL=1; bulk_service_operation restart 1 moonfrp-nosuch-1 moonfrp-nosuch-2 moonfrp-nosuch-3 moonfrp-client-1'
+    [ "$status" -eq 4 ]
+    [[ "$output" == *"Bulk restart halted: 0 succeeded, 1 failed, 3 not started (halted after 1 failure) in "* ]]
+    run caller 'MOONFRP_BULK_MAX_FAIL=none; bulk_restart_services'
+    [ "$status" -eq 125 ]
+    [[ "$output" == *"--max-fail: must be a number of units"* ]]
+}
+
 @test "an empty service list warns and returns 0" {
     run --separate-stderr caller 'bulk_service_operation restart 10'
     [ "$status" -eq 0 ]
