@@ -278,6 +278,8 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	}
 	rep.End(sum)
 	a.writeStatus(sum)
+	// The units are free for the next run before the job log is written.
+	locks.Release()
 	a.record(plan, sum)
 	switch {
 	case sum.Lost != "":

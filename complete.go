@@ -106,12 +106,17 @@ func (c *CompletionCmd) Run(a *app) error {
 		}
 		bin = exe
 	}
-	if !filepath.IsAbs(bin) || strings.ContainsAny(bin, "'\"\\$`\n") {
-		return usageErr("completion: --bin must be an absolute path without quotes, '$', '`' or '\\', got %q", bin)
+	if !filepath.IsAbs(bin) || strings.Trim(bin, safePathChars) != "" {
+		// zsh's bashcompinit evaluates the command it is given: only
+		// characters that no shell reads as syntax.
+		return usageErr("completion: --bin must be an absolute path of letters, digits and /._+-, got %q (give another with --bin)", bin)
 	}
 	fmt.Fprint(a.streams.Out, strings.ReplaceAll(completionScripts[c.Shell], "@BIN@", bin))
 	return nil
 }
+
+// safePathChars are the characters a binary's path may have in a script.
+const safePathChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._+-"
 
 // completionScripts call the binary with COMP_LINE and COMP_POINT set, as
 // bash's `complete -C` does. bash splits words at ':' and '=' (its
@@ -157,12 +162,12 @@ type ManCmd struct{}
 
 // Run prints the man page in roff.
 func (c *ManCmd) Run(kctx *kong.Context, a *app) error {
-	pruneHidden(kctx.Model.Node)
+	manModel(kctx.Model.Node)
 	// The adapter takes the first line as the page's one-line summary
 	// and every other line as a paragraph: give it whole paragraphs.
 	kctx.Model.Help = "parallel systemd operations for MoonFRP tunnels\n" + manParagraphs(description)
 	page := mangokong.NewManPage(1, kctx.Model)
-	page = page.WithSection("Exit status", exitStatusText).WithSection("Files", filesText)
+	page = page.WithSection("Environment", environmentText).WithSection("Exit status", exitStatusText).WithSection("Files", filesText)
 	fmt.Fprint(a.streams.Out, page.Build(roff.NewDocument()))
 	return nil
 }
@@ -180,12 +185,17 @@ func manParagraphs(text string) string {
 	return strings.Join(out, "\n")
 }
 
-// pruneHidden drops hidden flags and commands from the model, which the
-// man page adapter would list: this model serves the man page alone.
-func pruneHidden(n *kong.Node) {
+// manModel readies the model for the man page adapter, which would list
+// hidden flags and commands, formats help texts (a '%' in them must be
+// doubled), and runs a command's examples into its heading: hidden parts
+// go, '%' is doubled, and the examples stay in --help. This model serves
+// the man page alone.
+func manModel(n *kong.Node) {
 	flags := n.Flags[:0]
 	for _, f := range n.Flags {
 		if !f.Hidden {
+			f.Help = strings.ReplaceAll(f.Help, "%", "%%")
+			f.PlaceHolder = strings.ReplaceAll(f.PlaceHolder, "%", "%%")
 			flags = append(flags, f)
 		}
 	}
@@ -193,12 +203,23 @@ func pruneHidden(n *kong.Node) {
 	children := n.Children[:0]
 	for _, c := range n.Children {
 		if !c.Hidden {
-			pruneHidden(c)
+			c.Detail = ""
+			c.Help = strings.ReplaceAll(c.Help, "%", "%%")
+			manModel(c)
 			children = append(children, c)
 		}
 	}
 	n.Children = children
 }
+
+const environmentText = `MOONFRP_MAX_PARALLEL: default for --max-parallel.
+MOONFRP_BULK_MAX_FAIL, MOONFRP_BULK_CANARY: defaults for --max-fail and --canary.
+MOONFRP_BULK_USER: non-empty is --user.
+MOONFRP_LOG_FORMAT=json: -o json by default.
+MOONFRP_LOG_DIR (default /var/log/frp): where a unit's <service>.log is looked for.
+MOONFRP_DATA_DIR: MoonFRP's data directory, holding the config index that tag: filters read.
+NO_COLOR (non-empty), CLICOLOR_FORCE, TERM=dumb: colour and the live line.
+XDG_STATE_HOME, XDG_RUNTIME_DIR: the job log and the locks of --user runs.`
 
 const exitStatusText = `0 every unit succeeded, or there was nothing to do;
 1 at least one unit failed, or was not started after --max-fail or a failed canary;

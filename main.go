@@ -109,8 +109,8 @@ func ParseFailLimit(s string) (FailLimit, error) {
 	num, pct := strings.CutSuffix(t, "%")
 	n, err := strconv.Atoi(num)
 	switch {
-	case err != nil || n < 1:
-		return FailLimit{}, fmt.Errorf("must be a number of units from 1, or a percentage such as 10%%, got %q (for example --max-fail=5)", s)
+	case err != nil || n < 1 || strings.TrimLeft(num, "0123456789") != "":
+		return FailLimit{}, fmt.Errorf("must be a number of units from 1, or a percentage such as 10%%, got %q (for example --max-fail=5; leave it unset for no limit)", s)
 	case pct && n > 100:
 		return FailLimit{}, fmt.Errorf("a percentage must be from 1%% to 100%%, got %q", s)
 	}
@@ -288,13 +288,21 @@ func usageErr(format string, args ...any) error {
 }
 
 func main() {
+	if argsFile, ok := ansibleModule(os.Args); ok {
+		os.Exit(runModule(argsFile))
+	}
 	os.Exit(run(os.Args[1:]))
 }
 
 // run parses the command line, runs the command, and turns its ending
 // into the exit code: the one exit path.
 func run(args []string) int {
-	streams := report.System()
+	return runWith(report.System(), args)
+}
+
+// runWith is run with the given streams: the process's own, or buffers
+// when the binary runs as an Ansible module.
+func runWith(streams *report.Streams, args []string) int {
 	// An empty setting means "not set", as in MoonFRP's scripts.
 	for _, name := range []string{"MOONFRP_MAX_PARALLEL", "MOONFRP_SYSTEMCTL", "MOONFRP_BULK_USER", "MOONFRP_BULK_MAX_FAIL", "MOONFRP_BULK_CANARY"} {
 		if v, ok := os.LookupEnv(name); ok && strings.TrimSpace(v) == "" {

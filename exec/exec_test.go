@@ -754,7 +754,7 @@ func TestRunHaltsAtTheFailureLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Halted != "halted after 2 failures" || sum.Failed < 2 {
+	if sum.Halted != "failure limit of 2 reached" || sum.Failed < 2 {
 		t.Errorf("halted %q with %d failed, want a halt after at least 2 failures", sum.Halted, sum.Failed)
 	}
 	// Only what was in flight when the second failure was decided may
@@ -769,6 +769,45 @@ func TestRunHaltsAtTheFailureLimit(t *testing.T) {
 		if r.NotStarted && r.Reason != "not started: "+sum.Halted {
 			t.Errorf("%s: reason %q", r.Unit, r.Reason)
 		}
+	}
+}
+
+// Units whose operation succeeds but that crash in the settle window count
+// towards the limit before anything else is launched: with a limit, a
+// unit holds its slot until it is decided.
+func TestRunFailureLimitCountsVerificationFailures(t *testing.T) {
+	crashed := systemctl.Properties{"ActiveState": "activating", "SubState": "auto-restart", "Result": "exit-code",
+		"NRestarts": "1", "ExecMainCode": "1", "ExecMainStatus": "1", "InvocationID": "2"}
+	units, names := clients(30, 0)
+	for _, u := range units {
+		u.settled = crashed
+	}
+	f := newFake(units)
+	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 2, MaxFail: 1, Verify: true,
+		Settle: 30 * time.Millisecond, Runner: f}, planOf("restart", names), &collector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := launched(f); n > 2 || sum.Halted != "failure limit of 1 reached" || sum.NotStarted != 30-n {
+		t.Errorf("launched %d, summary %+v: want a halt once the first unit was seen crashing, with at most the 2 slots' worth launched", n, sum)
+	}
+}
+
+// A lost manager stops the run on its own: its failures are no brake's,
+// and the summary says the manager was lost, not that the run halted.
+func TestRunLostManagerIsNotAHalt(t *testing.T) {
+	units, names := clients(20, 0)
+	for _, n := range names[2:] {
+		units[n].opExit = 1
+		units[n].opStderr = "Failed to connect to bus: Connection refused\n"
+	}
+	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 1, MaxFail: 1, Verify: true,
+		Runner: newFake(units)}, planOf("restart", names), &collector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Lost == "" || sum.Halted != "" || sum.Interrupted {
+		t.Errorf("summary %+v: want the manager lost, not a halt or an interruption", sum)
 	}
 }
 
@@ -822,7 +861,7 @@ func TestRunCanaryGoesFirstAndHoldsThePhaseBackWhenItFails(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := "the canary failed (moonfrp-client-00)"
+		want := "canary moonfrp-client-00 failed"
 		if sum.Halted != want || sum.Failed != 1 || sum.Succeeded != 1 || sum.NotStarted != 8 || launched(f) != 2 {
 			t.Errorf("summary %+v, %d launched; want halted %q after the 2 canaries", sum, launched(f), want)
 		}

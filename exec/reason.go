@@ -94,6 +94,11 @@ func failedCommand(prop, what string) string {
 func resultWords(op string, p systemctl.Properties) string {
 	switch {
 	case op == "reload":
+		if a := p["ActiveState"]; a == "inactive" || a == "failed" {
+			// systemd reloads only a running unit; a ReloadResult now
+			// would be an earlier reload's.
+			return "not active, so there is nothing to reload: start it instead"
+		}
 		if r := p["ReloadResult"]; r != "" && r != "success" {
 			if cmd := failedCommand(p["ExecReload"], "ExecReload"); cmd != "" {
 				return cmd

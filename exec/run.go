@@ -127,7 +127,7 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 		u.counted = true
 		failures++
 		if cfg.MaxFail > 0 && failures >= cfg.MaxFail {
-			brake(fmt.Sprintf("halted after %d failure%s", failures, plural(failures)))
+			brake(fmt.Sprintf("failure limit of %d reached", cfg.MaxFail))
 		}
 	}
 	finish := func(u *unitRun) {
@@ -194,7 +194,12 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 			}
 			mu.Lock()
 			for _, u := range batch[lo:hi] {
-				if !u.res.OK && !u.cancelled {
+				switch {
+				case managerLost(u.res.Stderr):
+					// The manager's failure, not the unit's: it stops
+					// the run on its own, and is no brake's business.
+					u.counted = true
+				case !u.res.OK && !u.cancelled:
 					// Known now: brake before the next launch, not after
 					// this unit's reason has been gathered.
 					failed(u)
@@ -210,6 +215,19 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 					continue
 				}
 				ver.add(u)
+			}
+			if cfg.MaxFail > 0 {
+				// With a failure limit, a unit holds its slots until it
+				// is decided (verified, its tunnel proven): a crash in
+				// the settle window must count before the next launch,
+				// or every unit would be launched before the first
+				// verdict.
+				for _, u := range batch[lo:hi] {
+					select {
+					case <-u.done:
+					case <-ctx.Done():
+					}
+				}
 			}
 		})
 	}
@@ -228,7 +246,7 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 			n = launch(canaries)
 			if n == len(canaries) && !canaryPassed(ctx, canaries) && ctx.Err() == nil {
 				mu.Lock()
-				brake(fmt.Sprintf("the canary failed (%s)", failedNames(canaries)))
+				brake(fmt.Sprintf("canary %s failed", failedNames(canaries)))
 				mu.Unlock()
 			}
 			if n == len(canaries) && n < len(batch) {
@@ -239,7 +257,7 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 		}
 		next += n
 		if n < len(ph.Units) || braked() {
-			sum.Interrupted = sum.Lost == "" && !braked()
+			sum.Interrupted = closed(cfg.Drain) || ctx.Err() != nil
 			break
 		}
 		if !awaitServers(ctx, cfg, batch, &sum) {
@@ -254,6 +272,10 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 		u.res.End = time.Now()
 		obs.Finished(u.res)
 		sum.Results = append(sum.Results, u.res)
+	}
+	if sum.Lost != "" || sum.Interrupted {
+		// Something else stopped the run as well: that is what to report.
+		sum.Halted = ""
 	}
 	for _, u := range runs[next:] {
 		u.res.NotStarted = true
@@ -291,6 +313,16 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 	return sum, nil
 }
 
+// closed reports whether ch is closed (a nil channel never is).
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 // canaryPassed waits until every canary is decided and reports whether
 // all of them succeeded. A cancelled run passes nothing.
 func canaryPassed(ctx context.Context, canaries []*unitRun) bool {
@@ -318,13 +350,6 @@ func failedNames(units []*unitRun) string {
 		}
 	}
 	return strings.Join(names, ", ")
-}
-
-func plural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
 }
 
 // reasonTimeout bounds the gathering of one failed unit's reason (its

@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -67,16 +68,18 @@ func Append(dir string, record []byte) error {
 	if err := safefile.OwnDir(dir, 0o700); err != nil {
 		return fmt.Errorf("job log: %w", err)
 	}
-	d, err := os.Open(dir)
+	// Runs take turns on a lock file of their own, 0600: no other user
+	// can open it, so none can hold the lock and stall a run.
+	lock, err := openOwn(filepath.Join(dir, lockName), unix.O_RDWR)
 	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := lockWithin(lock, lockWait); err != nil {
 		return fmt.Errorf("job log: %w", err)
 	}
-	defer d.Close()
-	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX); err != nil {
-		return fmt.Errorf("job log: lock %s: %w", dir, err)
-	}
 	path := filepath.Join(dir, FileName)
-	f, err := openOwn(path)
+	f, err := openOwn(path, unix.O_RDWR|unix.O_APPEND)
 	if err != nil {
 		return err
 	}
@@ -86,21 +89,57 @@ func Append(dir string, record []byte) error {
 		if err := os.Rename(path, path+".1"); err != nil {
 			return fmt.Errorf("job log: rotate: %w", err)
 		}
-		if f, err = openOwn(path); err != nil {
+		if f, err = openOwn(path, unix.O_RDWR|unix.O_APPEND); err != nil {
 			return err
 		}
+		st, err = f.Stat()
 	}
 	defer f.Close()
-	if _, err := f.Write(append(record, '\n')); err != nil {
+	line := append(record, '\n')
+	if err == nil && st.Size() > 0 {
+		// A record cut short (a crash, a full disk) ends without a
+		// newline: end it, so this one starts on a line of its own.
+		last := make([]byte, 1)
+		if _, err := f.ReadAt(last, st.Size()-1); err == nil && last[0] != '\n' {
+			line = append([]byte{'\n'}, line...)
+		}
+	}
+	if _, err := f.Write(line); err != nil {
 		return fmt.Errorf("job log: %w", err)
 	}
 	return nil
 }
 
-// openOwn opens the log for appending, creating it 0600, never through a
-// link and never blocking, and only if it is a regular file of ours.
-func openOwn(path string) (*os.File, error) {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o600)
+// lockName is the job log's lock file in the state directory.
+const lockName = "jobs.lock"
+
+// lockWait bounds the wait for another run's append: appends take
+// milliseconds, so a longer wait means something is wrong, and the run
+// goes on without its record rather than hang.
+const lockWait = 5 * time.Second
+
+// lockWithin takes an exclusive lock on f, retrying for up to d.
+func lockWithin(f *os.File, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			return fmt.Errorf("lock %s: %w (another run holds it)", f.Name(), err)
+		}
+		// flock offers no wait with a deadline; the holder is another
+		// run's append, which ends within milliseconds.
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// openOwn opens a file of the state directory with flags, creating it
+// 0600, never through a link and never blocking, and only if it is a
+// regular file of ours.
+func openOwn(path string, flags int) (*os.File, error) {
+	fd, err := unix.Open(path, flags|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		var st unix.Stat_t
 		switch {
@@ -135,49 +174,60 @@ type Entry struct {
 	NotStarted bool   `json:"not_started"`
 }
 
-// Last returns the most recent record in dir's log, or ErrNoRuns.
+// Last returns the most recent record in dir's log, or ErrNoRuns. A log
+// just rotated (empty or missing a moment) is read in its older file.
 func Last(dir string) (Record, error) {
 	if dir == "" {
 		return Record{}, errors.New("job log: no state directory (set XDG_STATE_HOME or HOME)")
 	}
 	path := filepath.Join(dir, FileName)
+	rec, err := lastIn(path)
+	if errors.Is(err, ErrNoRuns) {
+		if older, err2 := lastIn(path + ".1"); err2 == nil {
+			return older, nil
+		}
+	}
+	return rec, err
+}
+
+// lastIn reads the newest complete record of one log file.
+func lastIn(path string) (Record, error) {
 	f, err := safefile.Open(path, safefile.Options{})
 	if errors.Is(err, fs.ErrNotExist) {
 		return Record{}, fmt.Errorf("%w in %s", ErrNoRuns, path)
 	}
 	if err != nil {
-		return Record{}, fmt.Errorf("job log: %w", err)
+		return Record{}, fmt.Errorf("job log: %w; remove it (a run recreates it)", err)
 	}
 	defer f.Close()
 	if f.UID != os.Geteuid() {
-		return Record{}, fmt.Errorf("job log: %s belongs to uid %d, not to you; remove it", path, f.UID)
+		return Record{}, fmt.Errorf("job log: %s belongs to uid %d, not to you; remove it (a run recreates it)", path, f.UID)
 	}
 	data, err := f.ReadFrom(0, maxRecord+1)
 	if err != nil {
 		return Record{}, fmt.Errorf("job log: %w", err)
 	}
-	line := lastLine(data)
-	if len(line) == 0 {
-		return Record{}, fmt.Errorf("%w in %s", ErrNoRuns, path)
+	// The newest line that reads as a record: a torn or damaged line is
+	// passed over for the one before it.
+	lines := bytes.Split(completeLines(data), []byte("\n"))
+	for i := len(lines) - 1; i >= 0; i-- {
+		if len(bytes.TrimSpace(lines[i])) == 0 {
+			continue
+		}
+		var r Record
+		if json.Unmarshal(lines[i], &r) == nil {
+			return r, nil
+		}
 	}
-	var r Record
-	if err := json.Unmarshal(line, &r); err != nil {
-		return Record{}, fmt.Errorf("job log: the last record in %s is damaged (%v); remove the file", path, err)
-	}
-	return r, nil
+	return Record{}, fmt.Errorf("%w in %s", ErrNoRuns, path)
 }
 
-// lastLine returns the last complete, non-empty line of data: a record
-// cut short by a crash mid-write (no newline yet) is passed over.
-func lastLine(data []byte) []byte {
-	if i := bytes.LastIndexByte(data, '\n'); i >= 0 {
-		data = data[:i+1]
-	} else {
+// completeLines drops what follows data's last newline: a record still
+// being written, or cut short by a crash.
+func completeLines(data []byte) []byte {
+	i := bytes.LastIndexByte(data, '\n')
+	if i < 0 {
 		return nil
 	}
-	data = bytes.TrimRight(data, "\n")
-	if i := bytes.LastIndexByte(data, '\n'); i >= 0 {
-		return data[i+1:]
-	}
-	return data
+	return data[:i]
 }

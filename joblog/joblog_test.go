@@ -142,3 +142,33 @@ func TestDirFollowsXDGStateHome(t *testing.T) {
 }
 
 func mkfifo(path string) error { return unix.Mkfifo(path, 0o600) }
+
+// After a torn record, the next run's record starts on a line of its own
+// and is the one Last reads.
+func TestAppendAfterATornRecord(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, FileName), []byte(`{"operation":"restart","results":[{"unit":"to`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Append(dir, record("next.service", false)); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := Last(dir); err != nil || len(r.Results) != 1 || r.Results[0].Unit != "next.service" {
+		t.Errorf("Last = %+v, %v; want the record written after the torn one", r, err)
+	}
+}
+
+// Between a rotation and the next record, the run before is in the older
+// file, and Last finds it there.
+func TestLastReadsTheRotatedFileMeanwhile(t *testing.T) {
+	dir := t.TempDir()
+	if err := Append(dir, record("before.service", true)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, FileName), filepath.Join(dir, FileName+".1")); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := Last(dir); err != nil || r.Results[0].Unit != "before.service" {
+		t.Errorf("Last mid-rotation = %+v, %v", r, err)
+	}
+}

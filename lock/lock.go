@@ -119,7 +119,11 @@ func Acquire(ctx context.Context, dir string, units []string, opt Options) (*Set
 // with it (see safefile.OwnDir).
 func safeDir(dir string) error {
 	if err := safefile.OwnDir(dir, 0o755); err != nil {
-		return fmt.Errorf("%w: lock directory: %w", ErrUnsafeDir, err)
+		hint := ""
+		if strings.HasPrefix(dir, os.TempDir()) {
+			hint = " (or set XDG_RUNTIME_DIR)"
+		}
+		return fmt.Errorf("%w: lock directory: %w%s", ErrUnsafeDir, err, hint)
 	}
 	return nil
 }

@@ -211,8 +211,8 @@ func TestColorRule(t *testing.T) {
 func TestWriteSummaryHaltedAndElapsed(t *testing.T) {
 	s, _, errb := testStreams(false)
 	WriteSummary(s, exec.Summary{Operation: "restart", Total: 50, Succeeded: 8, Failed: 2, NotStarted: 40,
-		Halted: "halted after 2 failures", Duration: 83 * time.Second})
-	want := "Bulk restart halted: 8 succeeded, 2 failed, 40 not started (halted after 2 failures) in 1m23s\n"
+		Halted: "failure limit of 2 reached", Duration: 83 * time.Second})
+	want := "Bulk restart halted: 8 succeeded, 2 failed, 40 not started (failure limit of 2 reached) in 1m23s\n"
 	if errb.String() != want {
 		t.Errorf("summary %q, want %q", errb.String(), want)
 	}
@@ -252,6 +252,7 @@ func TestLiveLineFitsEveryWidth(t *testing.T) {
 // cleared from its first row and the line drawn again to fit.
 func TestResizeClearsTheReflowedLine(t *testing.T) {
 	s, _, errb := testStreams(true)
+	s.Reflows = true
 	r := NewRun(s, Auto, Plan{Operation: "restart", Phases: []discover.Phase{{Units: make([]string, 50)}}})
 	r.start = r.now()
 	s.Width = 120
@@ -266,5 +267,16 @@ func TestResizeClearsTheReflowedLine(t *testing.T) {
 	}
 	if len(r.lastLine) >= s.Width {
 		t.Errorf("redrawn line %q does not fit %d columns", r.lastLine, s.Width)
+	}
+	// A terminal that cuts lines keeps the rows above: no cursor up.
+	s.Reflows = false
+	errb.Reset()
+	s.Width = 120
+	r.draw()
+	s.Width = 40
+	errb.Reset()
+	r.draw()
+	if got := errb.String(); strings.Contains(got, "\x1b[1A") || !strings.HasPrefix(got, "\r\x1b[J") {
+		t.Errorf("on a terminal that does not reflow: %q", got)
 	}
 }

@@ -309,12 +309,13 @@ func (r *Run) tick() {
 func (r *Run) resized() { r.draw() }
 
 // clearReflowed clears the live line drawn at another width before it is
-// drawn for cols columns. A terminal that reflows (tmux, VTE, kitty) has
-// wrapped the old line over several rows if the window got narrower: the
-// cursor goes back up to its first row, then everything below goes.
+// drawn for cols columns. A terminal that reflows (see Streams.Reflows)
+// has wrapped the old line over several rows if the window got narrower:
+// the cursor goes back up to its first row, then everything below goes.
+// On one that cuts lines instead, the row the cursor is on is the line's.
 // Callers hold r.mu.
 func (r *Run) clearReflowed(cols int) {
-	if rows := (len(r.lastLine) + cols - 1) / cols; rows > 1 {
+	if rows := (len(r.lastLine) + cols - 1) / cols; rows > 1 && r.s.Reflows {
 		fmt.Fprintf(r.s.Err, "\x1b[%dA", rows-1)
 	}
 	fmt.Fprint(r.s.Err, "\r\x1b[J")
@@ -493,6 +494,8 @@ func WriteSummary(s *Streams, sum exec.Summary) {
 	switch {
 	case sum.Interrupted:
 		word = "interrupted"
+	case sum.Lost != "":
+		word = "stopped"
 	case sum.Halted != "":
 		word = "halted"
 	}
@@ -504,10 +507,12 @@ func WriteSummary(s *Streams, sum exec.Summary) {
 	if sum.NotStarted > 0 || sum.Interrupted {
 		line += fmt.Sprintf(", %d not started", sum.NotStarted)
 		switch {
-		case sum.Halted != "" && !sum.Interrupted:
-			line += " (" + sum.Halted + ")"
-		case sum.Lost == "":
+		case sum.Interrupted:
 			line += " (interrupted)"
+		case sum.Lost != "":
+			line += " (the service manager stopped answering)"
+		case sum.Halted != "":
+			line += " (" + sum.Halted + ")"
 		}
 	}
 	if sum.Abandoned > 0 {

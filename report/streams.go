@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/mattn/go-isatty"
 	"golang.org/x/sys/unix"
@@ -37,6 +38,12 @@ type Streams struct {
 	// Width is the terminal width in columns, 0 when unknown: as read at
 	// start, or as set by a test. Cols reads it afresh.
 	Width int
+	// Reflows is true for a terminal known to re-wrap lines when its
+	// window narrows (tmux, VTE, kitty, iTerm2, WezTerm, VS Code):
+	// a redraw then clears the rows the old line now covers. Others
+	// (xterm, the Linux console, screen) cut the line instead, and the
+	// rows above it are not the line's to clear.
+	Reflows bool
 	// errFD is Err's descriptor, for Cols, when hasFD (Err is the
 	// process's terminal).
 	errFD uintptr
@@ -52,6 +59,7 @@ func System() *Streams {
 	s.OutTTY = isatty.IsTerminal(ofd) || isatty.IsCygwinTerminal(ofd)
 	s.OutFile = isFileOrNull(int(ofd))
 	s.Dumb = os.Getenv("TERM") == "dumb"
+	s.Reflows = reflowingTerminal()
 	s.NoColor = os.Getenv("NO_COLOR") != "" || s.Dumb
 	if v, ok := os.LookupEnv("CLICOLOR_FORCE"); ok && v != "" && v != "0" {
 		s.ForceColor = true
@@ -91,6 +99,21 @@ func (s *Streams) Lines(mode Mode) bool {
 // errors; the summary is the last JSON event.
 func (s *Streams) Shared(mode Mode) bool {
 	return mode == JSON && s.ErrTTY && !s.OutTTY && !s.OutFile
+}
+
+// reflowingTerminal guesses, from what terminals put in the environment,
+// whether this one re-wraps lines on resize.
+func reflowingTerminal() bool {
+	term := os.Getenv("TERM")
+	switch {
+	case os.Getenv("TMUX") != "", strings.HasPrefix(term, "tmux"), os.Getenv("VTE_VERSION") != "", term == "xterm-kitty":
+		return true
+	}
+	switch os.Getenv("TERM_PROGRAM") {
+	case "iTerm.app", "WezTerm", "vscode", "tmux":
+		return true
+	}
+	return false
 }
 
 // isFileOrNull reports whether fd is a regular file or /dev/null.

@@ -55,7 +55,7 @@ func TestMaxFailHaltsAfterTheSecondFailure(t *testing.T) {
 
 	r := bulk(t, sb, nil, "restart", "-j", "2", "--max-fail=2", "-o", "json")
 	wantCode(t, r, 1)
-	wantContains(t, "summary", r.stderr, "Bulk restart halted: ", " not started (halted after 2 failures) in ")
+	wantContains(t, "summary", r.stderr, "Bulk restart halted: ", " not started (failure limit of 2 reached) in ")
 	results := resultsByUnit(t, r.stdout)
 	if len(results) != 50 {
 		t.Fatalf("%d results, want one for each of the 50 units", len(results))
@@ -70,7 +70,7 @@ func TestMaxFailHaltsAfterTheSecondFailure(t *testing.T) {
 		if id, ok := before[n]; ok && after[n] != id {
 			t.Errorf("%s was reported not started but was restarted", n)
 		}
-		if reason := results[n+".service"]["reason"]; reason != "not started: halted after 2 failures" {
+		if reason := results[n+".service"]["reason"]; reason != "not started: failure limit of 2 reached" {
 			t.Errorf("%s: reason %q", n, reason)
 		}
 	}
@@ -80,7 +80,7 @@ func TestMaxFailHaltsAfterTheSecondFailure(t *testing.T) {
 			sum = ev
 		}
 	}
-	if sum["halted"] != "halted after 2 failures" || sum["not_started"] != float64(len(held)) {
+	if sum["halted"] != "failure limit of 2 reached" || sum["not_started"] != float64(len(held)) {
 		t.Errorf("JSON summary %v, want halted with %d not started", sum, len(held))
 	}
 
@@ -152,7 +152,7 @@ func TestCanaryHoldsThePhaseBack(t *testing.T) {
 
 	r := bulk(t, sb, nil, "restart", "--canary=2")
 	wantCode(t, r, 1)
-	wantContains(t, "summary", r.stderr, "Bulk restart halted: 1 succeeded, 1 failed, 8 not started (the canary failed (moonfrp-client-1)) in ")
+	wantContains(t, "summary", r.stderr, "Bulk restart halted: 1 succeeded, 1 failed, 8 not started (canary moonfrp-client-1 failed) in ")
 	after := invocationIDs(t, sb, names[2:])
 	for n, id := range before {
 		if after[n] != id {

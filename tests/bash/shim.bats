@@ -61,7 +61,7 @@ caller() {
 @test "MOONFRP_BULK_MAX_FAIL, even unexported, halts the run; not started ones count in the return" {
     run caller 'MOONFRP_BULK_MAX_FAIL=1; bulk_service_operation restart 1 moonfrp-nosuch-1 moonfrp-nosuch-2 moonfrp-nosuch-3 moonfrp-client-1'
     [ "$status" -eq 4 ]
-    [[ "$output" == *"Bulk restart halted: 0 succeeded, 1 failed, 3 not started (halted after 1 failure) in "* ]]
+    [[ "$output" == *"Bulk restart halted: 0 succeeded, 1 failed, 3 not started (failure limit of 1 reached) in "* ]]
     run caller 'MOONFRP_BULK_MAX_FAIL=none; bulk_restart_services'
     [ "$status" -eq 125 ]
     [[ "$output" == *"--max-fail: must be a number of units"* ]]

@@ -69,6 +69,14 @@ var ErrUnavailable = errors.New("systemd sandbox unavailable")
 // (wrapping ErrUnavailable) when not root or systemd is missing, and fails
 // loudly if PID 1's cgroups change.
 func Start(ctx context.Context) (*Sandbox, error) {
+	return StartAs(ctx, UserName, false)
+}
+
+// StartAs is Start with a manager of its own user, name, created if
+// needed. With login set, the user gets a shell and an unlocked account,
+// so that sshd lets it in with a key (see SSHD); Start's user has
+// neither.
+func StartAs(ctx context.Context, name string, login bool) (*Sandbox, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("%w: needs root (to delegate cgroups and switch user)", ErrUnavailable)
 	}
@@ -86,7 +94,7 @@ func Start(ctx context.Context) (*Sandbox, error) {
 	if len(roots) == 0 {
 		return nil, fmt.Errorf("%w: no name=systemd or unified cgroup hierarchy", ErrUnavailable)
 	}
-	uid, gid, err := ensureUser()
+	uid, gid, err := ensureUser(name, login)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -326,16 +334,27 @@ func cgroupRootsHere() []string {
 	return roots
 }
 
-func ensureUser() (int, int, error) {
-	u, err := user.Lookup(UserName)
+func ensureUser(name string, login bool) (int, int, error) {
+	u, err := user.Lookup(name)
 	if err != nil {
-		out, err := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-			"--shell", "/usr/sbin/nologin", UserName).CombinedOutput()
-		if err != nil && !strings.Contains(string(out), "already exists") {
-			return 0, 0, fmt.Errorf("useradd %s: %v: %s", UserName, err, out)
+		shell := "/usr/sbin/nologin"
+		if login {
+			shell = "/bin/bash"
 		}
-		if u, err = user.Lookup(UserName); err != nil {
-			return 0, 0, fmt.Errorf("look up %s: %w", UserName, err)
+		out, err := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+			"--shell", shell, name).CombinedOutput()
+		if err != nil && !strings.Contains(string(out), "already exists") {
+			return 0, 0, fmt.Errorf("useradd %s: %v: %s", name, err, out)
+		}
+		if u, err = user.Lookup(name); err != nil {
+			return 0, 0, fmt.Errorf("look up %s: %w", name, err)
+		}
+	}
+	if login {
+		// A locked account ("!" in shadow) is refused even a key by sshd
+		// without PAM; "*" is no password, not locked.
+		if out, err := exec.Command("usermod", "--shell", "/bin/bash", "--password", "*", name).CombinedOutput(); err != nil {
+			return 0, 0, fmt.Errorf("usermod %s: %v: %s", name, err, out)
 		}
 	}
 	uid, _ := strconv.Atoi(u.Uid)
