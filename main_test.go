@@ -14,6 +14,8 @@ import (
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"moonfrp-bulk": func() { os.Exit(run(os.Args[1:])) },
+		// The same binary under the Ansible module's name.
+		"moonfrp_bulk": main,
 	})
 }
 

@@ -202,7 +202,7 @@ func moduleArgv(params map[string]any) ([]string, bool, error) {
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return nil, false, fmt.Errorf("Unsupported parameters for (%s) module: %s. Supported parameters include: %s",
+		return nil, false, fmt.Errorf("unsupported parameters for (%s) module: %s. Supported parameters include: %s",
 			moduleName, strings.Join(unknown, ", "), strings.Join(moduleParams, ", "))
 	}
 	check, err := ansibleBool(params, "_ansible_check_mode")

@@ -2,12 +2,8 @@ package tests
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -17,116 +13,49 @@ import (
 	"github.com/moonfrp/moonfrp-bulk/tests/sandbox"
 )
 
-// fleetHost is one "host" of the Ansible fleet: a sandboxed user manager
-// of its own user, reached over ssh.
+// fleetHost is a fleet host with what the test knows of its units.
 type fleetHost struct {
-	name string
-	user string
-	sb   *sandbox.Sandbox
-	// broken names its units that fail on restart.
-	broken []string
+	*sandbox.FleetHost
 	units  []string
+	broken []string // the units that fail on restart
 }
 
-// fleet is three hosts behind one sshd, and the files ansible-playbook
-// needs: an inventory of them and a library holding the module (a copy of
-// the binary named moonfrp_bulk).
+// fleet is three hosts with n units each; host i (from 1) has the units
+// at the given positions broken.
 type fleet struct {
-	hosts     []*fleetHost
-	sshd      *sandbox.SSHD
-	dir       string
-	inventory string
-	library   string
-	config    string
+	*sandbox.HostFleet
+	hosts []*fleetHost
 }
 
-// newFleet starts three hosts with n units each; host i (from 1) has the
-// units at the given positions broken.
 func newFleet(t *testing.T, n int, broken map[int][]int) *fleet {
 	t.Helper()
-	for _, tool := range []string{"ansible-playbook", "sshd", "ssh"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if _, err2 := exec.LookPath("/usr/sbin/" + tool); err2 != nil {
-				t.Fatalf("%s is not installed (make deps installs ansible-core and openssh-server)", tool)
-			}
-		}
+	if _, err := exec.LookPath("/usr/sbin/sshd"); err != nil {
+		t.Fatal("sshd is not installed (make deps installs openssh-server)")
 	}
-	// sshd reads authorized_keys as the user logging in: the path to it
-	// must be open to everyone (t.TempDir's is root's alone).
-	dir, err := os.MkdirTemp("", "moonfrp-bulk-fleet-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	f := &fleet{dir: dir}
-	var users []string
+	var specs [][]sandbox.Spec
 	for i := 1; i <= 3; i++ {
-		user := fmt.Sprintf("moonfrp-sbx-h%d", i)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		sb, err := sandbox.StartAs(ctx, user, true)
-		cancel()
-		if err != nil {
-			t.Fatalf("start host %d: %v", i, err)
-		}
-		t.Cleanup(sb.Stop)
-		specs := failingFleet(n, nil)
+		hs := failingFleet(n, nil)
 		for _, b := range broken[i] {
-			specs[b-1].Behaviour = sandbox.FailPre
-			specs[b-1].Message = "login to the server failed: authorization failed"
+			hs[b-1].Behaviour = sandbox.FailPre
+			hs[b-1].Message = "login to the server failed: authorization failed"
 		}
-		ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
-		err = sb.Install(ctx, specs...)
-		cancel()
-		if err != nil {
-			t.Fatalf("host %d: install units: %v", i, err)
-		}
-		startAll(t, sb, specs)
-		h := &fleetHost{name: fmt.Sprintf("host%d", i), user: user, sb: sb, units: sandbox.Names(specs)}
-		for _, b := range broken[i] {
-			h.broken = append(h.broken, specs[b-1].Name)
-		}
-		sort.Strings(h.broken)
-		f.hosts = append(f.hosts, h)
-		users = append(users, user)
+		specs = append(specs, hs)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sshd, err := sandbox.StartSSHD(ctx, f.dir, users)
+	sf, err := sandbox.StartFleet(ctx, binary, specs)
 	if err != nil {
-		t.Fatalf("start sshd: %v", err)
+		t.Fatalf("start the fleet: %v", err)
 	}
-	t.Cleanup(sshd.Stop)
-	f.sshd = sshd
-
-	// The module: the binary itself, under the module's name.
-	f.library = filepath.Join(f.dir, "library")
-	if err := os.MkdirAll(f.library, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	copyInto(t, f.library, binary)
-	if err := os.Rename(filepath.Join(f.library, filepath.Base(binary)), filepath.Join(f.library, "moonfrp_bulk")); err != nil {
-		t.Fatal(err)
-	}
-
-	var inv strings.Builder
-	inv.WriteString("[tunnel_hosts]\n")
-	for _, h := range f.hosts {
-		env, _ := json.Marshal(map[string]string{"XDG_RUNTIME_DIR": h.sb.RuntimeDir, "XDG_STATE_HOME": filepath.Join(h.sb.RuntimeDir, "state")})
-		fmt.Fprintf(&inv, "%s ansible_host=127.0.0.1 ansible_port=%d ansible_user=%s ansible_remote_tmp=%s moonfrp_bulk_user=true moonfrp_bulk_env='%s'\n",
-			h.name, sshd.Port, h.user, filepath.Join(h.sb.RuntimeDir, "ansible-tmp"), env)
-	}
-	fmt.Fprintf(&inv, "\n[tunnel_hosts:vars]\nansible_ssh_private_key_file=%s\n"+
-		"ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR'\n", sshd.Key)
-	f.config = filepath.Join(f.dir, "ansible.cfg")
-	if err := os.WriteFile(f.config, []byte("[defaults]\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f.inventory = filepath.Join(f.dir, "inventory.ini")
-	if err := os.WriteFile(f.inventory, []byte(inv.String()), 0o644); err != nil {
-		t.Fatal(err)
+	t.Cleanup(sf.Stop)
+	f := &fleet{HostFleet: sf}
+	for i, h := range sf.Hosts {
+		fh := &fleetHost{FleetHost: h, units: sandbox.Names(specs[i])}
+		for _, b := range broken[i+1] {
+			fh.broken = append(fh.broken, specs[i][b-1].Name)
+		}
+		sort.Strings(fh.broken)
+		f.hosts = append(f.hosts, fh)
 	}
 	return f
 }
@@ -135,33 +64,13 @@ func newFleet(t *testing.T, n int, broken map[int][]int) *fleet {
 // fleet, with extra variables, and returns its output and exit code.
 func (f *fleet) playbook(t *testing.T, extra map[string]any, args ...string) (string, int) {
 	t.Helper()
-	vars, _ := json.Marshal(extra)
-	cmd := exec.Command("ansible-playbook", append([]string{"-i", f.inventory, "-e", string(vars), "--forks", "3",
-		"../examples/ansible/restart-tunnels.yml"}, args...)...)
-	cmd.Env = append(os.Environ(),
-		"ANSIBLE_LIBRARY="+f.library,
-		"ANSIBLE_LOCAL_TEMP="+filepath.Join(f.dir, "ansible-local"),
-		"ANSIBLE_SSH_CONTROL_PATH_DIR="+filepath.Join(f.dir, "cp"),
-		"ANSIBLE_HOST_KEY_CHECKING=False",
-		"ANSIBLE_NOCOLOR=1",
-		"ANSIBLE_STDOUT_CALLBACK=default",
-		"ANSIBLE_RETRY_FILES_ENABLED=False",
-		// No ansible.cfg of the machine's or the user's applies.
-		"ANSIBLE_CONFIG="+f.config,
-	)
 	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	code := 0
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
+	out, code, err := f.Playbook(context.Background(), extra, append([]string{"../examples/ansible/restart-tunnels.yml"}, args...)...)
+	if err != nil {
 		t.Fatalf("ansible-playbook: %v\n%s", err, out)
 	}
 	t.Logf("ansible-playbook %v: exit %d in %s\n%s", args, code, time.Since(start).Round(time.Millisecond), out)
-	return string(out), code
+	return out, code
 }
 
 var (
@@ -199,7 +108,7 @@ func (h *fleetHost) ids(t *testing.T) map[string]string {
 			healthy = append(healthy, u)
 		}
 	}
-	return invocationIDs(t, h.sb, healthy)
+	return invocationIDs(t, h.SB, healthy)
 }
 
 // TestAnsibleFleet drives the example playbook with the real engine over
@@ -213,15 +122,15 @@ func TestAnsibleFleet(t *testing.T) {
 	t.Run("check mode changes nothing", func(t *testing.T) {
 		before := map[string]map[string]string{}
 		for _, h := range f.hosts {
-			before[h.name] = h.ids(t)
+			before[h.Name] = h.ids(t)
 		}
 		out, code := f.playbook(t, all, "--check")
 		if code != 0 {
 			t.Fatalf("check mode exit %d", code)
 		}
 		for _, h := range f.hosts {
-			if after := h.ids(t); fmt.Sprint(after) != fmt.Sprint(before[h.name]) {
-				t.Errorf("%s: check mode restarted units (InvocationIDs %v, were %v)", h.name, after, before[h.name])
+			if after := h.ids(t); fmt.Sprint(after) != fmt.Sprint(before[h.Name]) {
+				t.Errorf("%s: check mode restarted units (InvocationIDs %v, were %v)", h.Name, after, before[h.Name])
 			}
 		}
 		if got := recap(out); got["host1"] != "failed=0 unreachable=0" || got["host3"] != "failed=0 unreachable=0" {
@@ -232,22 +141,22 @@ func TestAnsibleFleet(t *testing.T) {
 	t.Run("restart, a host down, per-host failures", func(t *testing.T) {
 		before := map[string]map[string]string{}
 		for _, h := range f.hosts[:2] {
-			before[h.name] = h.ids(t)
+			before[h.Name] = h.ids(t)
 		}
-		f.hosts[2].sb.Stop() // host3's manager is down
+		f.hosts[2].SB.Stop() // host3's manager is down
 		out, code := f.playbook(t, all)
 		if code == 0 {
 			t.Errorf("ansible-playbook exit 0 with failed units and a host down")
 		}
 		got := failures(out)
 		for _, h := range f.hosts[:2] {
-			if strings.Join(got[h.name], " ") != strings.Join(h.broken, " ") {
-				t.Errorf("%s: failed units %v, want %v", h.name, got[h.name], h.broken)
+			if strings.Join(got[h.Name], " ") != strings.Join(h.broken, " ") {
+				t.Errorf("%s: failed units %v, want %v", h.Name, got[h.Name], h.broken)
 			}
 			after := h.ids(t)
 			for u := range after {
-				if after[u] == before[h.name][u] {
-					t.Errorf("%s: %s was not restarted", h.name, u)
+				if after[u] == before[h.Name][u] {
+					t.Errorf("%s: %s was not restarted", h.Name, u)
 				}
 			}
 		}

@@ -27,6 +27,7 @@ type options struct {
 	bin, out, chart string
 	quick           bool
 	extrasOnly      bool
+	fleetOnly       bool
 	runs            int
 }
 
@@ -38,7 +39,19 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", false, "N = 50 at 0.5 s only; a smoke test, no files written")
 	flag.IntVar(&o.runs, "runs", 3, "runs per cell (the median is reported)")
 	flag.BoolVar(&o.extrasOnly, "extras", false, "only the discovery and 1,000-unit measurements; print, write nothing")
+	flag.BoolVar(&o.fleetOnly, "fleet", false, "only the Ansible fleet measurement; print, write nothing")
 	flag.Parse()
+	if o.fleetOnly {
+		bin, err := filepath.Abs(o.bin)
+		if err == nil {
+			_, err = measureFleet(o, bin)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if o.extrasOnly {
 		o.out, o.chart = "", ""
 	}
@@ -212,6 +225,9 @@ func run(o options) error {
 		if _, err := measureTunnels(o, bin, 50); err != nil {
 			return err
 		}
+		if _, err := measureFleet(o, bin); err != nil {
+			return err
+		}
 	}
 	if o.extrasOnly {
 		notes, err := measureExtras(o, bin)
@@ -262,6 +278,11 @@ func run(o options) error {
 					return err
 				}
 				notes = append(notes, tun...)
+				fl, err := measureFleet(o, bin)
+				if err != nil {
+					return err
+				}
+				notes = append(notes, fl...)
 			}
 		}
 	}
