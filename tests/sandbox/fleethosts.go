@@ -123,6 +123,8 @@ func (f *HostFleet) Playbook(ctx context.Context, extra map[string]any, args ...
 		"ANSIBLE_LOCAL_TEMP="+filepath.Join(f.Dir, "ansible-local"),
 		"ANSIBLE_SSH_CONTROL_PATH_DIR="+filepath.Join(f.Dir, "cp"),
 		"ANSIBLE_HOST_KEY_CHECKING=False",
+		// No ssh master connection that outlives the run (and the test).
+		"ANSIBLE_SSH_ARGS=-o ControlMaster=no",
 		"ANSIBLE_NOCOLOR=1",
 		"ANSIBLE_STDOUT_CALLBACK=default",
 		"ANSIBLE_RETRY_FILES_ENABLED=False",

@@ -148,7 +148,36 @@ func (s *SSHD) Log() string {
 func (s *SSHD) Stop() {
 	s.once.Do(func() {
 		if s.cmd != nil && s.cmd.Process != nil {
-			// Its own session: the sessions it forked go with it.
+			// The sessions it forked run in sessions of their own: end
+			// them first, deepest first, each level reaped by its parent
+			// before the next goes (an orphan would be left to PID 1,
+			// which here need not reap it).
+			var levels [][]int
+			for next := []int{s.cmd.Process.Pid}; ; {
+				var kids []int
+				for _, p := range next {
+					kids = append(kids, childrenOf(p)...)
+				}
+				if len(kids) == 0 {
+					break
+				}
+				levels = append(levels, kids)
+				next = kids
+			}
+			for i := len(levels) - 1; i >= 0; i-- {
+				for _, p := range levels[i] {
+					_ = syscall.Kill(p, syscall.SIGKILL)
+				}
+				deadline := time.Now().Add(2 * time.Second)
+				for _, p := range levels[i] {
+					for time.Now().Before(deadline) {
+						if _, err := os.Stat(fmt.Sprintf("/proc/%d", p)); err != nil {
+							break
+						}
+						time.Sleep(10 * time.Millisecond) // reaping has no event to wait on
+					}
+				}
+			}
 			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
 			select {
 			case <-s.exited:
