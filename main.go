@@ -338,7 +338,7 @@ func runWith(streams *report.Streams, args []string) int {
 		fmt.Fprintf(streams.Err, "moonfrp-bulk: %v; see 'moonfrp-bulk --help'\n", err)
 		return exitUsage
 	}
-	streams.Quiet = cli.Quiet
+	streams.Quiet = streams.Quiet || cli.Quiet
 	if cli.StatusFD >= 0 {
 		// The shim's status descriptor is for this process alone: no
 		// systemctl it runs should inherit it.

@@ -31,7 +31,10 @@ const moduleName = "moonfrp_bulk"
 const maxArgsFile = 1 << 20
 
 // ansibleModule reports whether argv is Ansible running the module, and
-// returns the arguments file.
+// returns the arguments file. Past the name and the one argument, the
+// argument must exist: then any problem with it is the module's to
+// report, as a failed result Ansible can show (not a usage error on
+// stderr that it would call a MODULE FAILURE).
 func ansibleModule(argv []string) (string, bool) {
 	if len(argv) != 2 {
 		return "", false
@@ -40,21 +43,22 @@ func ansibleModule(argv []string) (string, bool) {
 	if name != moduleName {
 		return "", false
 	}
-	data, err := safefile.ReadFile(argv[1], maxArgsFile, safefile.Options{})
-	if err != nil {
+	if _, err := os.Lstat(argv[1]); err != nil {
 		return "", false
 	}
-	var args map[string]json.RawMessage
-	if json.Unmarshal(data, &args) != nil {
-		return "", false
-	}
-	for k := range args {
-		if strings.HasPrefix(k, "_ansible_") {
-			return argv[1], true
-		}
-	}
-	return "", false
+	return argv[1], true
 }
+
+// argsFileOptions read the arguments file whoever owns it: with become,
+// Ansible leaves it its login user's while the module runs as root. The
+// path is the process's own argument, so no privilege boundary is
+// crossed; it is still never followed as a link nor opened if not a
+// regular file, and its size is bounded.
+var argsFileOptions = safefile.Options{AnyOwner: true}
+
+// moduleEnv are settings the CLI takes from the environment; a module's
+// task arguments alone decide, whatever the host's environment says.
+var moduleEnv = []string{"MOONFRP_BULK_USER", "MOONFRP_MAX_PARALLEL", "MOONFRP_BULK_MAX_FAIL", "MOONFRP_BULK_CANARY", "MOONFRP_LOG_FORMAT"}
 
 // moduleParams are the task's arguments; each maps to the CLI flag of the
 // same meaning, parsed and checked by the CLI's own parser.
@@ -97,7 +101,7 @@ func module(argsFile string) moduleResult {
 	fail := func(format string, a ...any) moduleResult {
 		return moduleResult{Failed: true, RC: exitUsage, Msg: fmt.Sprintf(format, a...)}
 	}
-	data, err := safefile.ReadFile(argsFile, maxArgsFile, safefile.Options{})
+	data, err := safefile.ReadFile(argsFile, maxArgsFile, argsFileOptions)
 	if err != nil {
 		return fail("moonfrp_bulk: cannot read the arguments file: %v", err)
 	}
@@ -106,6 +110,9 @@ func module(argsFile string) moduleResult {
 	dec.UseNumber()
 	if err := dec.Decode(&params); err != nil {
 		return fail("moonfrp_bulk: the arguments file is not a JSON object: %v", err)
+	}
+	for _, name := range moduleEnv {
+		os.Unsetenv(name)
 	}
 	argv, check, err := moduleArgv(params)
 	if err != nil {
@@ -141,25 +148,33 @@ func collectEvents(res *moduleResult, out io.Reader) {
 		if dec.Decode(&raw) != nil {
 			return
 		}
+		// Only the fields every event shares: not_started, for one, is
+		// a flag in a result and a count in the summary.
 		var ev struct {
-			Event      string `json:"event"`
-			Unit       string `json:"unit"`
-			NotStarted bool   `json:"not_started"`
-			Units      int    `json:"units"`
+			Event string `json:"event"`
+			Unit  string `json:"unit"`
 		}
 		if json.Unmarshal(raw, &ev) != nil {
 			continue
 		}
 		switch ev.Event {
 		case "result":
+			var r struct {
+				NotStarted bool `json:"not_started"`
+			}
+			_ = json.Unmarshal(raw, &r)
 			res.Units = append(res.Units, raw)
-			res.Changed = res.Changed || !ev.NotStarted
+			res.Changed = res.Changed || !r.NotStarted
 		case "summary":
 			res.Summary = raw
 		case "plan":
+			var p struct {
+				Units int `json:"units"`
+			}
+			_ = json.Unmarshal(raw, &p)
 			res.Plan = raw
 			// Check mode says whether the run would change anything.
-			res.Changed = ev.Units > 0 && res.Operation != "list"
+			res.Changed = p.Units > 0 && res.Operation != "list"
 		case "":
 			if ev.Unit != "" { // a list entry
 				res.Units = append(res.Units, raw)
@@ -236,6 +251,11 @@ func moduleArgv(params map[string]any) ([]string, bool, error) {
 	units, err := ansibleList(params, "units")
 	if err != nil {
 		return nil, false, err
+	}
+	if v, ok := params["units"]; ok && len(units) == 0 {
+		// An empty list computed in a playbook must not turn into every
+		// service on the host.
+		return nil, false, fmt.Errorf("argument 'units' is empty (%v); leave it out to act on every MoonFRP service", v)
 	}
 	if op == "list" {
 		for _, p := range []string{"units", "max_parallel", "settle", "timeout", "tunnel_deadline", "max_fail", "canary"} {

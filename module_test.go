@@ -68,8 +68,11 @@ func TestAnsibleModuleDetection(t *testing.T) {
 		{[]string{"moonfrp-bulk", ansible}, false},
 		{[]string{"/usr/bin/moonfrp-bulk", "restart"}, false},
 		{[]string{"moonfrp_bulk", ansible, "extra"}, false},
-		{[]string{"moonfrp_bulk", dir}, false},
 		{[]string{"moonfrp_bulk", "/nonexistent"}, false},
+		{[]string{"moonfrp_bulk", "--help"}, false},
+		// An existing path is the module's to judge (and refuse, as a
+		// failed result): not a usage error Ansible could not read.
+		{[]string{"moonfrp_bulk", dir}, true},
 	} {
 		if _, got := ansibleModule(tt.argv); got != tt.want {
 			t.Errorf("ansibleModule(%q) = %v, want %v", tt.argv, got, tt.want)
@@ -78,3 +81,18 @@ func TestAnsibleModuleDetection(t *testing.T) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
+
+// The summary event's not_started is a count, a result's a flag: the
+// summary must still reach the result.
+func TestCollectEventsKeepsTheSummary(t *testing.T) {
+	out := strings.NewReader(`{"event":"start","units":2}
+{"event":"result","unit":"a.service","ok":true,"not_started":false}
+{"event":"result","unit":"b.service","ok":false,"not_started":true}
+{"event":"summary","units":2,"succeeded":1,"failed":0,"not_started":1}
+`)
+	var res moduleResult
+	collectEvents(&res, out)
+	if len(res.Units) != 2 || res.Summary == nil || !res.Changed {
+		t.Errorf("units %d, summary %s, changed %v: want both results, the summary, and changed", len(res.Units), res.Summary, res.Changed)
+	}
+}

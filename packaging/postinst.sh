@@ -1,10 +1,30 @@
 #!/bin/sh
-# moonfrp-bulk postinst: when MoonFRP is installed on this host, make its
-# menus and `moonfrp service` commands run through moonfrp-bulk. A host
-# without MoonFRP is left alone; `moonfrp-bulk integrate` does it later.
+# moonfrp-bulk postinst: wire moonfrp-bulk into MoonFRP's menus and
+# `moonfrp service` commands when MoonFRP is installed here.
+#   fresh install: integrate if MoonFRP is there (integrate --check: 1).
+#   upgrade: refresh the shim only where it was integrated (--check: 0),
+#     so that an operator's `integrate --undo` stays undone.
+#   abort-remove: prerm undid it; put it back.
+# A host without MoonFRP (--check: 2) is left alone.
 set -e
-if [ "$1" = configure ] && command -v moonfrp >/dev/null 2>&1; then
-    /usr/bin/moonfrp-bulk integrate --shim-dir /usr/local/share/moonfrp-bulk ||
+bin=/usr/bin/moonfrp-bulk
+shim=/usr/local/share/moonfrp-bulk
+integrate() {
+    "$bin" integrate --shim-dir "$shim" ||
         echo "moonfrp-bulk: could not wire into MoonFRP; run 'moonfrp-bulk integrate' to see why" >&2
-fi
+}
+state=0
+"$bin" integrate --check --shim-dir "$shim" >/dev/null 2>&1 || state=$?
+case "$1" in
+configure)
+    if [ -z "${2:-}" ] && [ "$state" = 1 ]; then
+        integrate
+    elif [ -n "${2:-}" ] && [ "$state" = 0 ]; then
+        integrate
+    fi
+    ;;
+abort-remove)
+    [ "$state" = 1 ] && integrate
+    ;;
+esac
 exit 0
