@@ -115,3 +115,67 @@ func TestDebianPackageInstallsAndRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestHostPackageWiresIntoMoonFRP installs the .deb on a booted, clean
+// Debian host that has (the stand-in) MoonFRP: the maintainer scripts
+// integrate it on install, leave an operator's undo alone on upgrade, and
+// take it out again on removal.
+func TestHostPackageWiresIntoMoonFRP(t *testing.T) {
+	out, _ := exec.Command("dpkg", "--print-architecture").Output()
+	debs, _ := filepath.Glob("../dist/moonfrp-bulk_*_" + strings.TrimSpace(string(out)) + ".deb")
+	if len(debs) != 1 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no single .deb for this machine in dist/ (%v): run make release first", debs)
+		}
+		t.Skipf("no .deb in dist/: run make release first")
+	}
+	h := newHost(t)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ents, err := os.ReadDir("moonfrp")
+	must(err)
+	for _, e := range ents {
+		mode := os.FileMode(0o644)
+		if e.Name() == "moonfrp" || e.Name() == "moonfrp.sh" {
+			mode = 0o755
+		}
+		must(h.Install(filepath.Join("moonfrp", e.Name()), "/usr/local/bin/"+e.Name(), mode))
+	}
+	must(h.Install(debs[0], "/root/moonfrp-bulk.deb", 0o644))
+	services := h.Proc("/usr/local/bin/moonfrp-services.sh")
+	integrated := func() bool {
+		data, err := os.ReadFile(services)
+		must(err)
+		return strings.Contains(string(data), "# >>> moonfrp-bulk >>>") // integrate's block
+	}
+
+	r := hostRun(t, h, "dpkg", "-i", "/root/moonfrp-bulk.deb")
+	wantCode(t, r, 0)
+	wantContains(t, "dpkg -i", r.stdout, "Integrated moonfrp-bulk into /usr/local/bin/moonfrp-services.sh")
+	r = hostRun(t, h, "moonfrp-bulk", "integrate", "--check")
+	wantCode(t, r, 0)
+	if !integrated() {
+		t.Fatal("installing the package did not integrate it into MoonFRP")
+	}
+
+	// An operator's undo survives an upgrade (here: the same package again).
+	wantCode(t, hostRun(t, h, "moonfrp-bulk", "integrate", "--undo"), 0)
+	wantCode(t, hostRun(t, h, "dpkg", "-i", "/root/moonfrp-bulk.deb"), 0)
+	if integrated() {
+		t.Error("an upgrade integrated again what the operator had undone")
+	}
+	wantCode(t, hostRun(t, h, "moonfrp-bulk", "integrate"), 0)
+
+	r = hostRun(t, h, "dpkg", "--remove", "moonfrp-bulk")
+	wantCode(t, r, 0)
+	if integrated() {
+		t.Error("removing the package left moonfrp-bulk in MoonFRP's services module")
+	}
+	if _, err := os.Lstat(h.Proc("/usr/bin/moonfrp-bulk")); err == nil {
+		t.Error("the binary is still there after dpkg --remove")
+	}
+}
