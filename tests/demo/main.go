@@ -74,6 +74,9 @@ func run(bin string, clients int) error {
 		{"--user", "start", "--tunnel-deadline=5s"},
 		{"--user", "restart", "--tunnel-deadline=5s"},
 		{"--user", "list", "--filter=tunnel:down"},
+		// The job log: again, exactly what failed, one at a time, with a
+		// brake at the first failure.
+		{"--user", "restart", "--filter=last:failed", "-j", "1", "--max-fail=1", "--tunnel-deadline=5s"},
 	}
 	for _, args := range steps {
 		fmt.Printf("\n$ moonfrp-bulk %s\n", strings.Join(args, " "))
