@@ -14,6 +14,13 @@ import (
 // run makes about one `systemctl show` per window instead of one per unit.
 const stateWindow = 50 * time.Millisecond
 
+// busyWindow is the wait while operations are still being launched. Then
+// every show competes with them for the manager's one thread, and a read
+// that waits longer costs nothing: the settle window that follows is
+// measured from the operation's end on systemd's own clock, not from the
+// read.
+const busyWindow = 250 * time.Millisecond
+
 // states coalesces reads of unit state into batched `systemctl show`
 // calls. A read waits at most stateWindow, and none at all once every unit
 // still being verified is waiting for a read and no operation can add more.
@@ -26,6 +33,8 @@ type states struct {
 	timer   *time.Timer
 	active  int  // units being verified
 	closed  bool // no more units will come
+	// busy is the window while operations are launched (see busyWindow).
+	busy time.Duration
 }
 
 type stateReq struct {
@@ -38,8 +47,10 @@ type stateAns struct {
 	err error
 }
 
-func newStates(ctx context.Context, r systemctl.Runner) *states {
-	return &states{ctx: ctx, r: r}
+// newStates coalesces reads; busy is the window while operations are
+// still launched (stateWindow where a verdict holds up the next launch).
+func newStates(ctx context.Context, r systemctl.Runner, busy time.Duration) *states {
+	return &states{ctx: ctx, r: r, busy: busy}
 }
 
 // join and leave count the units being verified.
@@ -70,7 +81,11 @@ func (s *states) read(unit string) (systemctl.Properties, error) {
 	s.mu.Lock()
 	s.pending = append(s.pending, stateReq{unit, ch})
 	if s.timer == nil {
-		s.timer = time.AfterFunc(stateWindow, func() {
+		window := stateWindow
+		if !s.closed {
+			window = max(s.busy, stateWindow)
+		}
+		s.timer = time.AfterFunc(window, func() {
 			s.mu.Lock()
 			s.flushLocked()
 			s.mu.Unlock()

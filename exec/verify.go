@@ -47,7 +47,7 @@ type verifier struct {
 }
 
 func newVerifier(ctx context.Context, cfg Config, api *frp.API, finish func(*unitRun)) *verifier {
-	return &verifier{ctx: ctx, cfg: cfg, states: newStates(ctx, cfg.Runner), api: api,
+	return &verifier{ctx: ctx, cfg: cfg, states: newStates(ctx, cfg.Runner, busyWindowFor(cfg)), api: api,
 		looks: make(chan struct{}, maxLooks), finish: finish, deadline: cfg.TunnelDeadline}
 }
 
@@ -280,4 +280,14 @@ func describeFailedOp(u *unitRun, p systemctl.Properties) string {
 		return "unit is masked; unmask it first (systemctl unmask " + strings.TrimSuffix(u.res.Unit, ".service") + ")"
 	}
 	return resultWords(u.res.Operation, p)
+}
+
+// busyWindowFor is the state reads' window while operations are launched:
+// a brake (--max-fail, --canary) waits for verdicts before launching more,
+// so there a read must not wait longer than usual.
+func busyWindowFor(cfg Config) time.Duration {
+	if cfg.MaxFail > 0 || cfg.Canary > 0 {
+		return stateWindow
+	}
+	return busyWindow
 }

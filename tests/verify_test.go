@@ -108,8 +108,11 @@ func TestSettleCostIsPaidOnce(t *testing.T) {
 			verified = v.wall
 		}
 	}
-	if limit := plain + 1500*time.Millisecond; verified > limit {
-		t.Errorf("verified run took %s; the unverified one %s: want at most %s", verified, plain, limit)
+	// A window per wave would add five (50 units, -j 10): 5 × 1 s. Run
+	// concurrently, the windows add about one; 3 s leaves room for a
+	// loaded machine without letting per-wave windows through.
+	if limit := plain + 3*time.Second; verified > limit {
+		t.Errorf("verified run took %s; the unverified one %s: want at most %s (a settle window per wave would add 5s)", verified, plain, limit)
 	}
 	// The window is waited for: the last unit's window alone adds a second,
 	// less what noise takes off the two runs' difference.

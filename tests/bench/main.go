@@ -28,6 +28,7 @@ type options struct {
 	quick           bool
 	extrasOnly      bool
 	fleetOnly       bool
+	rows            string
 	runs            int
 }
 
@@ -40,7 +41,15 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 3, "runs per cell (the median is reported)")
 	flag.BoolVar(&o.extrasOnly, "extras", false, "only the discovery and 1,000-unit measurements; print, write nothing")
 	flag.BoolVar(&o.fleetOnly, "fleet", false, "only the Ansible fleet measurement; print, write nothing")
+	flag.StringVar(&o.rows, "rows", "", "only these rows, N@STOP comma-separated (200@0s,50@500ms); print, write nothing")
 	flag.Parse()
+	if o.rows != "" {
+		if err := runRows(o); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if o.fleetOnly {
 		bin, err := filepath.Abs(o.bin)
 		if err == nil {
@@ -708,4 +717,32 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return os.WriteFile(dst, data, 0o755)
+}
+
+// runRows measures only the rows o.rows names, and prints them with the
+// targets they bear on: for checking a change without the whole run.
+func runRows(o options) error {
+	bin, err := filepath.Abs(o.bin)
+	if err != nil {
+		return err
+	}
+	var cells []cell
+	for _, row := range strings.Split(o.rows, ",") {
+		ns, stops, ok := strings.Cut(strings.TrimSpace(row), "@")
+		n, err1 := strconv.Atoi(ns)
+		stop, err2 := time.ParseDuration(stops)
+		if !ok || err1 != nil || err2 != nil || n < 1 {
+			return fmt.Errorf("bad row %q: want N@STOP, such as 200@0s", row)
+		}
+		cs, _, err := measure(o, bin, n, stop, 0)
+		if err != nil {
+			return err
+		}
+		printCells(cs)
+		cells = append(cells, cs...)
+	}
+	for _, n := range targets(cells) {
+		fmt.Println("note:", n)
+	}
+	return nil
 }
