@@ -54,8 +54,10 @@ be inactive or failed.
 
 Exit codes:
   0    every unit succeeded, or there was nothing to do
-  1    at least one unit failed
-  2    usage error: bad flag, filter or unit name, missing tag index
+  1    at least one unit failed, or was not started after --max-fail or a
+       failed --canary
+  2    usage error: bad flag, filter or unit name, missing tag index, no
+       earlier run for a last: filter
   3    systemctl or the service manager could not be used (or needs root)
   4    --no-wait, and another moonfrp-bulk run is acting on the same units
   130  interrupted (SIGINT or SIGTERM); the summary counts units not started`
@@ -204,6 +206,8 @@ func examples(op string) string {
 		"  moonfrp-bulk " + op + " --dry-run --filter=tag:env:prod  # which units, in which phase\n" +
 		"  moonfrp-bulk " + op + " -j 50 'moonfrp-client-*'         # by glob, 50 at a time\n" +
 		"  moonfrp-bulk " + op + " --filter=tunnel:down             # only the tunnels that are down\n" +
+		"  moonfrp-bulk " + op + " --canary=2 --max-fail=5%         # stop early if the change is bad\n" +
+		"  moonfrp-bulk " + op + " --filter=last:failed             # again, what failed last time\n" +
 		"  moonfrp-bulk " + op + " -o json | jq -r 'select(.event==\"result\" and (.ok|not)) | .unit'"
 }
 
