@@ -51,11 +51,15 @@ func completeLine(parser *kong.Kong) int {
 func predictUnits(a complete.Args) []string {
 	user := os.Getenv("MOONFRP_BULK_USER") != ""
 	for _, w := range a.All {
-		user = user || w == "--user"
+		user = user || w == "--user" || w == "--user=true"
+	}
+	path := os.Getenv("MOONFRP_SYSTEMCTL")
+	if path == "" {
+		path = "systemctl"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	units, err := discover.All(ctx, systemctl.Manager{Path: "systemctl", User: user})
+	units, err := discover.All(ctx, systemctl.Manager{Path: path, User: user})
 	if err != nil {
 		return nil
 	}
@@ -167,9 +171,27 @@ func (c *ManCmd) Run(kctx *kong.Context, a *app) error {
 	// and every other line as a paragraph: give it whole paragraphs.
 	kctx.Model.Help = "parallel systemd operations for MoonFRP tunnels\n" + manParagraphs(description)
 	page := mangokong.NewManPage(1, kctx.Model)
-	page = page.WithSection("Environment", environmentText).WithSection("Exit status", exitStatusText).WithSection("Files", filesText)
+	page = page.WithSection("Environment", environmentText).WithSection("Exit status", exitCodes(description)).WithSection("Files", filesText)
 	fmt.Fprint(a.streams.Out, page.Build(roff.NewDocument()))
 	return nil
+}
+
+// exitCodes is the "Exit codes:" block of the description (the one
+// place they are written), one code a line, each line whole.
+func exitCodes(text string) string {
+	_, block, _ := strings.Cut(text, "Exit codes:\n")
+	var codes []string
+	for _, line := range strings.Split(block, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 0:
+		case len(codes) > 0 && strings.Trim(f[0], "0123456789") != "":
+			codes[len(codes)-1] += " " + strings.Join(f, " ") // a continued line
+		default:
+			codes = append(codes, strings.Join(f, " "))
+		}
+	}
+	return strings.Join(codes, ";\n") + "."
 }
 
 // manParagraphs joins each paragraph of text into one line, one paragraph
@@ -221,16 +243,9 @@ MOONFRP_DATA_DIR: MoonFRP's data directory, holding the config index that tag: f
 NO_COLOR (non-empty), CLICOLOR_FORCE, TERM=dumb: colour and the live line.
 XDG_STATE_HOME, XDG_RUNTIME_DIR: the job log and the locks of --user runs.`
 
-const exitStatusText = `0 every unit succeeded, or there was nothing to do;
-1 at least one unit failed, or was not started after --max-fail or a failed canary;
-2 usage error: bad flag, filter or unit name, missing tag index, no earlier run for last: filters;
-3 systemctl or the service manager could not be used (or needs root);
-4 --no-wait, and another moonfrp-bulk run is acting on the same units;
-130 interrupted (SIGINT or SIGTERM).`
-
 const filesText = `/var/lib/moonfrp-bulk/jobs.jsonl (with --user: $XDG_STATE_HOME/moonfrp-bulk/jobs.jsonl) is the job log that --filter=last:... reads;
 /run/moonfrp-bulk (with --user: $XDG_RUNTIME_DIR/moonfrp-bulk) holds the per-unit locks;
-/usr/share/moonfrp-bulk/moonfrp-bulk.sh is the bash shim for MoonFRP.`
+/usr/share/moonfrp-bulk/moonfrp-bulk.sh is the bash shim for MoonFRP (integrate installs its own copy of the shim the binary carries in /usr/local/share/moonfrp-bulk).`
 
 // HelpCmd prints the help of a command, as COMMAND --help does.
 type HelpCmd struct {

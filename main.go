@@ -278,6 +278,10 @@ type CLI struct {
 	Man        ManCmd        `cmd:"" hidden:"" help:"Print the man page (roff)."`
 }
 
+// flagEnv are the environment variables that set flags' defaults (see
+// the env tags above).
+var flagEnv = []string{"MOONFRP_BULK_USER", "MOONFRP_MAX_PARALLEL", "MOONFRP_BULK_MAX_FAIL", "MOONFRP_BULK_CANARY"}
+
 // exitError carries an exit code and a one-line message ("" for none):
 // every ending of a command leaves through one, or through nil (exit 0).
 type exitError struct {
@@ -308,7 +312,7 @@ func run(args []string) int {
 // when the binary runs as an Ansible module.
 func runWith(streams *report.Streams, args []string) int {
 	// An empty setting means "not set", as in MoonFRP's scripts.
-	for _, name := range []string{"MOONFRP_MAX_PARALLEL", "MOONFRP_SYSTEMCTL", "MOONFRP_BULK_USER", "MOONFRP_BULK_MAX_FAIL", "MOONFRP_BULK_CANARY"} {
+	for _, name := range append([]string{"MOONFRP_SYSTEMCTL"}, flagEnv...) {
 		if v, ok := os.LookupEnv(name); ok && strings.TrimSpace(v) == "" {
 			os.Unsetenv(name)
 		}

@@ -20,9 +20,10 @@ import (
 // of a JSON file of the task's arguments; the module prints one JSON
 // object. Module mode needs all of: the program's name is moonfrp_bulk
 // (as a module in a library directory) or AnsiballZ_moonfrp_bulk; exactly
-// one argument; that argument a regular file holding a JSON object with
-// at least one _ansible_ key. A command line run as moonfrp-bulk never
-// qualifies, whatever its arguments.
+// one argument; that argument a path that exists. Whatever is wrong with
+// that file then (not a regular file, not JSON, too large) is reported as
+// a failed result. A command line run as moonfrp-bulk never qualifies,
+// whatever its arguments.
 
 // moduleName is the name Ansible knows the module by.
 const moduleName = "moonfrp_bulk"
@@ -58,7 +59,7 @@ var argsFileOptions = safefile.Options{AnyOwner: true}
 
 // moduleEnv are settings the CLI takes from the environment; a module's
 // task arguments alone decide, whatever the host's environment says.
-var moduleEnv = []string{"MOONFRP_BULK_USER", "MOONFRP_MAX_PARALLEL", "MOONFRP_BULK_MAX_FAIL", "MOONFRP_BULK_CANARY", "MOONFRP_LOG_FORMAT"}
+var moduleEnv = append([]string{"MOONFRP_LOG_FORMAT"}, flagEnv...)
 
 // moduleParams are the task's arguments; each maps to the CLI flag of the
 // same meaning, parsed and checked by the CLI's own parser.

@@ -222,12 +222,7 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 				// the settle window must count before the next launch,
 				// or every unit would be launched before the first
 				// verdict.
-				for _, u := range batch[lo:hi] {
-					select {
-					case <-u.done:
-					case <-ctx.Done():
-					}
-				}
+				decided(ctx, batch[lo:hi]...)
 			}
 		})
 	}
@@ -323,15 +318,24 @@ func closed(ch <-chan struct{}) bool {
 	}
 }
 
-// canaryPassed waits until every canary is decided and reports whether
-// all of them succeeded. A cancelled run passes nothing.
-func canaryPassed(ctx context.Context, canaries []*unitRun) bool {
-	for _, u := range canaries {
+// decided waits until every one of units is finished (its verdict
+// reached), and reports false if the run was cancelled first.
+func decided(ctx context.Context, units ...*unitRun) bool {
+	for _, u := range units {
 		select {
 		case <-u.done:
 		case <-ctx.Done():
 			return false
 		}
+	}
+	return true
+}
+
+// canaryPassed waits until every canary is decided and reports whether
+// all of them succeeded. A cancelled run passes nothing.
+func canaryPassed(ctx context.Context, canaries []*unitRun) bool {
+	if !decided(ctx, canaries...) {
+		return false
 	}
 	for _, u := range canaries {
 		if !u.res.OK {
@@ -483,9 +487,7 @@ func awaitServers(ctx context.Context, cfg Config, batch []*unitRun, sum *Summar
 		if u.tun == nil || u.tun.cfg.Kind != frp.Server {
 			continue
 		}
-		select {
-		case <-u.done:
-		case <-ctx.Done():
+		if !decided(ctx, u) {
 			return false
 		}
 		if !cfg.Verify && u.res.OK {

@@ -22,8 +22,9 @@ const stateWindow = 50 * time.Millisecond
 const busyWindow = 250 * time.Millisecond
 
 // states coalesces reads of unit state into batched `systemctl show`
-// calls. A read waits at most stateWindow, and none at all once every unit
-// still being verified is waiting for a read and no operation can add more.
+// calls. A read waits at most the busy window while operations are still
+// launched, stateWindow after, and none at all once every unit still being
+// verified is waiting for a read and no operation can add more.
 type states struct {
 	ctx context.Context
 	r   systemctl.Runner

@@ -31,9 +31,6 @@ const FileName = "jobs.jsonl"
 // append. A record of a 1,000-unit run takes a few hundred KiB.
 const MaxBytes = 4 << 20
 
-// maxRecord bounds the one record that Last reads.
-const maxRecord = MaxBytes
-
 // ErrNoRuns means no run has been recorded yet.
 var ErrNoRuns = errors.New("no earlier run recorded")
 
@@ -203,7 +200,7 @@ func lastIn(path string) (Record, error) {
 	if f.UID != os.Geteuid() {
 		return Record{}, fmt.Errorf("job log: %s belongs to uid %d, not to you; remove it (a run recreates it)", path, f.UID)
 	}
-	data, err := f.ReadFrom(0, maxRecord+1)
+	data, err := f.ReadFrom(0, MaxBytes+1)
 	if err != nil {
 		return Record{}, fmt.Errorf("job log: %w", err)
 	}

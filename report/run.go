@@ -231,10 +231,30 @@ func (r *Run) stopLive() bool {
 		close(stop)
 		<-stopped
 		r.mu.Lock()
-		fmt.Fprint(r.s.Err, "\r\x1b[K")
+		r.clearLive()
 		r.mu.Unlock()
 	}
 	return true
+}
+
+// clearLive takes the live line off the screen, whatever the window did
+// to it since it was drawn (see clearReflowed). Callers hold r.mu.
+func (r *Run) clearLive() {
+	if cols := r.s.Cols(); cols > 0 && cols != r.drawnCols {
+		r.clearReflowed(cols)
+		return
+	}
+	fmt.Fprint(r.s.Err, "\r\x1b[K")
+	r.lastLine = ""
+}
+
+// above prints line on a line of its own above the live line, which the
+// next draw puts back. Callers hold r.mu.
+func (r *Run) above(line string) {
+	if r.live && r.lastLine != "" {
+		r.clearLive()
+	}
+	fmt.Fprintln(r.s.Err, line)
 }
 
 // Abort ends a run that could not take place: the live line goes, and no
@@ -253,11 +273,7 @@ func (r *Run) InFlight() int {
 func (r *Run) Notice(line string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.live && r.lastLine != "" {
-		fmt.Fprint(r.s.Err, "\r\x1b[K")
-		r.lastLine = ""
-	}
-	fmt.Fprintln(r.s.Err, line)
+	r.above(line)
 	r.draw()
 }
 
@@ -298,15 +314,11 @@ func (r *Run) tick() {
 			r.mu.Unlock()
 		case <-r.winch:
 			r.mu.Lock()
-			r.resized()
+			r.draw() // at the window's new width
 			r.mu.Unlock()
 		}
 	}
 }
-
-// resized redraws the live line for the window's new width. Callers
-// hold r.mu.
-func (r *Run) resized() { r.draw() }
 
 // clearReflowed clears the live line drawn at another width before it is
 // drawn for cols columns. A terminal that reflows (see Streams.Reflows)
@@ -375,13 +387,9 @@ func (r *Run) Finished(res exec.Result) {
 		if !res.OK {
 			// Each failure as it happens, above the live line (Ansible
 			// style): on a long run the names are there to act on.
-			if r.lastLine != "" {
-				fmt.Fprint(r.s.Err, "\r\x1b[K")
-				r.lastLine = ""
-			}
 			// Cut to the width: the summary repeats it whole, and a line
 			// that wraps would push the live line around.
-			fmt.Fprintln(r.s.Err, fit(fmt.Sprintf("FAILED %s: %s", short(res.Unit), sanitize.Line(res.Reason)), r.s.Cols()))
+			r.above(fit(fmt.Sprintf("FAILED %s: %s", short(res.Unit), sanitize.Line(res.Reason)), r.s.Cols()))
 		}
 		r.draw()
 		return

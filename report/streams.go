@@ -57,7 +57,7 @@ func System() *Streams {
 	s.ErrTTY = isatty.IsTerminal(fd) || isatty.IsCygwinTerminal(fd)
 	ofd := os.Stdout.Fd()
 	s.OutTTY = isatty.IsTerminal(ofd) || isatty.IsCygwinTerminal(ofd)
-	s.OutFile = isFileOrNull(int(ofd))
+	s.OutFile = !s.OutTTY && isFileOrNull(int(ofd))
 	s.Dumb = os.Getenv("TERM") == "dumb"
 	s.Reflows = reflowingTerminal()
 	s.NoColor = os.Getenv("NO_COLOR") != "" || s.Dumb

@@ -145,7 +145,26 @@ remotePort = %d
 	return hf
 }
 
-// run runs a command in the host and returns stdout, stderr and the exit code.
+// installStandInOnHost lays the stand-in MoonFRP (tests/moonfrp) out in
+// the host's /usr/local/bin, as install.sh lays out the real one.
+func installStandInOnHost(t *testing.T, h *sandbox.Host) {
+	t.Helper()
+	ents, err := os.ReadDir("moonfrp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		mode := os.FileMode(0o644)
+		if e.Name() == "moonfrp" || e.Name() == "moonfrp.sh" {
+			mode = 0o755
+		}
+		if err := h.Install(filepath.Join("moonfrp", e.Name()), "/usr/local/bin/"+e.Name(), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// hostRun runs a command in the host and returns stdout, stderr and the exit code.
 func hostRun(t *testing.T, h *sandbox.Host, name string, args ...string) result {
 	t.Helper()
 	cmd := h.Command(context.Background(), name, args...)
@@ -218,23 +237,8 @@ echo "rc=$rc"`)
 		}
 	}
 
-	// MoonFRP's own CLI, after `moonfrp-bulk integrate` in the host (the
-	// stand-in MoonFRP laid out as install.sh lays out the real one).
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	ents, err := os.ReadDir("moonfrp")
-	must(err)
-	for _, e := range ents {
-		mode := os.FileMode(0o644)
-		if e.Name() == "moonfrp" || e.Name() == "moonfrp.sh" {
-			mode = 0o755
-		}
-		must(h.Install(filepath.Join("moonfrp", e.Name()), "/usr/local/bin/"+e.Name(), mode))
-	}
+	// MoonFRP's own CLI, after `moonfrp-bulk integrate` in the host.
+	installStandInOnHost(t, h)
 	r = hostRun(t, h, "moonfrp-bulk", "integrate")
 	wantCode(t, r, 0)
 	wantContains(t, "integrate", r.stdout, "Integrated moonfrp-bulk into /usr/local/bin/moonfrp-services.sh", "11 of 11")

@@ -136,15 +136,7 @@ func TestHostPackageWiresIntoMoonFRP(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ents, err := os.ReadDir("moonfrp")
-	must(err)
-	for _, e := range ents {
-		mode := os.FileMode(0o644)
-		if e.Name() == "moonfrp" || e.Name() == "moonfrp.sh" {
-			mode = 0o755
-		}
-		must(h.Install(filepath.Join("moonfrp", e.Name()), "/usr/local/bin/"+e.Name(), mode))
-	}
+	installStandInOnHost(t, h)
 	must(h.Install(debs[0], "/root/moonfrp-bulk.deb", 0o644))
 	services := h.Proc("/usr/local/bin/moonfrp-services.sh")
 	integrated := func() bool {
