@@ -598,10 +598,16 @@ const whyNotes = `
   cores, so ten concurrent restarts of units that fork a shell each take about 1.6× as long per wave. Every
   bounded method pays this: xargs -P10 is as far from the ideal as moonfrp-bulk (same × ideal column).
   The "one systemctl call" rows are the real floor: systemd's own unbounded parallelism.
-- **CPU** above xargs comes from the one batched ` + "`systemctl show`" + ` before the first operation (it finds
-  each unit's log file, so that failures can quote only what was logged since) and, with verification,
-  from the batched state queries. At 500 units the gap grows to about 15%; it has not been profiled yet
-  (no perf on these machines).
+- **-j 50 against -j 10 on instant units**: both run close to the manager's own pace, so -j 50 gains
+  little (the same at 500 units, 6% at 1,000 in the 2026-11-30 run; slower in earlier runs). The group
+  sizes are as designed (on 500 instant units, 485 units went in calls of 5 at -j 10 and 425 in calls
+  of 25 at -j 50; the slow-group rule never fired), and both land at 1.1–1.3× one systemctl call with
+  every unit, systemd's floor: about 33 ms of the manager's one thread per restart here.
+- **Verified runs on instant units** add the last unit's 1 s settle window, then a read of its state,
+  while every read made meanwhile competes with the operations for that one thread. Since 2026-11-30,
+  reads wait 250 ms (not 50) for company while operations are still being launched: fewer, larger
+  show calls (500 instant units, two single runs each: +6.2/+3.2 s over --no-verify before, +1.6/+2.8 s
+  after; noisy). What remains is mostly the settle window itself on a saturated manager.
 - **1,000 units at -j 50**: the manager, not the pool, sets the pace (see the one-call floor at 500 units);
   the ideal of 20 waves of one lone restart is out of reach for any client.
 
