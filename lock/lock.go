@@ -118,6 +118,11 @@ func Acquire(ctx context.Context, dir string, units []string, opt Options) (*Set
 // safeDir creates dir if needed and checks that nobody else may tamper
 // with it (see safefile.OwnDir).
 func safeDir(dir string) error {
+	// The runtime directory is the session's or the system's, never ours
+	// to make: a run that outlives it must not bring it back.
+	if parent := filepath.Dir(dir); !isDir(parent) {
+		return fmt.Errorf("%w: lock directory: %s does not exist (is XDG_RUNTIME_DIR right?)", ErrUnsafeDir, parent)
+	}
 	if err := safefile.OwnDir(dir, 0o755); err != nil {
 		hint := ""
 		if strings.HasPrefix(dir, os.TempDir()) {
@@ -126,6 +131,11 @@ func safeDir(dir string) error {
 		return fmt.Errorf("%w: lock directory: %w%s", ErrUnsafeDir, err, hint)
 	}
 	return nil
+}
+
+func isDir(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
 }
 
 // lockOne opens (creating it 0600, never through a link) and locks one

@@ -128,3 +128,16 @@ func TestUnsafeLockDirectoriesAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// A run that outlives its session's runtime directory does not make it
+// again: the lock directory's parent must exist.
+func TestAcquireDoesNotRecreateAMissingRuntimeDir(t *testing.T) {
+	gone := filepath.Join(t.TempDir(), "runtime-gone")
+	_, err := Acquire(context.Background(), filepath.Join(gone, "moonfrp-bulk"), []string{"a.service"}, Options{})
+	if !errors.Is(err, ErrUnsafeDir) {
+		t.Errorf("Acquire under a missing runtime directory: %v, want ErrUnsafeDir", err)
+	}
+	if _, err := os.Stat(gone); err == nil {
+		t.Error("the missing runtime directory was created")
+	}
+}

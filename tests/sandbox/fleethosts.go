@@ -146,6 +146,9 @@ func (f *HostFleet) Stop() {
 	}
 	for _, h := range f.Hosts {
 		h.SB.Stop()
+		// Ansible makes its remote_tmp (inside the runtime directory)
+		// again on a host whose manager a test stopped early.
+		os.RemoveAll(h.SB.RuntimeDir)
 	}
 	os.RemoveAll(f.Dir)
 }
