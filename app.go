@@ -241,9 +241,11 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	}
 
 	// The first signal also ends a wait for another run's locks.
+	waited := false
 	locks, err := lock.Acquire(a.drainCtx, lock.Dir(a.globals.User), names, lock.Options{
 		NoWait: f.NoWait,
 		OnWait: func(pid int) {
+			waited = true
 			if pid > 0 {
 				fmt.Fprintf(a.streams.Err, "waiting for another moonfrp-bulk run (pid %d)...\n", pid)
 			} else {
@@ -261,6 +263,14 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 		return &exitError{exitCannotRun, err.Error()}
 	}
 	defer locks.Release()
+	if waited {
+		// Another run had the units meanwhile: the state read with the
+		// facts is stale, and the run reads it again before it begins.
+		for name, facts := range work.Facts {
+			facts.Pre = nil
+			work.Facts[name] = facts
+		}
+	}
 
 	rep := report.NewRun(a.streams, a.mode, plan)
 	rep.Begin()

@@ -296,10 +296,14 @@ func usageErr(format string, args ...any) error {
 }
 
 func main() {
+	code := 0
 	if argsFile, ok := ansibleModule(os.Args); ok {
-		os.Exit(runModule(argsFile))
+		code = runModule(argsFile)
+	} else {
+		code = run(os.Args[1:])
 	}
-	os.Exit(run(os.Args[1:]))
+	stopProfile()
+	os.Exit(code)
 }
 
 // run parses the command line, runs the command, and turns its ending

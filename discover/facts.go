@@ -24,7 +24,15 @@ type Facts struct {
 	MainPID int
 	// LoadState is systemd's: "not-found" for a name it does not know.
 	LoadState string
+	// Pre is the unit's state as the same show read it (preProps), so
+	// that a run needs no second show of every unit before it begins;
+	// nil when it was not read.
+	Pre systemctl.Properties
 }
+
+// factProps are what ReadFacts asks for: the facts, and the state a run
+// needs before its operation (exec's prepare).
+const factProps = "Id,LoadState,ExecStart,User,MainPID,ActiveState,FragmentPath,DropInPaths"
 
 // Owners returns whose files may be read for the unit: root's and its
 // User='s.
@@ -34,6 +42,12 @@ func (f Facts) Owners() safefile.Options { return safefile.ForUser(f.User) }
 func FactsFromProps(p systemctl.Properties) Facts {
 	pid, _ := strconv.Atoi(p["MainPID"])
 	f := Facts{Configs: ConfigPaths(p["ExecStart"]), User: p["User"], MainPID: pid, LoadState: p["LoadState"]}
+	if _, ok := p["ActiveState"]; ok {
+		f.Pre = systemctl.Properties{}
+		for _, k := range []string{"Id", "LoadState", "ActiveState", "FragmentPath", "DropInPaths"} {
+			f.Pre[k] = p[k]
+		}
+	}
 	for _, argv := range systemctl.ExecArgv(p["ExecStart"]) {
 		if bin, cfg, ok := frp.Binary(argv); ok {
 			f.FRPBinary, f.FRPConfig = bin, cfg
@@ -43,13 +57,14 @@ func FactsFromProps(p systemctl.Properties) Facts {
 	return f
 }
 
-// ReadFacts reads every unit's Facts with one batched `systemctl show`.
+// ReadFacts reads every unit's Facts, and its state before a run (Pre),
+// with one batched `systemctl show`.
 func ReadFacts(ctx context.Context, r systemctl.Runner, units []Unit) (map[string]Facts, error) {
 	names := make([]string, len(units))
 	for i, u := range units {
 		names[i] = u.Name
 	}
-	props, err := systemctl.Show(ctx, r, "Id,LoadState,ExecStart,User,MainPID", names)
+	props, err := systemctl.Show(ctx, r, factProps, names)
 	if err != nil {
 		return nil, fmt.Errorf("read ExecStart: %w", err)
 	}

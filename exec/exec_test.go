@@ -637,6 +637,28 @@ func TestRunSlowGroupGoesBackToOneUnitPerCall(t *testing.T) {
 	}
 }
 
+// Units that are slow on their own (here 0.7 s each, four in flight: a
+// pace of 175 ms per call) are not grouped: a group would hold every
+// slot until its slowest unit is done, and saves the manager little.
+func TestRunSlowUnitsGoOneByOne(t *testing.T) {
+	units := map[string]*fakeUnit{}
+	var names []string
+	for i := 0; i < 12; i++ {
+		n := fmt.Sprintf("moonfrp-client-%d.service", i)
+		units[n] = &fakeUnit{opDelay: 700 * time.Millisecond}
+		names = append(names, n)
+	}
+	f := newFake(units)
+	if _, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 4, Runner: f}, planOf("restart", names), &collector{}); err != nil {
+		t.Fatal(err)
+	}
+	for i, g := range f.groups {
+		if g != 1 {
+			t.Errorf("call %d carried %d units; calls %v", i, g, f.groups)
+		}
+	}
+}
+
 func containsUnit(list []string, u string) bool {
 	for _, x := range list {
 		if x == u {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,61 +21,101 @@ import (
 // systemd runs a call's jobs side by side, so a call of k alike units
 // takes about as long as a call of one.
 //
-// The rule, from the measurements in BENCHMARKS.md. How long a call takes
-// says little by itself: under load every call waits for the manager, and
-// ten calls of instant units take as long as ten of slow ones. What tells
-// is whether a group took much longer than a lone unit does: then one of
-// its units is slow and held its neighbours' slots. So: the first calls of
-// a run carry one unit each and set the baseline (a moving average of lone
-// calls); then calls carry up to half of -j units (two calls in flight keep
-// the manager busy while one is answered); a group that takes more than
-// twice the baseline plus slowMargin sends the run back to one unit per
-// call for the next -j calls, which also renew the baseline, before it
-// groups again.
+// The rule, from the measurements in BENCHMARKS.md. Grouping pays when
+// the manager is the bottleneck, and costs when the units are: a group
+// holds every unit's slot until its slowest unit is done. So the first
+// calls of a run carry one unit each and measure the pace: a lone call's
+// duration divided by the calls in flight with it. At -j 10, instant units
+// take about 35 ms of the manager per call here, so a pace near that means
+// the manager sets it; units that take 2 s to stop give a pace of 200 ms,
+// and then the manager is idle most of the time and a group would only
+// wait for its slowest unit. Calls carry one unit while the pace is above
+// slowPace (about four times the manager's cost per call, so that a
+// loaded machine does not stop grouping instant units), and up to half of
+// -j units below it (two calls in flight keep the manager busy while one
+// is answered). A group that takes more than twice a lone call plus
+// slowMargin holds a slow unit: the run goes back to one unit per call for
+// the next -j calls, which measure the pace again. The pace is the upper
+// quartile of the last few lone calls', and a lone call's duration their
+// median: in the benchmark about one restart in ten of the 2 s units
+// returns within half a second, and a few of those together must not turn
+// a run of slow units to grouping.
 const (
+	slowPace   = 150 * time.Millisecond
 	slowMargin = 100 * time.Millisecond
-	ewmaNew    = 0.3 // weight of the newest lone call in the baseline
+	recentLone = 9 // lone calls the medians are taken over
 )
 
 // sizer picks the next group's size from how long calls took.
 type sizer struct {
 	mu       sync.Mutex
 	limit    int
-	baseline time.Duration // moving average of lone calls
-	lone     int           // lone calls seen
-	cooldown int           // lone calls still to make before grouping again
+	inFlight int          // calls running
+	lone     []loneSample // the last recentLone lone calls
+	cooldown int          // lone calls still to make before grouping again
 }
+
+// loneSample is one lone call: how long it took, and that divided by the
+// calls in flight with it.
+type loneSample struct{ took, pace time.Duration }
 
 func newSizer(limit int) *sizer { return &sizer{limit: limit} }
 
 func (s *sizer) next() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.lone == 0 || s.cooldown > 0 {
+	if len(s.lone) == 0 || s.cooldown > 0 {
 		if s.cooldown > 0 {
 			s.cooldown--
 		}
 		return 1
 	}
+	if s.quantile(3, 4, func(l loneSample) time.Duration { return l.pace }) > slowPace {
+		return 1
+	}
 	return max(1, s.limit/2)
 }
 
-// observe takes the duration of a call that carried k units.
-func (s *sizer) observe(d time.Duration, k int) {
+// begin counts a call in flight and returns how many are.
+func (s *sizer) begin() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if k == 1 {
-		if s.lone == 0 {
-			s.baseline = d
-		} else {
-			s.baseline = time.Duration(ewmaNew*float64(d) + (1-ewmaNew)*float64(s.baseline))
+	s.inFlight++
+	return s.inFlight
+}
+
+// end takes a call that carried k units, began with calls in flight
+// (begin's answer) and took d. clean says it ran to its end: a timeout or
+// a kill would skew the medians, so it only ends the count.
+func (s *sizer) end(d time.Duration, k, calls int, clean bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// The calls it shared the manager with: as many as were in flight at
+	// its start or at its end, whichever is more (the first calls of a
+	// run start alone but run with all the others).
+	calls = max(calls, s.inFlight, 1)
+	s.inFlight--
+	switch {
+	case !clean:
+	case k == 1:
+		s.lone = append(s.lone, loneSample{d, d / time.Duration(calls)})
+		if len(s.lone) > recentLone {
+			s.lone = s.lone[1:]
 		}
-		s.lone++
-		return
-	}
-	if d > 2*s.baseline+slowMargin {
+	case len(s.lone) > 0 && d > 2*s.quantile(1, 2, func(l loneSample) time.Duration { return l.took })+slowMargin:
 		s.cooldown = s.limit
 	}
+}
+
+// quantile returns the num/den quantile of one measure over the recent
+// lone calls; callers hold s.mu.
+func (s *sizer) quantile(num, den int, of func(loneSample) time.Duration) time.Duration {
+	v := make([]time.Duration, len(s.lone))
+	for i, l := range s.lone {
+		v[i] = of(l)
+	}
+	slices.Sort(v)
+	return v[len(v)*num/den]
 }
 
 // operateGroup runs one systemctl call for several units and gives each

@@ -186,12 +186,9 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 	size := newSizer(cfg.MaxParallel)
 	launch := func(batch []*unitRun) int {
 		return ForEachGroup(ctx, cfg.Drain, halt, cfg.MaxParallel, len(batch), size.next, func(lo, hi int) {
-			start := time.Now()
-			if operateGroup(ctx, cfg, batch[lo:hi], obs) {
-				// Only calls that ran to their end shape the rule: a
-				// timeout or a kill would skew the lone-call average.
-				size.observe(time.Since(start), hi-lo)
-			}
+			start, calls := time.Now(), size.begin()
+			clean := operateGroup(ctx, cfg, batch[lo:hi], obs)
+			size.end(time.Since(start), hi-lo, calls, clean)
 			mu.Lock()
 			for _, u := range batch[lo:hi] {
 				switch {
@@ -401,20 +398,35 @@ func settleAbandoned(cfg Config, units []*unitRun) {
 // prepareProps are read for every unit before the operation, in one call.
 const prepareProps = "Id,LoadState,ActiveState,FragmentPath,DropInPaths"
 
-// prepare reads the units' state (one batched show), resets failed ones
+// prepare takes the units' state from their facts (or reads it in one
+// batched show when they lack it), resets failed ones
 // before a start, reads the frp config of each frp unit the plan names,
 // and lays out the runs in the plan's phase order with their log files.
 func prepare(ctx context.Context, cfg Config, plan discover.Plan) ([]*unitRun, error) {
 	units := plan.Units()
-	pre, err := showUnits(ctx, cfg.Runner, prepareProps, units)
-	if err != nil {
-		return nil, fmt.Errorf("read units before %s: %w", cfg.Operation, err)
-	}
 	preByName := map[string]systemctl.Properties{}
+	var unread []string
+	for _, name := range units {
+		if p := plan.Facts[name].Pre; p != nil {
+			// Read with the facts: at 500 units a second show would
+			// cost half a second of the manager's time.
+			preByName[name] = p
+		} else {
+			unread = append(unread, name)
+		}
+	}
+	if len(unread) > 0 {
+		pre, err := showUnits(ctx, cfg.Runner, prepareProps, unread)
+		if err != nil {
+			return nil, fmt.Errorf("read units before %s: %w", cfg.Operation, err)
+		}
+		for i, name := range unread {
+			preByName[name] = pre[i]
+		}
+	}
 	var failed []string
-	for i, name := range units {
-		preByName[name] = pre[i]
-		if pre[i]["ActiveState"] == "failed" {
+	for _, name := range units {
+		if preByName[name]["ActiveState"] == "failed" {
 			failed = append(failed, name)
 		}
 	}

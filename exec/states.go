@@ -14,17 +14,32 @@ import (
 // run makes about one `systemctl show` per window instead of one per unit.
 const stateWindow = 50 * time.Millisecond
 
-// busyWindow is the wait while operations are still being launched. Then
-// every show competes with them for the manager's one thread, and a read
-// that waits longer costs nothing: the settle window that follows is
-// measured from the operation's end on systemd's own clock, not from the
-// read.
-const busyWindow = 250 * time.Millisecond
+// While operations are still being launched, every show competes with
+// them: each one is a systemctl process (about 40 ms of CPU here) and a
+// connection on the manager's one thread, on a machine whose CPUs the
+// operations already keep busy. So reads wait longer then, by what they
+// are for:
+//   - busyWindow for reads that someone is waiting on: a failed
+//     operation's explanation (failures show as they happen), a tunnel's
+//     crash check (its proof is timed);
+//   - lazyWindow for verdicts on units whose operation succeeded: the
+//     settle window is measured from the operation's end on systemd's own
+//     clock, not from the read, so waiting changes no verdict, only when
+//     it is shown.
+//
+// Measured on 500 instant units at -j 10 (BENCHMARKS.md): a 250 ms window
+// made 62 shows during the run; 2 s makes about ten. maxBatch bounds one
+// show (about 1 ms of the manager's time per unit).
+const (
+	busyWindow = 250 * time.Millisecond
+	lazyWindow = 2 * time.Second
+	maxBatch   = 200
+)
 
 // states coalesces reads of unit state into batched `systemctl show`
-// calls. A read waits at most the busy window while operations are still
-// launched, stateWindow after, and none at all once every unit still being
-// verified is waiting for a read and no operation can add more.
+// calls. A read waits at most its window (see above) while operations are
+// still launched, stateWindow after, and none at all once every unit still
+// being verified is waiting for a read and no operation can add more.
 type states struct {
 	ctx context.Context
 	r   systemctl.Runner
@@ -32,10 +47,11 @@ type states struct {
 	mu      sync.Mutex
 	pending []stateReq
 	timer   *time.Timer
-	active  int  // units being verified
-	closed  bool // no more units will come
-	// busy is the window while operations are launched (see busyWindow).
-	busy time.Duration
+	due     time.Time // when the pending reads go, at the latest
+	active  int       // units being verified
+	closed  bool      // no more units will come
+	// prompt and lazy are the windows while operations are launched.
+	prompt, lazy time.Duration
 }
 
 type stateReq struct {
@@ -48,10 +64,10 @@ type stateAns struct {
 	err error
 }
 
-// newStates coalesces reads; busy is the window while operations are
-// still launched (stateWindow where a verdict holds up the next launch).
-func newStates(ctx context.Context, r systemctl.Runner, busy time.Duration) *states {
-	return &states{ctx: ctx, r: r, busy: busy}
+// newStates coalesces reads; prompt and lazy are the windows of the two
+// kinds of read while operations are still launched.
+func newStates(ctx context.Context, r systemctl.Runner, prompt, lazy time.Duration) *states {
+	return &states{ctx: ctx, r: r, prompt: prompt, lazy: lazy}
 }
 
 // join and leave count the units being verified.
@@ -76,21 +92,34 @@ func (s *states) close() {
 	s.mu.Unlock()
 }
 
-// read returns unit's state properties (stateProps).
-func (s *states) read(unit string) (systemctl.Properties, error) {
+// read returns unit's state properties (stateProps). A prompt read is
+// one that something is waiting on (see busyWindow).
+func (s *states) read(unit string, prompt bool) (systemctl.Properties, error) {
 	ch := make(chan stateAns, 1)
 	s.mu.Lock()
 	s.pending = append(s.pending, stateReq{unit, ch})
-	if s.timer == nil {
-		window := stateWindow
-		if !s.closed {
-			window = max(s.busy, stateWindow)
+	window := stateWindow
+	if !s.closed {
+		window = max(s.lazy, stateWindow)
+		if prompt {
+			window = max(s.prompt, stateWindow)
 		}
+	}
+	if due := time.Now().Add(window); s.timer == nil || due.Before(s.due) {
+		if s.timer != nil {
+			s.timer.Stop()
+		}
+		s.due = due
 		s.timer = time.AfterFunc(window, func() {
 			s.mu.Lock()
-			s.flushLocked()
+			if !time.Now().Before(s.due) {
+				s.flushLocked()
+			}
 			s.mu.Unlock()
 		})
+	}
+	if len(s.pending) >= maxBatch {
+		s.flushLocked()
 	}
 	s.flushIfAllWaiting()
 	s.mu.Unlock()

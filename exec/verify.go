@@ -47,7 +47,8 @@ type verifier struct {
 }
 
 func newVerifier(ctx context.Context, cfg Config, api *frp.API, finish func(*unitRun)) *verifier {
-	return &verifier{ctx: ctx, cfg: cfg, states: newStates(ctx, cfg.Runner, busyWindowFor(cfg)), api: api,
+	prompt, lazy := windowsFor(cfg)
+	return &verifier{ctx: ctx, cfg: cfg, states: newStates(ctx, cfg.Runner, prompt, lazy), api: api,
 		looks: make(chan struct{}, maxLooks), finish: finish, deadline: cfg.TunnelDeadline}
 }
 
@@ -73,11 +74,11 @@ func (v *verifier) check(u *unitRun) {
 	switch {
 	case !u.res.OK:
 		// The operation itself failed; the state only explains why.
-		if p, ok := v.read(u); ok {
+		if p, ok := v.read(u, true); ok {
 			u.what = describeFailedOp(u, p)
 		}
 	case op == "stop":
-		if p, ok := v.read(u); ok {
+		if p, ok := v.read(u, false); ok {
 			if what := describe(op, p, 0); what != "" {
 				v.fail(u, what)
 			}
@@ -88,11 +89,11 @@ func (v *verifier) check(u *unitRun) {
 		if !v.sleepUntil(u, u.opEnd.Add(v.cfg.Settle)) {
 			return
 		}
-		if p, ok := v.read(u); ok {
+		if p, ok := v.read(u, false); ok {
 			v.judgeSettled(u, p)
 		}
 	default:
-		if p, ok := v.read(u); ok {
+		if p, ok := v.read(u, false); ok {
 			if what := describe(op, p, 0); what != "" {
 				v.fail(u, what)
 			}
@@ -101,9 +102,10 @@ func (v *verifier) check(u *unitRun) {
 }
 
 // read returns the unit's state and records it in its result. When the
-// state cannot be read the unit fails with that reason.
-func (v *verifier) read(u *unitRun) (systemctl.Properties, bool) {
-	p, err := v.states.read(u.res.Unit)
+// state cannot be read the unit fails with that reason. prompt says that
+// something waits on the answer (see busyWindow).
+func (v *verifier) read(u *unitRun, prompt bool) (systemctl.Properties, bool) {
+	p, err := v.states.read(u.res.Unit, prompt)
 	if err != nil {
 		u.res.OK = false
 		if v.ctx.Err() != nil {
@@ -178,7 +180,7 @@ func (v *verifier) prove(u *unitRun) {
 	// crashed reads the state and fails the unit if its process is down
 	// or was restarted since the operation.
 	crashed := func() (stop bool) {
-		p, ok := v.read(u)
+		p, ok := v.read(u, true)
 		if !ok {
 			return true
 		}
@@ -282,12 +284,12 @@ func describeFailedOp(u *unitRun, p systemctl.Properties) string {
 	return resultWords(u.res.Operation, p)
 }
 
-// busyWindowFor is the state reads' window while operations are launched:
-// a brake (--max-fail, --canary) waits for verdicts before launching more,
-// so there a read must not wait longer than usual.
-func busyWindowFor(cfg Config) time.Duration {
+// windowsFor gives the state reads' windows while operations are launched
+// (see busyWindow): a brake (--max-fail, --canary) waits for verdicts
+// before launching more, so there no read may wait longer than usual.
+func windowsFor(cfg Config) (prompt, lazy time.Duration) {
 	if cfg.MaxFail > 0 || cfg.Canary > 0 {
-		return stateWindow
+		return stateWindow, stateWindow
 	}
-	return busyWindow
+	return busyWindow, lazyWindow
 }

@@ -598,33 +598,56 @@ const whyNotes = `
   cores, so ten concurrent restarts of units that fork a shell each take about 1.6× as long per wave. Every
   bounded method pays this: xargs -P10 is as far from the ideal as moonfrp-bulk (same × ideal column).
   The "one systemctl call" rows are the real floor: systemd's own unbounded parallelism.
-- **-j 50 against -j 10 on instant units**: both run close to the manager's own pace, so -j 50 gains
-  little (the same at 500 units, 6% at 1,000 in the 2026-11-30 run; slower in earlier runs). The group
-  sizes are as designed (on 500 instant units, 485 units went in calls of 5 at -j 10 and 425 in calls
-  of 25 at -j 50; the slow-group rule never fired), and both land at 1.1–1.3× one systemctl call with
-  every unit, systemd's floor: about 33 ms of the manager's one thread per restart here.
-- **Verified runs on instant units** add the last unit's 1 s settle window, then a read of its state,
-  while every read made meanwhile competes with the operations for that one thread. Since 2026-11-30,
-  reads wait 250 ms (not 50) for company while operations are still being launched: fewer, larger
-  show calls (500 instant units, two single runs each: +6.2/+3.2 s over --no-verify before, +1.6/+2.8 s
-  after; noisy). What remains is mostly the settle window itself on a saturated manager.
 - **1,000 units at -j 50**: the manager, not the pool, sets the pace (see the one-call floor at 500 units);
   the ideal of 20 waves of one lone restart is out of reach for any client.
+- **-j 50 against -j 10 on instant units**: both run close to the manager's own pace (1.1–1.3× one
+  systemctl call with every unit, about 30 ms of the manager's one thread per restart here), so -j 50
+  gains little; its larger groups (25 units a call, not 5) mean fewer connections.
 
 ## How units are grouped into systemctl calls
 
 Each systemctl call opens a connection to the manager, subscribes to its signals and asks several
-questions before and after its jobs, all on the manager's one thread. For units that stop in milliseconds
-that per-call cost is most of the run: with 10 units in flight, 5 per call was 2.4× faster than 1 per call
-(200 instant units, measured before grouping). systemd runs the jobs of one call side by side, so a call of k
-alike units takes about as long as a call of one. How long a call takes says little by itself (under load
-every call waits for the manager: ten calls of instant units take as long as ten of slow ones); what tells is
-a group that takes much longer than a lone unit, since one of its units is slow and holds its neighbours'
-slots. So moonfrp-bulk starts each run with one unit per call, keeps a moving average of lone calls (weight
-0.3 for the newest), then lets calls carry up to half of -j units (two calls in flight keep the manager busy
-while one is answered), each unit holding one of the -j slots; a group that takes more than twice the lone
-average plus 100 ms sends the run back to one unit per call for the next -j calls. The rule is in
-exec/group.go.
+questions before and after its jobs, all on the manager's one thread; every subscribed call also receives
+the signals of every other unit's jobs while it waits. For units that stop in milliseconds that per-call
+cost is most of the run: with 10 units in flight, 5 per call was 2.4× faster than 1 per call (200 instant
+units, measured before grouping). systemd runs the jobs of one call side by side, so a call of k alike
+units takes about as long as a call of one. But a group holds every unit's slot until its slowest unit is
+done, which costs when the units, not the manager, set the pace.
+
+So each run starts with one unit per call and measures the pace: a lone call's duration divided by the
+calls in flight with it. Instant units at -j 10 give about 35 ms here (the manager's cost per call);
+units that take 2 s to stop give about 210 ms. While the upper quartile of the last nine lone calls'
+paces is above 150 ms, calls carry one unit (the 2 s rows ran 1.09–1.10× xargs -P10 when they were grouped
+too, 2026-11-30); below it, up to half of -j units (two calls in flight keep the manager busy while one is
+answered). A group that takes more than twice the median lone call plus 100 ms holds a slow unit, and the
+run goes back to one unit per call for the next -j calls, which measure the pace again. The quartile, not a
+moving average: about one restart in ten of the 2 s units returns within half a second, and a few of those
+together turned a run of slow units to grouping. The rule is in exec/group.go, its cases in
+exec/sizer_test.go.
+
+## What verification costs
+
+Every state read is a ` + "`systemctl show`" + ` process (about 40 ms of CPU here) and, for each unit it
+names, a GetAll of all the unit's properties on the manager's thread (about 1 ms). Reads are batched: while
+operations are still launched, verdicts on units whose operation succeeded wait up to 2 s for company, up to
+200 units a call (the settle window is measured from the operation's end on systemd's clock, so the wait
+changes when a verdict is shown, not what it is); reads that someone waits on (a failed operation's reason, a
+tunnel's crash check) wait 250 ms; once all are launched, 50 ms. On 500 instant units at -j 10 (one run each,
+2026-11-30) the manager's own CPU time was 7.0 s for one systemctl call with every unit, 9.4–10.0 s for
+moonfrp-bulk --no-verify, 11.3 s verified with every read waiting 250 ms (62 show calls during the run), and
+10.0–10.4 s with verdicts waiting 2 s (about ten). The state a run needs before its operation (ActiveState,
+unit and drop-in paths) is read in the same show as the units' ExecStart, not in a second one (half a second
+of the manager's time at 500 units); a run that had to wait for another run's locks reads it again.
+
+## Where the CPU goes
+
+Profiled on 500 instant units, -j 10, --no-verify (2026-11-30), with a build that writes a CPU profile:
+` + "`go build -tags profile -o /tmp/mb-prof . && MOONFRP_BULK_CPUPROFILE=/tmp/cpu.pprof /tmp/mb-prof restart --user -j 10 --no-verify UNITS... && go tool pprof -top /tmp/mb-prof /tmp/cpu.pprof`" + `.
+The run used 4.9 s of CPU (user+sys, with its children); moonfrp-bulk's own process 0.31 s of it, half of that
+in the fork and exec system calls of os/exec, the rest spread thin (the pool, JSON, timers). The other
+4.6 s are the 113 systemctl processes: about 40 ms each to start, connect, wait and follow the manager's
+signals. xargs -P10 runs 500 of them (16.6 s in the same run), which is the whole CPU gap: it is counted
+in calls, and grouping is what closes it.
 `
 
 func writeTable(o options, cells []cell, notes []string) error {

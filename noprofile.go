@@ -1,0 +1,6 @@
+//go:build !profile
+
+package main
+
+// stopProfile does nothing outside profiling builds (see profile.go).
+func stopProfile() {}
