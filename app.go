@@ -208,6 +208,50 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	if err != nil {
 		return err
 	}
+	var locks *lock.Set
+	if !f.DryRun && len(sel.Units) > 0 {
+		// The units are locked before their state is read, so that the
+		// state read with the facts (see discover.Facts.Pre) is the
+		// state the run begins from, whoever ran before.
+		if !a.globals.User && os.Geteuid() != 0 {
+			// Its lock directory is root's, and so, on MoonFRP hosts, are
+			// the units' logs and configs that verification reads.
+			return &exitError{exitCannotRun, fmt.Sprintf("%s on the system manager needs root: run it as root (sudo moonfrp-bulk ...), or add --user for your own services", op)}
+		}
+		// The first signal also ends a wait for another run's locks.
+		names := make([]string, len(sel.Units))
+		for i, u := range sel.Units {
+			names[i] = u.Name
+		}
+		locks, err = lock.Acquire(a.drainCtx, lock.Dir(a.globals.User), names, lock.Options{
+			NoWait: f.NoWait,
+			OnWait: func(pid int) {
+				if pid > 0 {
+					fmt.Fprintf(a.streams.Err, "waiting for another moonfrp-bulk run (pid %d)...\n", pid)
+				} else {
+					fmt.Fprintln(a.streams.Err, "waiting for a lock held by another process (not a moonfrp-bulk run that can be named)...")
+				}
+			},
+		})
+		if err != nil {
+			switch {
+			case errors.Is(err, lock.ErrBusy):
+				return &exitError{exitBusy, fmt.Sprintf("%v; retry later, or drop --no-wait to wait for it", err)}
+			case a.interrupted():
+				return &exitError{exitInterrupted, "interrupted while waiting for another run; nothing was done"}
+			}
+			return &exitError{exitCannotRun, err.Error()}
+		}
+		defer locks.Release()
+	}
+	if sel.Facts != nil {
+		// Read by a filter, before the locks: the run reads the state
+		// again.
+		for name, facts := range sel.Facts {
+			facts.Pre = nil
+			sel.Facts[name] = facts
+		}
+	}
 	if sel.Facts == nil && len(sel.Units) > 0 {
 		// What each unit runs decides its phase: one batched show.
 		if sel.Facts, err = discover.ReadFacts(a.ctx, a.mgr, sel.Units); err != nil {
@@ -234,44 +278,6 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 		a.writeStatus(exec.Summary{})
 		return nil
 	}
-	if !a.globals.User && os.Geteuid() != 0 {
-		// Its lock directory is root's, and so, on MoonFRP hosts, are the
-		// units' logs and configs that verification reads.
-		return &exitError{exitCannotRun, fmt.Sprintf("%s on the system manager needs root: run it as root (sudo moonfrp-bulk ...), or add --user for your own services", op)}
-	}
-
-	// The first signal also ends a wait for another run's locks.
-	waited := false
-	locks, err := lock.Acquire(a.drainCtx, lock.Dir(a.globals.User), names, lock.Options{
-		NoWait: f.NoWait,
-		OnWait: func(pid int) {
-			waited = true
-			if pid > 0 {
-				fmt.Fprintf(a.streams.Err, "waiting for another moonfrp-bulk run (pid %d)...\n", pid)
-			} else {
-				fmt.Fprintln(a.streams.Err, "waiting for a lock held by another process (not a moonfrp-bulk run that can be named)...")
-			}
-		},
-	})
-	if err != nil {
-		switch {
-		case errors.Is(err, lock.ErrBusy):
-			return &exitError{exitBusy, fmt.Sprintf("%v; retry later, or drop --no-wait to wait for it", err)}
-		case a.interrupted():
-			return &exitError{exitInterrupted, "interrupted while waiting for another run; nothing was done"}
-		}
-		return &exitError{exitCannotRun, err.Error()}
-	}
-	defer locks.Release()
-	if waited {
-		// Another run had the units meanwhile: the state read with the
-		// facts is stale, and the run reads it again before it begins.
-		for name, facts := range work.Facts {
-			facts.Pre = nil
-			work.Facts[name] = facts
-		}
-	}
-
 	rep := report.NewRun(a.streams, a.mode, plan)
 	rep.Begin()
 	a.run.Store(rep)

@@ -296,7 +296,7 @@ func usageErr(format string, args ...any) error {
 }
 
 func main() {
-	code := 0
+	var code int
 	if argsFile, ok := ansibleModule(os.Args); ok {
 		code = runModule(argsFile)
 	} else {

@@ -9,7 +9,8 @@ import (
 )
 
 // A build with -tags profile writes a CPU profile of the whole run to
-// $MOONFRP_BULK_CPUPROFILE (see BENCHMARKS.md, "Where the CPU goes").
+// $MOONFRP_BULK_CPUPROFILE, a file it creates (see BENCHMARKS.md, "Where
+// the CPU goes"). A forced exit at the second interrupt writes none.
 // Release builds have no such hook: a root tool must not write files
 // where the environment says.
 func init() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/moonfrp/moonfrp-bulk/frp"
@@ -30,21 +31,25 @@ type Facts struct {
 	Pre systemctl.Properties
 }
 
-// factProps are what ReadFacts asks for: the facts, and the state a run
-// needs before its operation (exec's prepare).
-const factProps = "Id,LoadState,ExecStart,User,MainPID,ActiveState,FragmentPath,DropInPaths"
+// PreProps are the properties a run needs of each unit before its
+// operation (exec's prepare): read with the facts, kept in Facts.Pre.
+const PreProps = "Id,LoadState,ActiveState,FragmentPath,DropInPaths"
+
+// factProps are what ReadFacts asks for: the facts, and PreProps.
+const factProps = "ExecStart,User,MainPID," + PreProps
 
 // Owners returns whose files may be read for the unit: root's and its
 // User='s.
 func (f Facts) Owners() safefile.Options { return safefile.ForUser(f.User) }
 
-// FactsFromProps reads Facts from a unit's ExecStart and User properties.
+// FactsFromProps reads Facts from a unit's properties: ExecStart, User,
+// MainPID, LoadState, and Pre when they include ActiveState.
 func FactsFromProps(p systemctl.Properties) Facts {
 	pid, _ := strconv.Atoi(p["MainPID"])
 	f := Facts{Configs: ConfigPaths(p["ExecStart"]), User: p["User"], MainPID: pid, LoadState: p["LoadState"]}
 	if _, ok := p["ActiveState"]; ok {
 		f.Pre = systemctl.Properties{}
-		for _, k := range []string{"Id", "LoadState", "ActiveState", "FragmentPath", "DropInPaths"} {
+		for _, k := range strings.Split(PreProps, ",") {
 			f.Pre[k] = p[k]
 		}
 	}
@@ -66,7 +71,7 @@ func ReadFacts(ctx context.Context, r systemctl.Runner, units []Unit) (map[strin
 	}
 	props, err := systemctl.Show(ctx, r, factProps, names)
 	if err != nil {
-		return nil, fmt.Errorf("read ExecStart: %w", err)
+		return nil, fmt.Errorf("read units: %w", err)
 	}
 	facts := make(map[string]Facts, len(units))
 	for i, n := range names {

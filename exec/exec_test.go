@@ -675,9 +675,9 @@ func containsUnit(list []string, u string) bool {
 func TestRunGroupTimeoutCancelsOnlyTheUnfinished(t *testing.T) {
 	units := map[string]*fakeUnit{}
 	var names []string
-	for i := 0; i < 20; i++ {
+	for i := 0; i < 30; i++ {
 		n := fmt.Sprintf("moonfrp-client-%d.service", i)
-		if i == 13 {
+		if i == 25 { // after the first -j lone calls
 			n = "moonfrp-client-hang.service"
 			units[n] = &fakeUnit{hang: true}
 		} else {

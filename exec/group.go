@@ -35,7 +35,10 @@ import (
 // -j units below it (two calls in flight keep the manager busy while one
 // is answered). A group that takes more than twice a lone call plus
 // slowMargin holds a slow unit: the run goes back to one unit per call for
-// the next -j calls, which measure the pace again. The pace is the upper
+// the next -j calls, which measure the pace again. Grouping waits for
+// -j lone calls (nine at most) to have ended: the first to end are the
+// fastest, and one quick restart must not start a run of slow units in
+// groups. The pace is the upper
 // quartile of the last few lone calls', and a lone call's duration their
 // median: in the benchmark about one restart in ten of the 2 s units
 // returns within half a second, and a few of those together must not turn
@@ -64,7 +67,7 @@ func newSizer(limit int) *sizer { return &sizer{limit: limit} }
 func (s *sizer) next() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.lone) == 0 || s.cooldown > 0 {
+	if len(s.lone) < min(recentLone, s.limit) || s.cooldown > 0 {
 		if s.cooldown > 0 {
 			s.cooldown--
 		}
@@ -128,8 +131,7 @@ func (s *sizer) quantile(num, den int, of func(loneSample) time.Duration) time.D
 // end, so that only such calls shape the grouping rule.
 func operateGroup(ctx context.Context, cfg Config, units []*unitRun, obs Observer) (clean bool) {
 	if len(units) == 1 {
-		operate(ctx, cfg, units[0], obs)
-		return !units[0].res.TimedOut && !units[0].cancelled
+		return operate(ctx, cfg, units[0], obs)
 	}
 	names := make([]string, len(units))
 	for i, u := range units {

@@ -395,8 +395,9 @@ func settleAbandoned(cfg Config, units []*unitRun) {
 	}
 }
 
-// prepareProps are read for every unit before the operation, in one call.
-const prepareProps = "Id,LoadState,ActiveState,FragmentPath,DropInPaths"
+// prepareProps are read for every unit before the operation, in one call,
+// when its facts do not already hold them.
+const prepareProps = discover.PreProps
 
 // prepare takes the units' state from their facts (or reads it in one
 // batched show when they lack it), resets failed ones
@@ -542,12 +543,14 @@ func unitLog(ctx context.Context, cfg Config, u *unitRun) []string {
 // operate runs one unit's systemctl operation, bounded by cfg.Timeout. A
 // timed-out operation has its queued or running systemd job cancelled, so
 // nothing is left behind the tool's back.
-func operate(ctx context.Context, cfg Config, u *unitRun, obs Observer) {
+// It reports whether the call ran to its end, alone (see operateGroup).
+func operate(ctx context.Context, cfg Config, u *unitRun, obs Observer) (clean bool) {
 	u.markLogs()
 	obs.Launched(u.res.Unit)
 	u.res.Start = time.Now()
-	operateOne(ctx, cfg, u)
+	clean = operateOne(ctx, cfg, u)
 	obs.OpEnded(u.res.Unit, u.tun != nil && cfg.Verify && u.res.OK)
+	return clean
 }
 
 // markLogs records where the unit's logs end as its operation begins.
@@ -562,13 +565,16 @@ func (u *unitRun) markLogs() {
 }
 
 // operateOne runs the unit's own systemctl call and records its outcome.
-func operateOne(ctx context.Context, cfg Config, u *unitRun) {
+// It reports whether one call ran to its end: not cut short, not retried.
+func operateOne(ctx context.Context, cfg Config, u *unitRun) (clean bool) {
 	opCtx, cancel := ctx, context.CancelFunc(func() {})
 	if cfg.Timeout > 0 {
 		opCtx, cancel = context.WithTimeout(ctx, cfg.Timeout)
 	}
 	out, err := cfg.Runner.Run(opCtx, cfg.Operation, "--", u.res.Unit)
+	clean = err == nil
 	if err == nil && out.ExitCode != 0 && startLimited(cfg.Operation, out) {
+		clean = false
 		// Refused for starting too often lately (an operator restarting
 		// the same units a few times in a row): reset the limit and try
 		// once more, within the same timeout.
@@ -600,6 +606,7 @@ func operateOne(ctx context.Context, cfg Config, u *unitRun) {
 	case out.ExitCode == 0:
 		u.res.OK = true
 	}
+	return clean
 }
 
 // startLimited reports whether systemctl was refused by the unit's start

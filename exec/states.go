@@ -22,10 +22,12 @@ const stateWindow = 50 * time.Millisecond
 //   - busyWindow for reads that someone is waiting on: a failed
 //     operation's explanation (failures show as they happen), a tunnel's
 //     crash check (its proof is timed);
-//   - lazyWindow for verdicts on units whose operation succeeded: the
-//     settle window is measured from the operation's end on systemd's own
-//     clock, not from the read, so waiting changes no verdict, only when
-//     it is shown.
+//   - lazyWindow for verdicts on units whose operation succeeded. A unit
+//     must then stay up, without a restart, from its operation's end (on
+//     systemd's own clock) until the read: at least the settle window,
+//     and up to lazyWindow more while operations are launched. Waiting
+//     makes the check no laxer, and costs the operator only the moment
+//     the verdict shows.
 //
 // Measured on 500 instant units at -j 10 (BENCHMARKS.md): a 250 ms window
 // made 62 shows during the run; 2 s makes about ten. maxBatch bounds one
@@ -88,6 +90,11 @@ func (s *states) leave() {
 func (s *states) close() {
 	s.mu.Lock()
 	s.closed = true
+	if len(s.pending) > 0 {
+		// Reads waiting for company while operations were launched
+		// need wait no longer than any read from now on.
+		s.flushWithin(stateWindow)
+	}
 	s.flushIfAllWaiting()
 	s.mu.Unlock()
 }
@@ -105,19 +112,7 @@ func (s *states) read(unit string, prompt bool) (systemctl.Properties, error) {
 			window = max(s.prompt, stateWindow)
 		}
 	}
-	if due := time.Now().Add(window); s.timer == nil || due.Before(s.due) {
-		if s.timer != nil {
-			s.timer.Stop()
-		}
-		s.due = due
-		s.timer = time.AfterFunc(window, func() {
-			s.mu.Lock()
-			if !time.Now().Before(s.due) {
-				s.flushLocked()
-			}
-			s.mu.Unlock()
-		})
-	}
+	s.flushWithin(window)
 	if len(s.pending) >= maxBatch {
 		s.flushLocked()
 	}
@@ -129,6 +124,26 @@ func (s *states) read(unit string, prompt bool) (systemctl.Properties, error) {
 	case <-s.ctx.Done():
 		return nil, s.ctx.Err()
 	}
+}
+
+// flushWithin makes the pending reads go within window at the latest.
+// Callers hold s.mu.
+func (s *states) flushWithin(window time.Duration) {
+	due := time.Now().Add(window)
+	if s.timer != nil && !due.Before(s.due) {
+		return
+	}
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.due = due
+	s.timer = time.AfterFunc(window, func() {
+		s.mu.Lock()
+		if !time.Now().Before(s.due) {
+			s.flushLocked()
+		}
+		s.mu.Unlock()
+	})
 }
 
 // flushIfAllWaiting flushes at once when nobody else can join the batch.

@@ -73,3 +73,32 @@ func TestStatesWindows(t *testing.T) {
 		})
 	}
 }
+
+// Once every operation is launched, verdicts that were waiting for
+// company go within stateWindow, even while other units are still being
+// verified (so not all of them are waiting).
+func TestStatesCloseShortensTheWait(t *testing.T) {
+	f := newFake(map[string]*fakeUnit{"u.service": {}})
+	s := newStates(context.Background(), f, 30*time.Millisecond, 2*time.Second)
+	s.join()
+	s.join() // a second unit, still in its settle window
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.read("u.service", false)
+		done <- err
+	}()
+	for waiting := 0; waiting == 0; {
+		s.mu.Lock()
+		waiting = len(s.pending)
+		s.mu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+	s.close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= time.Second {
+		t.Errorf("the waiting verdict took %s after close", took)
+	}
+}

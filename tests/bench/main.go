@@ -630,19 +630,20 @@ exec/sizer_test.go.
 Every state read is a ` + "`systemctl show`" + ` process (about 40 ms of CPU here) and, for each unit it
 names, a GetAll of all the unit's properties on the manager's thread (about 1 ms). Reads are batched: while
 operations are still launched, verdicts on units whose operation succeeded wait up to 2 s for company, up to
-200 units a call (the settle window is measured from the operation's end on systemd's clock, so the wait
-changes when a verdict is shown, not what it is); reads that someone waits on (a failed operation's reason, a
+200 units a call (a unit must then stay up, without a restart, from its operation's end on systemd's clock
+until the read: the settle window, or up to 2 s more; the wait makes the check no laxer); reads that someone waits on (a failed operation's reason, a
 tunnel's crash check) wait 250 ms; once all are launched, 50 ms. On 500 instant units at -j 10 (one run each,
 2026-11-30) the manager's own CPU time was 7.0 s for one systemctl call with every unit, 9.4–10.0 s for
 moonfrp-bulk --no-verify, 11.3 s verified with every read waiting 250 ms (62 show calls during the run), and
 10.0–10.4 s with verdicts waiting 2 s (about ten). The state a run needs before its operation (ActiveState,
 unit and drop-in paths) is read in the same show as the units' ExecStart, not in a second one (half a second
-of the manager's time at 500 units); a run that had to wait for another run's locks reads it again.
+of the manager's time at 500 units); the units are locked before that show, and a state read earlier by a
+filter is read again.
 
 ## Where the CPU goes
 
 Profiled on 500 instant units, -j 10, --no-verify (2026-11-30), with a build that writes a CPU profile:
-` + "`go build -tags profile -o /tmp/mb-prof . && MOONFRP_BULK_CPUPROFILE=/tmp/cpu.pprof /tmp/mb-prof restart --user -j 10 --no-verify UNITS... && go tool pprof -top /tmp/mb-prof /tmp/cpu.pprof`" + `.
+` + "`go build -tags profile -o /tmp/mb-prof . && rm -f /tmp/cpu.pprof && MOONFRP_BULK_CPUPROFILE=/tmp/cpu.pprof /tmp/mb-prof restart --user -j 10 --no-verify UNITS... && go tool pprof -top /tmp/mb-prof /tmp/cpu.pprof`" + `.
 The run used 4.9 s of CPU (user+sys, with its children); moonfrp-bulk's own process 0.31 s of it, half of that
 in the fork and exec system calls of os/exec, the rest spread thin (the pool, JSON, timers). The other
 4.6 s are the 113 systemctl processes: about 40 ms each to start, connect, wait and follow the manager's
