@@ -330,13 +330,7 @@ func TestRunVerifiesContinuesAndExplains(t *testing.T) {
 
 // Verification is batched: one show per batch of units, not per unit.
 func TestRunBatchesStateQueries(t *testing.T) {
-	units := map[string]*fakeUnit{}
-	var names []string
-	for i := 0; i < 200; i++ {
-		n := fmt.Sprintf("moonfrp-client-%d.service", i)
-		units[n] = &fakeUnit{opDelay: time.Millisecond}
-		names = append(names, n)
-	}
+	units, names := alike(200, time.Millisecond)
 	f := newFake(units)
 	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 50, Verify: true,
 		Settle: 20 * time.Millisecond, Runner: f}, planOf("restart", names), &collector{})
@@ -365,13 +359,7 @@ func TestRunWithoutVerificationTrustsExitCodes(t *testing.T) {
 }
 
 func TestRunDrainLeavesUnitsNotStarted(t *testing.T) {
-	units := map[string]*fakeUnit{}
-	var names []string
-	for i := 0; i < 10; i++ {
-		n := fmt.Sprintf("moonfrp-client-%d.service", i)
-		units[n] = &fakeUnit{opDelay: 30 * time.Millisecond}
-		names = append(names, n)
-	}
+	units, names := alike(10, 30*time.Millisecond)
 	drain := make(chan struct{})
 	close(drain)
 	obs := &collector{}
@@ -512,13 +500,7 @@ func TestRunStopsLaunchingWhenTheManagerIsLost(t *testing.T) {
 // in flight is still counted once, as abandoned, with the state it was
 // left in.
 func TestRunAccountsForEveryUnitAtASecondInterrupt(t *testing.T) {
-	units := map[string]*fakeUnit{}
-	var names []string
-	for i := 0; i < 20; i++ {
-		n := fmt.Sprintf("moonfrp-client-%d.service", i)
-		units[n] = &fakeUnit{opDelay: 40 * time.Millisecond}
-		names = append(names, n)
-	}
+	units, names := alike(20, 40*time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	obs := &collector{}
@@ -549,13 +531,7 @@ func TestRunAccountsForEveryUnitAtASecondInterrupt(t *testing.T) {
 // and a group with one failing unit fails exactly that unit, with its own
 // line as the reason.
 func TestRunGroupsFastUnitsAndKeepsPerUnitTruth(t *testing.T) {
-	units := map[string]*fakeUnit{}
-	var names []string
-	for i := 0; i < 40; i++ {
-		n := fmt.Sprintf("moonfrp-client-%d.service", i)
-		units[n] = &fakeUnit{opDelay: 2 * time.Millisecond}
-		names = append(names, n)
-	}
+	units, names := alike(40, 2*time.Millisecond)
 	bad := "moonfrp-client-17.service"
 	units[bad] = &fakeUnit{opDelay: 2 * time.Millisecond, opExit: 1,
 		opStderr: "Job for " + bad + " failed because the control process exited with error code.\n",
@@ -595,16 +571,8 @@ func TestRunGroupsFastUnitsAndKeepsPerUnitTruth(t *testing.T) {
 // A group slowed by one of its units sends the run back to one unit per
 // call, so that a slow unit does not keep holding its neighbours' slots.
 func TestRunSlowGroupGoesBackToOneUnitPerCall(t *testing.T) {
-	units := map[string]*fakeUnit{}
-	var names []string
-	for i := 0; i < 300; i++ {
-		n := fmt.Sprintf("moonfrp-client-%d.service", i)
-		units[n] = &fakeUnit{opDelay: 5 * time.Millisecond}
-		if i == 14 {
-			units[n].opDelay = 300 * time.Millisecond
-		}
-		names = append(names, n)
-	}
+	units, names := alike(300, 5*time.Millisecond)
+	units["moonfrp-client-14.service"].opDelay = 300 * time.Millisecond
 	f := newFake(units)
 	if _, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 4, Runner: f}, planOf("restart", names), &collector{}); err != nil {
 		t.Fatal(err)
@@ -641,13 +609,7 @@ func TestRunSlowGroupGoesBackToOneUnitPerCall(t *testing.T) {
 // pace of 175 ms per call) are not grouped: a group would hold every
 // slot until its slowest unit is done, and saves the manager little.
 func TestRunSlowUnitsGoOneByOne(t *testing.T) {
-	units := map[string]*fakeUnit{}
-	var names []string
-	for i := 0; i < 12; i++ {
-		n := fmt.Sprintf("moonfrp-client-%d.service", i)
-		units[n] = &fakeUnit{opDelay: 700 * time.Millisecond}
-		names = append(names, n)
-	}
+	units, names := alike(12, 700*time.Millisecond)
 	f := newFake(units)
 	if _, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 4, Runner: f}, planOf("restart", names), &collector{}); err != nil {
 		t.Fatal(err)
@@ -740,6 +702,18 @@ func TestUnitLinesMatchWholeNames(t *testing.T) {
 
 // clients names n clients, the first bad of them broken (their operation
 // fails), in plan order.
+// alike returns n units moonfrp-client-0 ... whose operations take delay.
+func alike(n int, delay time.Duration) (map[string]*fakeUnit, []string) {
+	units := map[string]*fakeUnit{}
+	var names []string
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("moonfrp-client-%d.service", i)
+		units[name] = &fakeUnit{opDelay: delay}
+		names = append(names, name)
+	}
+	return units, names
+}
+
 func clients(n, bad int) (map[string]*fakeUnit, []string) {
 	units := map[string]*fakeUnit{}
 	var names []string

@@ -395,10 +395,6 @@ func settleAbandoned(cfg Config, units []*unitRun) {
 	}
 }
 
-// prepareProps are read for every unit before the operation, in one call,
-// when its facts do not already hold them.
-const prepareProps = discover.PreProps
-
 // prepare takes the units' state from their facts (or reads it in one
 // batched show when they lack it), resets failed ones
 // before a start, reads the frp config of each frp unit the plan names,
@@ -417,7 +413,7 @@ func prepare(ctx context.Context, cfg Config, plan discover.Plan) ([]*unitRun, e
 		}
 	}
 	if len(unread) > 0 {
-		pre, err := showUnits(ctx, cfg.Runner, prepareProps, unread)
+		pre, err := showUnits(ctx, cfg.Runner, discover.PreProps, unread)
 		if err != nil {
 			return nil, fmt.Errorf("read units before %s: %w", cfg.Operation, err)
 		}
