@@ -285,16 +285,20 @@ func assertNoChildren(t *testing.T, cmd *exec.Cmd) {
 }
 
 func TestOverlappingRunsAreSerialised(t *testing.T) {
-	// The first run's units stop slowly, so it holds its locks for a
-	// few seconds while the other runs try theirs.
+	// The first run holds its locks for seconds while the other runs try
+	// theirs: its units stop slowly, and its settle window is long. The
+	// other runs start once it has printed its plan, which it does with
+	// its locks taken. (Its first verdict was the signal once; verdicts
+	// now wait for company while operations are launched, and a run of
+	// quick restarts could end soon after it.)
 	specs := append(sandbox.SlowStop("moonfrp-client", 6, 700*time.Millisecond),
 		sandbox.SlowStop("moonfrp-visitor", 6, 50*time.Millisecond)...)
 	sb := newSandbox(t, specs...)
 	startAll(t, sb, specs)
 	names := sandbox.Names(specs)
 
-	first := bulkCmd(sb, nil, append([]string{"restart", "-j", "1", "--settle=0"}, names[:6]...)...)
-	_, firstDone := startAndWaitFor(t, first, regexp.MustCompile(`^Progress: 1/6 `))
+	first := bulkCmd(sb, nil, append([]string{"restart", "-j", "1", "--settle=3s"}, names[:6]...)...)
+	_, firstDone := startAndWaitFor(t, first, regexp.MustCompile(`^Restarting 6 service`))
 	firstPid := first.Process.Pid
 
 	// Disjoint units do not wait.

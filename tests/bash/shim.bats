@@ -165,7 +165,7 @@ caller() {
         readonly MOONFRP_DATA_DIR MOONFRP_LOG_FORMAT=text
         source "$SERVICES_SH"; source "$SHIM"
         bulk_service_operation restart 2 moonfrp-client-1 2>/dev/null
-        get_moonfrp_services | head -1
+        get_moonfrp_services | sed -n 1p # reads it all: no SIGPIPE under pipefail
         echo done'
     [ "$status" -eq 0 ]
     [ "${lines[0]}" = "moonfrp-client-1" ]
