@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -118,9 +119,10 @@ type fakeManager struct {
 	shows      map[string]int
 	running    int // units in flight
 	peak       int
-	groups     []int      // units per operation call
-	groupUnits [][]string // the units of each call
-	events     []int      // call i+1 started (+) or ended (-), in order
+	groups     []int                // units per operation call
+	groupUnits [][]string           // the units of each call
+	stopStamps map[string][2]uint64 // each unit's last stop, as systemd stamps it
+	events     []int                // call i+1 started (+) or ended (-), in order
 	cancelled  []string
 }
 
@@ -218,7 +220,14 @@ func (f *fakeManager) Run(ctx context.Context, args ...string) (systemctl.Output
 		<-ctx.Done()
 		return systemctl.Output{ExitCode: -1}, ctx.Err()
 	}
+	began := monotonicMicros()
 	time.Sleep(delay)
+	f.mu.Lock()
+	for _, unit := range names {
+		// Each unit takes its own opDelay, as its stamps say.
+		f.stopStamps[unit] = [2]uint64{began, began + uint64(f.units[unit].opDelay/time.Microsecond)}
+	}
+	f.mu.Unlock()
 	for _, unit := range names {
 		if u := f.units[unit]; u.onOp != nil {
 			u.onOp()
@@ -239,9 +248,14 @@ func (f *fakeManager) show(args []string) systemctl.Output {
 			f.mu.Lock()
 			f.shows[unit]++
 			n := f.shows[unit]
+			stamps, stopped := f.stopStamps[unit]
 			f.mu.Unlock()
 			u := f.units[unit]
 			p := systemctl.Properties{"ActiveState": "active", "SubState": "running", "NRestarts": "0", "InvocationID": "1"}
+			if stopped {
+				p["ActiveExitTimestampMonotonic"] = fmt.Sprint(stamps[0])
+				p["InactiveEnterTimestampMonotonic"] = fmt.Sprint(stamps[1])
+			}
 			if u.state != nil {
 				p = u.state
 			}
@@ -273,7 +287,7 @@ func (c *collector) Finished(r Result) {
 }
 
 func newFake(units map[string]*fakeUnit) *fakeManager {
-	return &fakeManager{units: units, shows: map[string]int{}}
+	return &fakeManager{units: units, shows: map[string]int{}, stopStamps: map[string][2]uint64{}}
 }
 
 func TestRunVerifiesContinuesAndExplains(t *testing.T) {
@@ -618,6 +632,35 @@ func TestRunSlowUnitsGoOneByOne(t *testing.T) {
 		if g != 1 {
 			t.Errorf("call %d carried %d units; calls %v", i, g, f.groups)
 		}
+	}
+}
+
+// How many units a call carries follows what the units' stamps say they
+// take: units that stop in milliseconds share calls of all of -j; units
+// that take 300 ms, as fast by pace, share calls of half of -j.
+func TestRunGroupSizeFollowsTheUnitsOwnTime(t *testing.T) {
+	tests := []struct {
+		name    string
+		delay   time.Duration
+		biggest int
+	}{
+		{"instant units: calls of all of -j", 2 * time.Millisecond, 6},
+		{"300 ms units: calls of half of -j", 300 * time.Millisecond, 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			units, names := alike(60, tc.delay)
+			f := newFake(units)
+			if _, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 6, Runner: f}, planOf("restart", names), &collector{}); err != nil {
+				t.Fatal(err)
+			}
+			if got := slices.Max(f.groups); got != tc.biggest {
+				t.Errorf("the biggest call carried %d units, want %d; calls %v", got, tc.biggest, f.groups)
+			}
+			if f.peak > 6 {
+				t.Errorf("%d units in flight at -j 6", f.peak)
+			}
+		})
 	}
 }
 

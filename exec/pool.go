@@ -19,10 +19,10 @@ import (
 // most limit items in flight at any instant: a group of k holds k of the
 // limit's slots from before its goroutine starts until fn returns. size
 // says how large the next group may be (capped by limit and by the items
-// left). It stops launching once drain or halt is closed (either may be
+// left); it may wait, and its context ends when launching stops. It stops launching once drain or halt is closed (either may be
 // nil) or ctx is done, waits for the groups already running, and returns
 // how many items were launched (always a prefix).
-func ForEachGroup(ctx context.Context, drain, halt <-chan struct{}, limit, n int, size func() int, fn func(lo, hi int)) int {
+func ForEachGroup(ctx context.Context, drain, halt <-chan struct{}, limit, n int, size func(context.Context) int, fn func(lo, hi int)) int {
 	if limit < 1 {
 		limit = 1
 	}
@@ -51,7 +51,7 @@ func ForEachGroup(ctx context.Context, drain, halt <-chan struct{}, limit, n int
 	var wg sync.WaitGroup
 	lo := 0
 	for lo < n {
-		k := min(max(1, size()), limit, n-lo)
+		k := min(max(1, size(acquireCtx)), limit, n-lo)
 		if stopped() || sem.Acquire(acquireCtx, int64(k)) != nil {
 			break
 		}
@@ -80,6 +80,6 @@ func ForEachGroup(ctx context.Context, drain, halt <-chan struct{}, limit, n int
 // nil) or ctx is done, waits for the calls already running, and returns
 // how many items were launched (always a prefix of items).
 func ForEach(ctx context.Context, drain, halt <-chan struct{}, limit int, items []string, fn func(i int, item string)) int {
-	one := func() int { return 1 }
+	one := func(context.Context) int { return 1 }
 	return ForEachGroup(ctx, drain, halt, limit, len(items), one, func(lo, _ int) { fn(lo, items[lo]) })
 }

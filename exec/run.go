@@ -186,9 +186,13 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 	size := newSizer(cfg.MaxParallel)
 	launch := func(batch []*unitRun) int {
 		return ForEachGroup(ctx, cfg.Drain, halt, cfg.MaxParallel, len(batch), size.next, func(lo, hi int) {
-			start, calls := time.Now(), size.begin()
+			start, since, calls := time.Now(), monotonicMicros(), size.begin()
 			clean := operateGroup(ctx, cfg, batch[lo:hi], obs)
 			size.end(time.Since(start), hi-lo, calls, clean)
+			var probe []probeUnit
+			if clean && hi-lo == 1 && batch[lo].res.OK {
+				probe = size.loneUnit(batch[lo].res.Unit, since)
+			}
 			mu.Lock()
 			for _, u := range batch[lo:hi] {
 				switch {
@@ -220,6 +224,11 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 				// or every unit would be launched before the first
 				// verdict.
 				decided(ctx, batch[lo:hi]...)
+			}
+			if probe != nil {
+				// Once a run: one show of a few units, made while this
+				// call's slot is still held, once its unit is handed on.
+				size.owned(readOwn(ctx, cfg.Runner, probe))
 			}
 		})
 	}

@@ -1,8 +1,12 @@
 package exec
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/moonfrp/moonfrp-bulk/systemctl"
 )
 
 // The grouping rule: group where the manager sets the pace, one unit per
@@ -16,10 +20,14 @@ func TestSizer(t *testing.T) {
 	}
 	// wave runs calls as -j does at a run's start: each sized and begun,
 	// then all ended.
+	// (A done context: the warm-up's wait for calls to end is
+	// TestSizerWarmUp's.)
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
 	wave := func(s *sizer, calls ...call) {
 		began := make([]int, len(calls))
 		for i := range calls {
-			s.next()
+			s.next(done)
 			began[i] = s.begin()
 		}
 		for i, c := range calls {
@@ -37,31 +45,46 @@ func TestSizer(t *testing.T) {
 		name  string
 		limit int
 		waves [][]call
-		want  []int // next() answers, in turn
+		own   []time.Duration // the units' own times, from their stamps
+		want  []int           // next() answers, in turn
 	}{
-		{"nothing measured yet: one unit per call", 10, nil, []int{1, 1}},
+		{"nothing measured yet: one unit per call", 10, nil, nil, []int{1, 1}},
 		{"instant units at -j 10 (350 ms under load): groups of 5", 10,
-			[][]call{lone(10, 350*ms)}, []int{5, 5}},
+			[][]call{lone(10, 350*ms)}, nil, []int{5, 5}},
 		{"instant units at -j 50 (1.6 s under load): groups of 25", 50,
-			[][]call{lone(50, 1600*ms)}, []int{25}},
+			[][]call{lone(50, 1600*ms)}, nil, []int{25}},
 		{"0.5 s units at -j 10: the manager still sets the pace", 10,
-			[][]call{lone(10, 700*ms)}, []int{5}},
+			[][]call{lone(10, 700*ms)}, nil, []int{5}},
 		{"2 s units at -j 10: one unit per call", 10,
-			[][]call{lone(10, 2100*ms), lone(10, 2100*ms)}, []int{1, 1, 1}},
+			[][]call{lone(10, 2100*ms), lone(10, 2100*ms)}, nil, []int{1, 1, 1}},
 		{"2 s units at -j 50: the manager is busy again, groups", 50,
-			[][]call{lone(50, 2200*ms)}, []int{25}},
+			[][]call{lone(50, 2200*ms)}, nil, []int{25}},
 		{"a lone call that was cut short teaches nothing", 4,
-			[][]call{lone(3, 10*ms), {{10 * ms, 1, false}}}, []int{1}},
+			[][]call{lone(3, 10*ms), {{10 * ms, 1, false}}}, nil, []int{1}},
 		{"one quick restart ending first among 2 s units: no group", 10,
-			[][]call{{{450 * ms, 1, true}}}, []int{1}},
+			[][]call{{{450 * ms, 1, true}}}, nil, []int{1}},
 		{"a slow group: one unit per call for the next -j calls", 4,
-			[][]call{lone(4, 120*ms), {{3 * time.Second, 2, true}}}, []int{1, 1, 1, 1, 2}},
+			[][]call{lone(4, 120*ms), {{3 * time.Second, 2, true}}}, nil, []int{1, 1, 1, 1, 2}},
 		{"a group as fast as a lone call keeps grouping", 4,
-			[][]call{lone(4, 120*ms), {{300 * ms, 2, true}}}, []int{2, 2}},
+			[][]call{lone(4, 120*ms), {{300 * ms, 2, true}}}, nil, []int{2, 2}},
 		{"a few units that restart at once among slow ones: still one unit per call", 10,
-			[][]call{lone(10, 2100*ms), {{165 * ms, 1, true}, {450 * ms, 1, true}, {120 * ms, 1, true}, {90 * ms, 1, true}, {2300 * ms, 1, true}}}, []int{1, 1}},
+			[][]call{lone(10, 2100*ms), {{165 * ms, 1, true}, {450 * ms, 1, true}, {120 * ms, 1, true}, {90 * ms, 1, true}, {2300 * ms, 1, true}}}, nil, []int{1, 1}},
+		{"instant units whose stamps say they take a few ms: one call carries all of -j", 10,
+			[][]call{lone(10, 350*ms)}, []time.Duration{3 * ms, 8 * ms, 2 * ms, 40 * ms, 5 * ms, 6 * ms, 9 * ms, 4 * ms, 3 * ms}, []int{10, 10}},
+		{"instant units at -j 50: one call of 50", 50,
+			[][]call{lone(50, 1600*ms)}, []time.Duration{3 * ms, 8 * ms, 2 * ms, 40 * ms, 5 * ms, 6 * ms, 9 * ms, 4 * ms, 3 * ms}, []int{50}},
+		{"0.5 s units, as fast by pace: their stamps keep groups at half", 10,
+			[][]call{lone(10, 350*ms)}, []time.Duration{520 * ms, 510 * ms, 30 * ms, 505 * ms, 540 * ms, 515 * ms, 20 * ms, 500 * ms, 530 * ms}, []int{5, 5}},
+		{"-j 50 after a warm-up of ten calls: a group of 50 at that pace is not slow", 50,
+			[][]call{lone(10, 350*ms), {{1800 * ms, 50, true}}}, []time.Duration{3 * ms}, []int{50}},
+		{"-j 50 after a warm-up of ten calls: a group far slower than that pace is", 50,
+			[][]call{lone(10, 350*ms), {{9 * time.Second, 50, true}}}, nil, []int{1}},
+		{"stamps that tell nothing (a reload): half", 10,
+			[][]call{lone(10, 350*ms)}, []time.Duration{}, []int{5}},
+		{"quick stamps do not overrule a slow pace", 10,
+			[][]call{lone(10, 2100*ms)}, []time.Duration{3 * ms}, []int{1}},
 		{"units that turn slow: the cooldown measures them and they stay alone", 10,
-			[][]call{lone(10, 350*ms), {{2500 * ms, 5, true}}, lone(10, 2400*ms)}, []int{1, 1}},
+			[][]call{lone(10, 350*ms), {{2500 * ms, 5, true}}, lone(10, 2400*ms)}, nil, []int{1, 1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,14 +92,155 @@ func TestSizer(t *testing.T) {
 			for _, w := range tc.waves {
 				wave(s, w...)
 			}
+			if tc.own != nil {
+				s.owned(tc.own)
+			}
 			if s.inFlight != 0 {
 				t.Fatalf("%d calls still counted in flight", s.inFlight)
 			}
 			for i, want := range tc.want {
-				if got := s.next(); got != want {
+				if got := s.next(context.Background()); got != want {
 					t.Fatalf("answer %d: next() = %d, want %d (lone calls %v)", i, got, want, s.lone)
 				}
 			}
 		})
 	}
+}
+
+// The units of the lone calls that start grouping are handed out once for
+// their stamps to be read, not before grouping would start, and again
+// after a slow group sent the run back to lone calls.
+func TestSizerProbesOnce(t *testing.T) {
+	ms := time.Millisecond
+	s := newSizer(4)
+	lone := func(name string, d time.Duration) []probeUnit {
+		s.next(context.Background())
+		calls := s.begin()
+		s.end(d, 1, calls, true)
+		return s.loneUnit(name, 7)
+	}
+	for i := 0; i < 3; i++ {
+		if p := lone(fmt.Sprint("u", i), 120*ms); p != nil {
+			t.Fatalf("lone call %d handed out %v before grouping would start", i, p)
+		}
+	}
+	p := lone("u3", 120*ms)
+	if len(p) != 4 || p[0].name != "u0" || p[3].name != "u3" || p[3].since != 7 {
+		t.Fatalf("the fourth lone call handed out %v, want u0..u3", p)
+	}
+	if p := lone("u4", 120*ms); p != nil {
+		t.Fatalf("handed out again: %v", p)
+	}
+	s.owned([]time.Duration{2 * ms, 3 * ms, 2 * ms, 4 * ms})
+	if k := s.next(context.Background()); k != 4 {
+		t.Fatalf("quick units: next() = %d, want 4", k)
+	}
+	calls := s.begin()
+	s.end(3*time.Second, 4, calls, true) // a slow group
+	if len(s.own) != 0 {
+		t.Fatalf("a slow group kept the old stamps %v", s.own)
+	}
+	var again []probeUnit
+	for i := 0; i < 4 && again == nil; i++ {
+		again = lone(fmt.Sprint("v", i), 120*ms)
+	}
+	if len(again) != 4 || again[3].name != "v3" {
+		t.Fatalf("after the cooldown handed out %v, want v0..v3", again)
+	}
+}
+
+// A unit's own time counts only its stop and start that began after the
+// call, not the manager's queueing before them.
+func TestOwnTime(t *testing.T) {
+	const since = 1_000_000
+	tests := []struct {
+		name   string
+		stamps [4]uint64 // ActiveExit, InactiveEnter, InactiveExit, ActiveEnter
+		want   time.Duration
+		ok     bool
+	}{
+		{"restart: stop and start", [4]uint64{1_200_000, 1_205_000, 1_205_100, 1_206_100}, 6 * time.Millisecond, true},
+		{"slow stop", [4]uint64{1_200_000, 1_700_000, 1_700_100, 1_701_000}, 500*time.Millisecond + 900*time.Microsecond, true},
+		{"start only: the stop was before the call", [4]uint64{10, 20, 1_000_500, 1_002_500}, 2 * time.Millisecond, true},
+		{"stop only", [4]uint64{1_000_000, 1_030_000, 5, 6}, 30 * time.Millisecond, true},
+		{"nothing since the call (a reload)", [4]uint64{10, 20, 30, 40}, 0, false},
+		{"still stopping: no end yet", [4]uint64{1_200_000, 0, 30, 40}, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := systemctl.Properties{
+				"ActiveExitTimestampMonotonic":    fmt.Sprint(tc.stamps[0]),
+				"InactiveEnterTimestampMonotonic": fmt.Sprint(tc.stamps[1]),
+				"InactiveExitTimestampMonotonic":  fmt.Sprint(tc.stamps[2]),
+				"ActiveEnterTimestampMonotonic":   fmt.Sprint(tc.stamps[3]),
+			}
+			got, ok := ownTime(p, since)
+			if got != tc.want || ok != tc.ok {
+				t.Errorf("ownTime = %s, %v; want %s, %v", got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+// Until the pace is known, a wide -j launches at most warmCalls lone
+// calls; the next waits for one to end, for warmWait, or for the end of
+// launching.
+func TestSizerWarmUp(t *testing.T) {
+	full := func(first time.Time) *sizer {
+		s := newSizer(50)
+		for i := 0; i < warmCalls; i++ {
+			s.begin()
+		}
+		s.first = first
+		return s
+	}
+	t.Run("it waits out warmWait", func(t *testing.T) {
+		left := 150 * time.Millisecond
+		s := full(time.Now().Add(left - warmWait))
+		start := time.Now()
+		if k := s.next(context.Background()); k != 1 {
+			t.Fatalf("next() = %d, want a lone call", k)
+		}
+		if took := time.Since(start); took < left-20*time.Millisecond {
+			t.Fatalf("next() returned after %s with %d calls in flight, want about %s", took, warmCalls, left)
+		}
+	})
+	t.Run("a call's end lets it go", func(t *testing.T) {
+		s := full(time.Now())
+		got := make(chan int)
+		go func() { got <- s.next(context.Background()) }()
+		s.end(100*time.Millisecond, 1, warmCalls, true)
+		select {
+		case k := <-got:
+			if k != 1 {
+				t.Fatalf("next() = %d, want a lone call", k)
+			}
+		case <-time.After(warmWait / 2):
+			t.Fatal("a call ended and next() still waits")
+		}
+	})
+	t.Run("the end of launching lets it go", func(t *testing.T) {
+		s := full(time.Now())
+		ctx, cancel := context.WithCancel(context.Background())
+		got := make(chan int)
+		go func() { got <- s.next(ctx) }()
+		cancel()
+		select {
+		case <-got:
+		case <-time.After(warmWait / 2):
+			t.Fatal("launching ended and next() still waits")
+		}
+	})
+	t.Run("at -j 10 nothing waits", func(t *testing.T) {
+		s := newSizer(10)
+		for i := 0; i < 9; i++ {
+			s.begin()
+		}
+		s.first = time.Now()
+		start := time.Now()
+		s.next(context.Background())
+		if took := time.Since(start); took > warmWait/2 {
+			t.Fatalf("next() waited %s at -j 10", took)
+		}
+	})
 }

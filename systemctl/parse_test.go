@@ -2,7 +2,11 @@ package systemctl
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"reflect"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -107,4 +111,78 @@ func FuzzParseShow(f *testing.F) {
 			}
 		}
 	})
+}
+
+// echoShow answers a show with one block per name after "--", and counts
+// the calls and the most names any call carried.
+type echoShow struct {
+	mu         sync.Mutex
+	calls, big int
+	fail       string // a name whose call fails
+}
+
+func (e *echoShow) Run(_ context.Context, args ...string) (Output, error) {
+	var names []string
+	for i, a := range args {
+		if a == "--" {
+			names = args[i+1:]
+		}
+	}
+	e.mu.Lock()
+	e.calls++
+	e.big = max(e.big, len(names))
+	e.mu.Unlock()
+	var b strings.Builder
+	for _, n := range names {
+		if n == e.fail {
+			return Output{ExitCode: 1}, errors.New("connection reset")
+		}
+		fmt.Fprintf(&b, "Id=%s\nActiveState=active\n\n", n)
+	}
+	return Output{Stdout: []byte(b.String())}, nil
+}
+
+// Many names are split over a few calls side by side, and every name
+// still gets its own block, in order; a failed call fails the show.
+func TestShowSplitsManyNames(t *testing.T) {
+	names := func(n int) []string {
+		s := make([]string, n)
+		for i := range s {
+			s[i] = fmt.Sprintf("u-%d.service", i)
+		}
+		return s
+	}
+	cases := []struct {
+		units, calls, biggest int
+	}{
+		{1, 1, 1},
+		{showChunk*2 - 1, 1, showChunk*2 - 1},
+		{showChunk * 2, 2, showChunk},
+		{1000, showCalls, 334},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprint(c.units), func(t *testing.T) {
+			r := &echoShow{}
+			in := names(c.units)
+			got, err := Show(context.Background(), r, "Id", in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.calls != c.calls || r.big != c.biggest {
+				t.Errorf("%d calls of at most %d names, want %d of at most %d", r.calls, r.big, c.calls, c.biggest)
+			}
+			if len(got) != len(in) {
+				t.Fatalf("%d blocks for %d names", len(got), len(in))
+			}
+			for i, p := range got {
+				if p["Id"] != in[i] {
+					t.Fatalf("block %d is %q, want %q", i, p["Id"], in[i])
+				}
+			}
+		})
+	}
+	in := names(500)
+	if _, err := Show(context.Background(), &echoShow{fail: in[420]}, "Id", in); err == nil || !strings.Contains(err.Error(), "connection reset") {
+		t.Errorf("a failed call gave %v, want its error", err)
+	}
 }

@@ -622,12 +622,29 @@ So each run starts with one unit per call and measures the pace: a lone call's d
 calls in flight with it. Instant units at -j 10 give about 35 ms here (the manager's cost per call);
 units that take 2 s to stop give about 210 ms. While the upper quartile of the last nine lone calls'
 paces is above 150 ms, calls carry one unit (the 2 s rows ran 1.09–1.10× xargs -P10 when they were grouped
-too, 2026-11-30); below it, up to half of -j units (two calls in flight keep the manager busy while one is
-answered). A group that takes more than twice the median lone call plus 100 ms holds a slow unit, and the
-run goes back to one unit per call for the next -j calls, which measure the pace again. The quartile, not a
-moving average: about one restart in ten of the 2 s units returns within half a second, and a few of those
-together turned a run of slow units to grouping. The rule is in exec/group.go, its cases in
-exec/sizer_test.go.
+too, 2026-11-30). The quartile, not a moving average: about one restart in ten of the 2 s units returns
+within half a second, and a few of those together turned a run of slow units to grouping.
+
+Below 150 ms the size of a call comes from how long the units themselves take. One ` + "`systemctl show`" + ` of
+the units of those first lone calls reads systemd's stamps of their stop and start (from ActiveExit to
+InactiveEnter, from InactiveExit to ActiveEnter). When the upper quartile is at most 250 ms, one call carries
+all of -j; otherwise half of -j. Every systemctl that waits on its jobs is subscribed to all of the manager's
+signals, so a second call in flight is a second copy of every signal, and 40–50 ms of CPU for each call. On
+500 instant units at -j 10, one sandbox, runs taking turns (2026-11-30): calls of 10 took 17.9–18.6 s
+(CPU 3.2–3.3 s) against 19.3–20.1 s (CPU 4.8–5.1 s) for calls of 5, with one call of all units at
+16.0–17.5 s. On 100 units that take 0.5 s to stop, calls of 10 were 17% slower than calls of 5 (9.6 s
+against 8.2 s; xargs -P10 9.0 s): a call waits for its slowest unit while a second call would have run.
+The pace cannot tell these two apart on a loaded machine (lone calls of both took 0.2–0.9 s at -j 10); the
+stamps can (tens of milliseconds, including the manager's delay in noticing an exit, against half a
+second).
+
+Until the pace is known, at most ten calls are in flight, for at most a second: at -j 50, fifty
+subscribed lone calls at once made the first 59 units of 500 take 3.8 s of a 17.5 s run, and the
+run then started grouping after 2.0 s instead. Units that have not finished within that second are slow ones, and the rest of -j
+starts then. A group that takes more than twice what a call of alike units takes (the median lone call, or
+the median pace times -j, whichever is more) plus 100 ms holds a slow unit, and the run goes back to one unit
+per call for the next -j calls, which measure the pace and the stamps again. The rule is in exec/group.go,
+its cases in exec/sizer_test.go.
 
 ## What verification costs
 
