@@ -90,16 +90,21 @@ type sizer struct {
 	sized    int          // calls sized by next and not begun yet
 	lone     []loneSample // the last recentLone lone calls
 	cooldown int          // lone calls still to make before grouping again
-	// recent are the last lone calls' units, to read their stamps once
-	// grouping starts; probed says they were handed out; own are the
-	// units' own times read from them.
+	// recent are the units of the last lone calls that succeeded, to read
+	// their stamps once grouping starts; probed says they were handed
+	// out; own are the units' own times read from them. gen counts the
+	// resets after slow groups, so that a read begun before one is
+	// dropped.
 	recent []probeUnit
 	probed bool
 	own    []time.Duration
-	// first is when the run's first call was sized; ended wakes a next()
-	// that waits for a call to end.
-	first time.Time
-	ended chan struct{}
+	gen    int
+	// capped is when the warm-up's cap on calls in flight first held;
+	// ended wakes a next() that waits for a call to end; waiting says
+	// one does.
+	capped  time.Time
+	ended   chan struct{}
+	waiting bool
 }
 
 // probeUnit is a unit whose lone call ended cleanly, and the monotonic
@@ -116,16 +121,20 @@ type loneSample struct{ took, pace time.Duration }
 func newSizer(limit int) *sizer { return &sizer{limit: limit, ended: make(chan struct{}, 1)} }
 
 // next returns the size of the next group. While the pace is not known yet
-// it may wait, until a call ends, warmWait has passed since the first
-// began, or ctx is done (see warmCalls).
+// it may wait, until a call ends, warmWait has passed since the cap on
+// calls in flight first held, or ctx is done (see warmCalls).
 func (s *sizer) next(ctx context.Context) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for len(s.lone) < min(recentLone, s.limit) && s.inFlight+s.sized >= warmCalls {
-		wait := warmWait - time.Since(s.first)
+		if s.capped.IsZero() {
+			s.capped = time.Now()
+		}
+		wait := warmWait - time.Since(s.capped)
 		if wait <= 0 || ctx.Err() != nil {
 			break
 		}
+		s.waiting = true
 		s.mu.Unlock()
 		timer := time.NewTimer(wait)
 		select {
@@ -135,11 +144,12 @@ func (s *sizer) next(ctx context.Context) int {
 		}
 		timer.Stop()
 		s.mu.Lock()
+		s.waiting = false
 	}
+	// Counted until begin: a call that is sized but never begun (the
+	// launching stopped) only ends the run's launching, so no count is
+	// left wrong for a later call.
 	s.sized++
-	if s.first.IsZero() {
-		s.first = time.Now()
-	}
 	if len(s.lone) < min(recentLone, s.limit) || s.cooldown > 0 {
 		if s.cooldown > 0 {
 			s.cooldown--
@@ -159,29 +169,36 @@ func (s *sizer) next(ctx context.Context) int {
 	return max(1, s.limit/2)
 }
 
-// loneUnit records the unit of a lone call that ended cleanly and began at
-// since. Once the calls so far would start grouping, it returns the recent
-// lone units, once, for the caller to read their stamps (see owned).
-func (s *sizer) loneUnit(name string, since uint64) []probeUnit {
+// loneUnit takes a lone call that ended cleanly: its unit, when it began
+// (since) and whether it succeeded. Once next would group, it returns the
+// units of the recent lone calls that succeeded, once (and once more after
+// each slow group), with the generation to hand back to owned, for the
+// caller to read their stamps.
+func (s *sizer) loneUnit(name string, since uint64, ok bool) ([]probeUnit, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.recent = append(s.recent, probeUnit{name, since})
-	if len(s.recent) > recentLone {
-		s.recent = s.recent[1:]
+	if ok {
+		s.recent = append(s.recent, probeUnit{name, since})
+		if len(s.recent) > recentLone {
+			s.recent = s.recent[1:]
+		}
 	}
-	if s.probed || s.cooldown > 0 || len(s.recent) < min(recentLone, s.limit) ||
+	if s.probed || s.cooldown > 0 || len(s.recent) == 0 || len(s.lone) < min(recentLone, s.limit) ||
 		s.quantile(3, 4, func(l loneSample) time.Duration { return l.pace }) > slowPace {
-		return nil
+		return nil, s.gen
 	}
 	s.probed = true
-	return slices.Clone(s.recent)
+	return slices.Clone(s.recent), s.gen
 }
 
-// owned takes the units' own times read from their stamps.
-func (s *sizer) owned(own []time.Duration) {
+// owned takes the units' own times read from their stamps, unless a slow
+// group has reset them since the read was handed out (gen).
+func (s *sizer) owned(gen int, own []time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.own = own
+	if gen == s.gen {
+		s.own = own
+	}
 }
 
 // ownProps are systemd's stamps of a unit's last stop and start.
@@ -264,12 +281,15 @@ func (s *sizer) end(d time.Duration, k, calls int, clean bool) {
 		// The units may have changed: measure them afresh.
 		s.cooldown = s.limit
 		s.recent, s.probed, s.own = nil, false, nil
+		s.gen++
 	}
 }
 
 // expected is how long a call of alike units takes while -j units are in
 // flight: the median lone call, or the median pace times -j when the lone
-// calls ran with fewer in flight (the warm-up, see warmCalls); callers
+// calls ran with fewer in flight (the warm-up, see warmCalls). At a wide
+// -j that is a loose bound (at -j 500 about fifty lone calls' time), which
+// is right: a call of 500 units does take the manager that long. Callers
 // hold s.mu.
 func (s *sizer) expected() time.Duration {
 	took := s.quantile(1, 2, func(l loneSample) time.Duration { return l.took })

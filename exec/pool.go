@@ -19,9 +19,10 @@ import (
 // most limit items in flight at any instant: a group of k holds k of the
 // limit's slots from before its goroutine starts until fn returns. size
 // says how large the next group may be (capped by limit and by the items
-// left); it may wait, and its context ends when launching stops. It stops launching once drain or halt is closed (either may be
-// nil) or ctx is done, waits for the groups already running, and returns
-// how many items were launched (always a prefix).
+// left); it may wait, and its context ends when launching stops. It stops
+// launching once drain or halt is closed (either may be nil) or ctx is
+// done, waits for the groups already running, and returns how many items
+// were launched (always a prefix).
 func ForEachGroup(ctx context.Context, drain, halt <-chan struct{}, limit, n int, size func(context.Context) int, fn func(lo, hi int)) int {
 	if limit < 1 {
 		limit = 1

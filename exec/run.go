@@ -190,8 +190,9 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 			clean := operateGroup(ctx, cfg, batch[lo:hi], obs)
 			size.end(time.Since(start), hi-lo, calls, clean)
 			var probe []probeUnit
-			if clean && hi-lo == 1 && batch[lo].res.OK {
-				probe = size.loneUnit(batch[lo].res.Unit, since)
+			var gen int
+			if clean && hi-lo == 1 {
+				probe, gen = size.loneUnit(batch[lo].res.Unit, since, batch[lo].res.OK)
 			}
 			mu.Lock()
 			for _, u := range batch[lo:hi] {
@@ -226,9 +227,10 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 				decided(ctx, batch[lo:hi]...)
 			}
 			if probe != nil {
-				// Once a run: one show of a few units, made while this
-				// call's slot is still held, once its unit is handed on.
-				size.owned(readOwn(ctx, cfg.Runner, probe))
+				// Once a run, and again after a slow group: one show of
+				// a few units, made while this call's slot is still
+				// held, once its unit is handed on.
+				size.owned(gen, readOwn(ctx, cfg.Runner, probe))
 			}
 		})
 	}

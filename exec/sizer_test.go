@@ -3,6 +3,7 @@ package exec
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -93,7 +94,7 @@ func TestSizer(t *testing.T) {
 				wave(s, w...)
 			}
 			if tc.own != nil {
-				s.owned(tc.own)
+				s.owned(s.gen, tc.own)
 			}
 			if s.inFlight != 0 {
 				t.Fatalf("%d calls still counted in flight", s.inFlight)
@@ -109,29 +110,31 @@ func TestSizer(t *testing.T) {
 
 // The units of the lone calls that start grouping are handed out once for
 // their stamps to be read, not before grouping would start, and again
-// after a slow group sent the run back to lone calls.
+// after a slow group sent the run back to lone calls; a read handed out
+// before that reset is dropped, and failed lone calls neither join the
+// read nor hold it back.
 func TestSizerProbesOnce(t *testing.T) {
 	ms := time.Millisecond
 	s := newSizer(4)
-	lone := func(name string, d time.Duration) []probeUnit {
+	lone := func(name string, ok bool) ([]probeUnit, int) {
 		s.next(context.Background())
 		calls := s.begin()
-		s.end(d, 1, calls, true)
-		return s.loneUnit(name, 7)
+		s.end(120*ms, 1, calls, true)
+		return s.loneUnit(name, 7, ok)
 	}
 	for i := 0; i < 3; i++ {
-		if p := lone(fmt.Sprint("u", i), 120*ms); p != nil {
+		if p, _ := lone(fmt.Sprint("u", i), true); p != nil {
 			t.Fatalf("lone call %d handed out %v before grouping would start", i, p)
 		}
 	}
-	p := lone("u3", 120*ms)
+	p, gen := lone("u3", true)
 	if len(p) != 4 || p[0].name != "u0" || p[3].name != "u3" || p[3].since != 7 {
 		t.Fatalf("the fourth lone call handed out %v, want u0..u3", p)
 	}
-	if p := lone("u4", 120*ms); p != nil {
+	if p, _ := lone("u4", true); p != nil {
 		t.Fatalf("handed out again: %v", p)
 	}
-	s.owned([]time.Duration{2 * ms, 3 * ms, 2 * ms, 4 * ms})
+	s.owned(gen, []time.Duration{2 * ms, 3 * ms, 2 * ms, 4 * ms})
 	if k := s.next(context.Background()); k != 4 {
 		t.Fatalf("quick units: next() = %d, want 4", k)
 	}
@@ -140,12 +143,22 @@ func TestSizerProbesOnce(t *testing.T) {
 	if len(s.own) != 0 {
 		t.Fatalf("a slow group kept the old stamps %v", s.own)
 	}
+	s.owned(gen, []time.Duration{2 * ms}) // a read begun before the reset
+	if len(s.own) != 0 {
+		t.Fatalf("a read from before the slow group was taken: %v", s.own)
+	}
 	var again []probeUnit
 	for i := 0; i < 4 && again == nil; i++ {
-		again = lone(fmt.Sprint("v", i), 120*ms)
+		// The first of them fails: it is not read, and the read still
+		// comes once grouping would start.
+		again, gen = lone(fmt.Sprint("v", i), i > 0)
 	}
-	if len(again) != 4 || again[3].name != "v3" {
-		t.Fatalf("after the cooldown handed out %v, want v0..v3", again)
+	if len(again) != 3 || again[0].name != "v1" || again[2].name != "v3" {
+		t.Fatalf("after the cooldown handed out %v, want v1..v3", again)
+	}
+	s.owned(gen, []time.Duration{2 * ms})
+	if k := s.next(context.Background()); k != 4 {
+		t.Fatalf("the new read was dropped: next() = %d, want 4", k)
 	}
 }
 
@@ -186,17 +199,29 @@ func TestOwnTime(t *testing.T) {
 // calls; the next waits for one to end, for warmWait, or for the end of
 // launching.
 func TestSizerWarmUp(t *testing.T) {
-	full := func(first time.Time) *sizer {
+	inFlight := func(n int, capped time.Time) *sizer {
 		s := newSizer(50)
-		for i := 0; i < warmCalls; i++ {
+		for i := 0; i < n; i++ {
 			s.begin()
 		}
-		s.first = first
+		s.capped = capped
 		return s
+	}
+	// blocked returns once s.next waits.
+	blocked := func(t *testing.T, s *sizer) {
+		for {
+			s.mu.Lock()
+			w := s.waiting
+			s.mu.Unlock()
+			if w {
+				return
+			}
+			runtime.Gosched()
+		}
 	}
 	t.Run("it waits out warmWait", func(t *testing.T) {
 		left := 150 * time.Millisecond
-		s := full(time.Now().Add(left - warmWait))
+		s := inFlight(warmCalls, time.Now().Add(left-warmWait))
 		start := time.Now()
 		if k := s.next(context.Background()); k != 1 {
 			t.Fatalf("next() = %d, want a lone call", k)
@@ -206,9 +231,10 @@ func TestSizerWarmUp(t *testing.T) {
 		}
 	})
 	t.Run("a call's end lets it go", func(t *testing.T) {
-		s := full(time.Now())
+		s := inFlight(warmCalls, time.Now())
 		got := make(chan int)
 		go func() { got <- s.next(context.Background()) }()
+		blocked(t, s)
 		s.end(100*time.Millisecond, 1, warmCalls, true)
 		select {
 		case k := <-got:
@@ -220,10 +246,11 @@ func TestSizerWarmUp(t *testing.T) {
 		}
 	})
 	t.Run("the end of launching lets it go", func(t *testing.T) {
-		s := full(time.Now())
+		s := inFlight(warmCalls, time.Now())
 		ctx, cancel := context.WithCancel(context.Background())
 		got := make(chan int)
 		go func() { got <- s.next(ctx) }()
+		blocked(t, s)
 		cancel()
 		select {
 		case <-got:
@@ -231,16 +258,17 @@ func TestSizerWarmUp(t *testing.T) {
 			t.Fatal("launching ended and next() still waits")
 		}
 	})
-	t.Run("at -j 10 nothing waits", func(t *testing.T) {
-		s := newSizer(10)
-		for i := 0; i < 9; i++ {
-			s.begin()
-		}
-		s.first = time.Now()
+	t.Run("a call sized but not begun yet counts", func(t *testing.T) {
+		s := inFlight(warmCalls-1, time.Time{})
 		start := time.Now()
-		s.next(context.Background())
+		s.next(context.Background()) // the last call the cap allows
 		if took := time.Since(start); took > warmWait/2 {
-			t.Fatalf("next() waited %s at -j 10", took)
+			t.Fatalf("call %d waited %s", warmCalls, took)
+		}
+		start = time.Now()
+		s.next(context.Background()) // one more, before that one has begun
+		if took := time.Since(start); took < warmWait-50*time.Millisecond {
+			t.Fatalf("call %d waited only %s, want warmWait (%s)", warmCalls+1, took, warmWait)
 		}
 	})
 }
