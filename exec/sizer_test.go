@@ -74,6 +74,8 @@ func TestSizer(t *testing.T) {
 			[][]call{lone(10, 350*ms)}, []time.Duration{3 * ms, 8 * ms, 2 * ms, 40 * ms, 5 * ms, 6 * ms, 9 * ms, 4 * ms, 3 * ms}, []int{10, 10}},
 		{"instant units at -j 50: one call of 50", 50,
 			[][]call{lone(50, 1600*ms)}, []time.Duration{3 * ms, 8 * ms, 2 * ms, 40 * ms, 5 * ms, 6 * ms, 9 * ms, 4 * ms, 3 * ms}, []int{50}},
+		{"2 s units after a run of quick restarts: one slow stamp keeps groups at half", 10,
+			[][]call{lone(10, 350*ms)}, []time.Duration{3 * ms, 8 * ms, 2 * ms, 4 * ms, 5 * ms, 6 * ms, 9 * ms, 4 * ms, 2010 * ms}, []int{5}},
 		{"0.5 s units, as fast by pace: their stamps keep groups at half", 10,
 			[][]call{lone(10, 350*ms)}, []time.Duration{520 * ms, 510 * ms, 30 * ms, 505 * ms, 540 * ms, 515 * ms, 20 * ms, 500 * ms, 530 * ms}, []int{5, 5}},
 		{"-j 50 after a warm-up of ten calls: a group of 50 at that pace is not slow", 50,

@@ -627,7 +627,7 @@ within half a second, and a few of those together turned a run of slow units to 
 
 Below 150 ms the size of a call comes from how long the units themselves take. One ` + "`systemctl show`" + ` of
 the units of those first lone calls reads systemd's stamps of their stop and start (from ActiveExit to
-InactiveEnter, from InactiveExit to ActiveEnter). When the upper quartile is at most 250 ms, one call carries
+InactiveEnter, from InactiveExit to ActiveEnter). When the slowest is at most 250 ms, one call carries
 all of -j; otherwise half of -j. Every systemctl that waits on its jobs is subscribed to all of the manager's
 signals, so a second call in flight is a second copy of every signal, and 40–50 ms of CPU for each call. On
 500 instant units at -j 10, one sandbox, runs taking turns (2026-11-30): calls of 10 took 17.9–18.6 s
