@@ -600,13 +600,19 @@ const whyNotes = `
   The "one systemctl call" rows are the real floor: systemd's own unbounded parallelism.
 - **1,000 units at -j 50**: the manager, not the pool, sets the pace (see the one-call floor at 500 units);
   the ideal of 20 waves of one lone restart is out of reach for any client.
-- **Verified instant runs at 500 and 1,000 units** sit at the target's edge (in the 2026-11-30 run 1% and
-  0.3% over it, inside their rows' min–max). Verifying costs the last unit's settle window plus about 1 ms of
-  the manager's thread per unit: every ` + "`systemctl show`" + ` asks for all of a unit's properties whatever
-  -p names. Batching saves the connections and processes, not that.
-- **-j 50 against -j 10 on instant units**: both run close to the manager's own pace (1.1–1.3× one
-  systemctl call with every unit, about 30 ms of the manager's one thread per restart here), so -j 50
-  gains little; its larger groups (25 units a call, not 5) mean fewer connections.
+- **Verified instant runs**: verifying costs the last unit's settle window plus about 1 ms of the manager's
+  thread per unit: every ` + "`systemctl show`" + ` asks for all of a unit's properties whatever -p names. With calls of all of
+  -j for quick units, the verified rows of this run are 0.98, 0.91 and 0.86 of their limit at 200, 500 and
+  1,000 units; at 200 units the warm-up (the first lone calls and the stamp read) weighs most.
+- **-j 50 against -j 10 on instant units**: both run close to the manager's own pace (1.1–1.2× one
+  systemctl call with every unit), so -j 50 gains little; its calls carry 50 units, not 10.
+- **50 units at 2 s (1.11× xargs -P10 in this run)**: the stand-in frpc dies at once when SIGTERM comes
+  before its handler is set, so some restarts return within half a second, for xargs and moonfrp-bulk
+  alike, and the rows of 25 and 50 units at 2 s are bimodal (4.9 or 7.0 s at 25 units for both). In an A/B
+  run right after this table (50 units at 2 s, 4 rounds each, taking turns): xargs -P10 9.6–11.8 s, the
+  build before this change (dac30cf) 9.6–11.9 s, the final build 9.7–12.3 s. One run of quick restarts had
+  turned the stamp rule to calls of 10 of these units; it now takes the slowest stamp, not the upper
+  quartile (the build after this table).
 
 ## How units are grouped into systemctl calls
 
