@@ -129,7 +129,7 @@ func newSizer(limit int) *sizer { return &sizer{limit: limit, ended: make(chan s
 func (s *sizer) next(ctx context.Context) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.lone) < min(recentLone, s.limit) && s.inFlight+s.sized >= warmCalls {
+	for !s.paced() && s.inFlight+s.sized >= warmCalls {
 		if s.capped.IsZero() {
 			s.capped = time.Now()
 		}
@@ -153,13 +153,13 @@ func (s *sizer) next(ctx context.Context) int {
 	// launching stopped) only ends the run's launching, so no count is
 	// left wrong for a later call.
 	s.sized++
-	if len(s.lone) < min(recentLone, s.limit) || s.cooldown > 0 {
+	if !s.paced() || s.cooldown > 0 {
 		if s.cooldown > 0 {
 			s.cooldown--
 		}
 		return 1
 	}
-	if s.quantile(3, 4, func(l loneSample) time.Duration { return l.pace }) > slowPace {
+	if s.slowUnits() {
 		return 1
 	}
 	if len(s.own) > 0 && slices.Max(s.own) <= quickOwn {
@@ -182,8 +182,7 @@ func (s *sizer) loneUnit(name string, since uint64, ok bool) ([]probeUnit, int) 
 			s.recent = s.recent[1:]
 		}
 	}
-	if s.probed || s.cooldown > 0 || len(s.recent) == 0 || len(s.lone) < min(recentLone, s.limit) ||
-		s.quantile(3, 4, func(l loneSample) time.Duration { return l.pace }) > slowPace {
+	if s.probed || s.cooldown > 0 || len(s.recent) == 0 || !s.paced() || s.slowUnits() {
 		return nil, s.gen
 	}
 	s.probed = true
@@ -282,6 +281,16 @@ func (s *sizer) end(d time.Duration, k, calls int, clean bool) {
 		s.recent, s.probed, s.own = nil, false, nil
 		s.gen++
 	}
+}
+
+// paced says enough lone calls have ended to know the pace; callers hold
+// s.mu.
+func (s *sizer) paced() bool { return len(s.lone) >= min(recentLone, s.limit) }
+
+// slowUnits says the pace is the units' (one unit per call); callers hold
+// s.mu.
+func (s *sizer) slowUnits() bool {
+	return s.quantile(3, 4, func(l loneSample) time.Duration { return l.pace }) > slowPace
 }
 
 // expected is how long a call of alike units takes while -j units are in

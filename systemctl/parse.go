@@ -164,9 +164,9 @@ const (
 )
 
 // Show runs `systemctl show -p props -- names...` and returns one property
-// block per name, in order. Beyond showChunk names it splits them over up
-// to showCalls calls that run side by side; any call's error is the
-// answer.
+// block per name, in order. From twice showChunk names on, it splits them
+// over up to showCalls calls that run side by side; any call's error is
+// the answer.
 func Show(ctx context.Context, r Runner, props string, names []string) ([]Properties, error) {
 	calls := min(showCalls, len(names)/showChunk)
 	if calls <= 1 {
