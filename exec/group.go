@@ -40,11 +40,11 @@ import (
 // the units' stamps are read again. Grouping waits for
 // -j lone calls (nine at most) to have ended: the first to end are the
 // fastest, and one quick restart must not start a run of slow units in
-// groups. The pace is the upper
-// quartile of the last few lone calls', and a lone call's duration their
-// median: in the benchmark about one restart in ten of the 2 s units
-// returns within half a second, and a few of those together must not turn
-// a run of slow units to grouping.
+// groups. The pace is the upper quartile of the last few lone calls', and
+// a lone call's duration their median: units of one kind do not all take
+// alike (a service that dies on SIGTERM instead of stopping cleanly
+// restarts at once), and a few quick ones among slow ones must not turn
+// the run to grouping.
 const (
 	slowPace   = 150 * time.Millisecond
 	slowMargin = 100 * time.Millisecond
@@ -58,9 +58,9 @@ const (
 // 2-core machine. So when the units themselves take little time (their
 // own stop and start, from systemd's stamps, see ownTime: the slowest of
 // them at most quickOwn), one call carries all -j units. The slowest, not
-// a quartile: the benchmark's stand-in sometimes dies at once on SIGTERM
-// (before its handler is set), and a run of such quick restarts among
-// 2 s units had turned a quartile to "quick". The stamps
+// a quartile: a run of quick restarts among 2 s units (the benchmark's
+// stand-in once had such, see tests/sandbox) had turned a quartile to
+// "quick", and one slow unit is enough to make a call of -j wait. The stamps
 // include the manager's delay in noticing that a process ended, which
 // reached 80 ms for instant units on a loaded machine, hence the margin
 // to 0.5 s units. On 500 instant units at -j 10 that was 7% faster

@@ -279,9 +279,14 @@ func TestHostLocksAndUsers(t *testing.T) {
 		}
 	}
 	must(h.Install(binary, "/usr/local/bin/moonfrp-bulk", 0o755))
+	// Each stop takes half a second, so that the runs overlap. TERM is
+	// ignored before the sleep is forked: systemd signals every process
+	// that turns up in the cgroup while it kills, the new sleep included.
+	must(h.WriteFile("/usr/local/bin/slow-stop", []byte(
+		"#!/bin/sh\ntrap 'trap \"\" TERM; sleep 0.5; exit 0' TERM\nwhile :; do sleep 1 & wait; done\n"), 0o755))
 	for i := 1; i <= 3; i++ {
 		must(h.WriteFile(fmt.Sprintf("/etc/systemd/system/moonfrp-client-%d.service", i), []byte(
-			"[Service]\nExecStart=/bin/sh -c 'trap \"sleep 0.5; exit 0\" TERM; while :; do sleep 1 & wait; done'\n"), 0o644))
+			"[Service]\nExecStart=/usr/local/bin/slow-stop\n"), 0o644))
 	}
 	if _, err := h.Run(context.Background(), "systemctl", "daemon-reload"); err != nil {
 		t.Fatal(err)

@@ -606,13 +606,12 @@ const whyNotes = `
   1,000 units; at 200 units the warm-up (the first lone calls and the stamp read) weighs most.
 - **-j 50 against -j 10 on instant units**: both run close to the manager's own pace (1.1–1.2× one
   systemctl call with every unit), so -j 50 gains little; its calls carry 50 units, not 10.
-- **50 units at 2 s (1.11× xargs -P10 in this run)**: the stand-in frpc dies at once when SIGTERM comes
-  before its handler is set, so some restarts return within half a second, for xargs and moonfrp-bulk
-  alike, and the rows of 25 and 50 units at 2 s are bimodal (4.9 or 7.0 s at 25 units for both). In an A/B
-  run right after this table (50 units at 2 s, 4 rounds each, taking turns): xargs -P10 9.6–11.8 s, the
-  build before this change (dac30cf) 9.6–11.9 s, the final build 9.7–12.3 s. One run of quick restarts had
-  turned the stamp rule to calls of 10 of these units; it now takes the slowest stamp, not the upper
-  quartile (the build after this table).
+- **Slow rows before this table**: the stand-in frpc stops gracefully by sleeping in its SIGTERM handler.
+  systemd signals every process that turns up in the unit's cgroup while it kills, and the sleep forked by
+  the handler was sometimes one of them: about one stop in three then took milliseconds, for every method
+  alike. The 0.5 s and 2 s rows of earlier tables were bimodal and faster than their stop time says (50
+  units at 2 s: 4.9 or 7.0 s). The stand-in now ignores SIGTERM before it forks the sleep, and every stop
+  takes its time; compare slow rows with earlier tables by their ratios only.
 
 ## How units are grouped into systemctl calls
 
@@ -628,8 +627,9 @@ So each run starts with one unit per call and measures the pace: a lone call's d
 calls in flight with it. Instant units at -j 10 give about 35 ms here (the manager's cost per call);
 units that take 2 s to stop give about 210 ms. While the upper quartile of the last nine lone calls'
 paces is above 150 ms, calls carry one unit (the 2 s rows ran 1.09–1.10× xargs -P10 when they were grouped
-too, 2026-11-30). The quartile, not a moving average: about one restart in ten of the 2 s units returns
-within half a second, and a few of those together turned a run of slow units to grouping.
+too, 2026-11-30). The quartile, not a moving average: units of one kind do not all take alike (one that
+dies on SIGTERM restarts at once), and a few quick restarts among slow ones had turned a run of slow
+units to grouping.
 
 Below 150 ms the size of a call comes from how long the units themselves take. One ` + "`systemctl show`" + ` of
 the units of those first lone calls reads systemd's stamps of their stop and start (from ActiveExit to

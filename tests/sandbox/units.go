@@ -61,6 +61,16 @@ type Spec struct {
 // behaviour. It is installed once per sandbox.
 const frpcScript = `#!/bin/sh
 # Stand-in for frpc in sandbox units: "-c CONFIG" is accepted and ignored.
+# A graceful stop takes STOP_DELAY. systemd sends SIGTERM to every process
+# in the unit's cgroup and re-reads the cgroup until no new process turns
+# up, so a sleep forked by the trap could be killed at once, and one stop
+# in three then took milliseconds. Ignoring TERM before the fork protects
+# the sleep (an ignored signal stays ignored across exec); SIGKILL at
+# TimeoutStopSec still ends both. The traps come before anything else,
+# since a Type=simple unit counts as started at fork.
+trap 'trap "" TERM; sleep "${STOP_DELAY:-0.5}"; exit 0' TERM
+# frpc reloads its config on SIGHUP (ExecReload) and keeps running.
+trap 'printf "%s [I] [service.go:120] reload config success\n" "$(date "+%Y/%m/%d %H:%M:%S")"' HUP
 mode="${MODE:-up}"
 if [ -n "$MODE_FILE" ] && [ -r "$MODE_FILE" ]; then mode=$(cat "$MODE_FILE"); fi
 case "$mode" in
@@ -68,9 +78,6 @@ crash)
 	printf '%s \033[1;31m[E] [service.go:295] %s\033[0m\n' "$(date '+%Y/%m/%d %H:%M:%S')" "${MESSAGE:-login to the server failed: authorization failed}"
 	exit 1 ;;
 esac
-trap 'sleep "${STOP_DELAY:-0.5}"; exit 0' TERM
-# frpc reloads its config on SIGHUP (ExecReload) and keeps running.
-trap 'printf "%s [I] [service.go:120] reload config success\n" "$(date "+%Y/%m/%d %H:%M:%S")"' HUP
 printf '%s [I] [service.go:301] login to server success\n' "$(date '+%Y/%m/%d %H:%M:%S')"
 while :; do sleep 3600 & wait; done
 `
