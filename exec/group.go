@@ -64,13 +64,15 @@ const (
 // include the manager's delay in noticing that a process ended, which
 // reached 80 ms for instant units on a loaded machine, hence the margin
 // to 0.5 s units. On 500 instant units at -j 10 that was 7% faster
-// and used 35% less CPU than groups of five; on 100 units that take 0.5 s
-// to stop it was 17% slower, because a call then waits for its slowest
-// unit while the other half of -j would have run. The pace cannot tell
-// those two apart on a loaded machine (lone calls of both took 0.2–0.9 s
-// at -j 10), but systemd's stamps can: tens of milliseconds against half
-// a second. The stamps of the lone calls that started grouping are read
-// once, in one show, and again after a slow group.
+// and used 35% less CPU than groups of five. Slower units keep half of
+// -j: a call waits for its slowest unit, and units that take half a
+// second or more seldom take alike, while the second call in flight goes
+// on (on 100 units of exactly 0.5 s, calls of 5 and of 10 took the same
+// within noise). The pace cannot tell quick units from 0.5 s ones on a
+// loaded machine (lone calls of both took 0.2–0.9 s at -j 10), but
+// systemd's stamps can: tens of milliseconds against half a second. The
+// stamps of the lone calls that started grouping are read once, in one
+// show, and again after a slow group.
 const quickOwn = 250 * time.Millisecond
 
 // The first lone calls of a run are where it learns the pace, and at a

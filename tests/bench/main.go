@@ -627,7 +627,7 @@ So each run starts with one unit per call and measures the pace: a lone call's d
 calls in flight with it. Instant units at -j 10 give about 35 ms here (the manager's cost per call);
 units that take 2 s to stop give about 210 ms. While the upper quartile of the last nine lone calls'
 paces is above 150 ms, calls carry one unit (the 2 s rows ran 1.09–1.10× xargs -P10 when they were grouped
-too, 2026-11-30). The quartile, not a moving average: units of one kind do not all take alike (one that
+too, 2026-11-30, with the earlier stand-in). The quartile, not a moving average: units of one kind do not all take alike (one that
 dies on SIGTERM restarts at once), and a few quick restarts among slow ones had turned a run of slow
 units to grouping.
 
@@ -638,8 +638,10 @@ all of -j; otherwise half of -j. Every systemctl that waits on its jobs is subsc
 signals, so a second call in flight is a second copy of every signal, and 40–50 ms of CPU for each call. On
 500 instant units at -j 10, one sandbox, runs taking turns (2026-11-30): calls of 10 took 17.9–18.6 s
 (CPU 3.2–3.3 s) against 19.3–20.1 s (CPU 4.8–5.1 s) for calls of 5, with one call of all units at
-16.0–17.5 s. On 100 units that take 0.5 s to stop, calls of 10 were 17% slower than calls of 5 (9.6 s
-against 8.2 s; xargs -P10 9.0 s): a call waits for its slowest unit while a second call would have run.
+16.0–17.5 s. On 100 units that take 0.5 s to stop, calls of 5 and of 10 took the same within noise, and
+so did xargs -P10 (medians of 4 rounds taking turns: 9.01 s, 8.90 s and 8.96 s; one unit a call once the
+stamps were read, 9.75 s). Half of -j is kept there: a call waits for its slowest unit, and units of one
+kind that take half a second or more seldom take alike, while a second call in flight goes on.
 The pace cannot tell these two apart on a loaded machine (lone calls of both took 0.2–0.9 s at -j 10); the
 stamps can (tens of milliseconds, including the manager's delay in noticing an exit, against half a
 second).
