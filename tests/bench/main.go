@@ -602,10 +602,21 @@ const whyNotes = `
   the ideal of 20 waves of one lone restart is out of reach for any client.
 - **Verified instant runs**: verifying costs the last unit's settle window plus about 1 ms of the manager's
   thread per unit: every ` + "`systemctl show`" + ` asks for all of a unit's properties whatever -p names. With calls of all of
-  -j for quick units, the verified rows of this run are 0.98, 0.91 and 0.86 of their limit at 200, 500 and
+  -j for quick units, the verified rows of this run are 0.95, 0.92 and 0.81 of their limit at 200, 500 and
   1,000 units; at 200 units the warm-up (the first lone calls and the stamp read) weighs most.
-- **-j 50 against -j 10 on instant units**: both run close to the manager's own pace (1.1–1.2× one
-  systemctl call with every unit), so -j 50 gains little; its calls carry 50 units, not 10.
+- **-j 50 against -j 10 on instant units**: both run close to the manager's own pace (here -j 10 1.10–1.21×
+  one systemctl call with every unit, -j 50 0.88–1.13×); -j 50's calls carry 50 units, not 10.
+- **50 units at 0.5 s (1.10× xargs -P10 in this run)**: two costs that xargs does not have, and too few
+  units to earn them back. Before its first restart a run reads every unit's state and log paths in one
+  show (the InvocationIDs and log offsets its verdicts are measured against): about 0.18 s here, which is
+  all of the 10-unit rows' gap (1.05–1.20× xargs). Then the first twenty or so units go one per call while
+  the pace and the stamps are learned, and calls of five follow: 50 units fit in five waves only when the
+  lone calls come out at an even count, and otherwise one unit is left to run alone in a last wave. So the
+  row is bimodal: 4.15 s at best, below xargs's fastest (4.39 s), or 5.0–5.5 s; a trace showed 19 lone
+  calls, six calls of five, and the 50th unit alone for the last 0.66 s. At 100 units the calls of five
+  earn their keep (0.98× here). One unit a call for units whose stamps say they are slow, tried in A/B runs
+  (5 rounds taking turns, 2026-11-30), was no cure: 1.05× xargs at 50 units like calls of five, and 1.02×
+  at 100 units where calls of five took 0.91×.
 - **Slow rows before this table**: the stand-in frpc stops gracefully by sleeping in its SIGTERM handler.
   systemd signals every process that turns up in the unit's cgroup while it kills, and the sleep forked by
   the handler was sometimes one of them: about one stop in three then took milliseconds, for every method
@@ -639,8 +650,8 @@ signals, so a second call in flight is a second copy of every signal, and 40–5
 500 instant units at -j 10, one sandbox, runs taking turns (2026-11-30): calls of 10 took 17.9–18.6 s
 (CPU 3.2–3.3 s) against 19.3–20.1 s (CPU 4.8–5.1 s) for calls of 5, with one call of all units at
 16.0–17.5 s. On 100 units that take 0.5 s to stop, calls of 5 and of 10 took the same within noise, and
-so did xargs -P10 (medians of 4 rounds taking turns: 9.01 s, 8.90 s and 8.96 s; one unit a call once the
-stamps were read, 9.75 s). Half of -j is kept there: a call waits for its slowest unit, and units of one
+so did xargs -P10 (medians of 4 rounds taking turns: 9.01 s, 8.90 s and 8.96 s); one unit a call once the
+stamps were read was slower (9.88 s against 8.79 s for calls of 5 and 9.67 s for xargs, 3 rounds). Half of -j is kept there: a call waits for its slowest unit, and units of one
 kind that take half a second or more seldom take alike, while a second call in flight goes on.
 The pace cannot tell these two apart on a loaded machine (lone calls of both took 0.2–0.9 s at -j 10); the
 stamps can (tens of milliseconds, including the manager's delay in noticing an exit, against half a
