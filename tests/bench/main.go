@@ -608,8 +608,8 @@ const whyNotes = `
   one systemctl call with every unit, -j 50 0.88–1.13×); -j 50's calls carry 50 units, not 10.
 - **50 units at 0.5 s (1.10× xargs -P10 in this run)**: two costs that xargs does not have, and too few
   units to earn them back. Before its first restart a run reads every unit's state and log paths in one
-  show (the InvocationIDs and log offsets its verdicts are measured against): about 0.18 s here, which is
-  all of the 10-unit rows' gap (1.05–1.20× xargs). Then the first twenty or so units go one per call while
+  show (the InvocationIDs and log offsets its verdicts are measured against): 0.1–0.2 s here, which is
+  all of the 10-unit rows' gap (1.05× xargs at 2 s, 1.15× at 0.5 s). Then the first twenty or so units go one per call while
   the pace and the stamps are learned, and calls of five follow: 50 units fit in five waves only when the
   lone calls come out at an even count, and otherwise one unit is left to run alone in a last wave. So the
   row is bimodal: 4.15 s at best, below xargs's fastest (4.39 s), or 5.0–5.5 s; a trace showed 19 lone
