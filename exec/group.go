@@ -70,11 +70,12 @@ const (
 // on (on 100 units of exactly 0.5 s, calls of 5 and of 10 took the same
 // within noise). Not one unit a call, as for 2 s units: on those 100
 // units that was 9.9 s against 8.8 s for calls of 5 (xargs -P10 9.7 s),
-// since ten subscribed calls cost the manager more. The pace cannot tell quick units from 0.5 s ones on a
-// loaded machine (lone calls of both took 0.2–0.9 s at -j 10), but
-// systemd's stamps can: tens of milliseconds against half a second. The
-// stamps of the lone calls that started grouping are read once, in one
-// show, and again after a slow group.
+// since ten subscribed calls cost the manager more. The pace cannot tell
+// quick units from 0.5 s ones on a loaded machine (lone calls of both
+// took 0.2–0.9 s at -j 10), but systemd's stamps can: tens of
+// milliseconds against half a second. The stamps of the lone calls that
+// started grouping are read once, in one show, and again after a slow
+// group.
 const quickOwn = 250 * time.Millisecond
 
 // The first lone calls of a run are where it learns the pace, and at a

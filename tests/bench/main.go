@@ -619,7 +619,7 @@ const whyNotes = `
   at 100 units where calls of five took 0.91×.
 - **Slow rows before this table**: the stand-in frpc stops gracefully by sleeping in its SIGTERM handler.
   systemd signals every process that turns up in the unit's cgroup while it kills, and the sleep forked by
-  the handler was sometimes one of them: about one stop in three then took milliseconds, for every method
+  the handler was sometimes one of them: about one stop in six then took milliseconds (5 of 30 serial restarts), for every method
   alike. The 0.5 s and 2 s rows of earlier tables were bimodal and faster than their stop time says (50
   units at 2 s: 4.9 or 7.0 s). The stand-in now ignores SIGTERM before it forks the sleep, and every stop
   takes its time; compare slow rows with earlier tables by their ratios only.

@@ -63,8 +63,8 @@ const frpcScript = `#!/bin/sh
 # Stand-in for frpc in sandbox units: "-c CONFIG" is accepted and ignored.
 # A graceful stop takes STOP_DELAY. systemd sends SIGTERM to every process
 # in the unit's cgroup and re-reads the cgroup until no new process turns
-# up, so a sleep forked by the trap could be killed at once, and one stop
-# in three then took milliseconds. Ignoring TERM before the fork protects
+# up, so a sleep forked by the trap could be killed at once, and about one
+# stop in six then took milliseconds. Ignoring TERM before the fork protects
 # the sleep (an ignored signal stays ignored across exec); SIGKILL at
 # TimeoutStopSec still ends both. The traps come before anything else,
 # since a Type=simple unit counts as started at fork.
