@@ -184,9 +184,10 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 
 	next := 0
 	size := newSizer(cfg.MaxParallel)
+	var probes sync.WaitGroup
 	launch := func(batch []*unitRun) int {
 		return ForEachGroup(ctx, cfg.Drain, halt, cfg.MaxParallel, len(batch), size.next, func(lo, hi int) {
-			start, since, calls := time.Now(), monotonicMicros(), size.begin()
+			start, since, calls := time.Now(), monotonicMicros(), size.begin(hi-lo)
 			clean := operateGroup(ctx, cfg, batch[lo:hi], obs)
 			size.end(time.Since(start), hi-lo, calls, clean)
 			var probe []probeUnit
@@ -228,9 +229,15 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 			}
 			if probe != nil {
 				// Once a run, and again after a slow group: one show of
-				// a few units, made while this call's slot is still
-				// held, once its unit is handed on.
-				size.owned(gen, readOwn(ctx, cfg.Runner, probe))
+				// a few units, beside the calls rather than in this
+				// call's slot. Held, the slot idled for the show (about
+				// 0.1 s) right where the run turns to groups, and the
+				// group it belongs to waited as long.
+				probes.Add(1)
+				go func() {
+					defer probes.Done()
+					size.owned(gen, readOwn(ctx, cfg.Runner, probe))
+				}()
 			}
 		})
 	}
@@ -268,6 +275,7 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 			break
 		}
 	}
+	probes.Wait()
 	ver.close()
 	ver.wait()
 	settleAbandoned(cfg, abandoned)

@@ -29,7 +29,7 @@ func TestSizer(t *testing.T) {
 		began := make([]int, len(calls))
 		for i := range calls {
 			s.next(done)
-			began[i] = s.begin()
+			began[i] = s.begin(calls[i].k)
 		}
 		for i, c := range calls {
 			s.end(c.d, c.k, began[i], c.clean)
@@ -86,6 +86,16 @@ func TestSizer(t *testing.T) {
 			[][]call{lone(10, 350*ms)}, []time.Duration{}, []int{5}},
 		{"quick stamps do not overrule a slow pace", 10,
 			[][]call{lone(10, 2100*ms)}, []time.Duration{3 * ms}, []int{1}},
+		{"the turn to groups after 19 lone calls at -j 10: one more alone, to end the round", 10,
+			[][]call{lone(19, 700*ms)}, nil, []int{1, 5, 5}},
+		{"the turn after 17 lone calls at -j 10: three more alone", 10,
+			[][]call{lone(17, 700*ms)}, nil, []int{1, 1, 1, 5}},
+		{"the turn after 15 lone calls at -j 10: a group at once, not five more alone", 10,
+			[][]call{lone(15, 700*ms)}, nil, []int{5, 5}},
+		{"the turn with quick stamps at -j 10: the round is ended all the same", 10,
+			[][]call{lone(18, 350*ms)}, []time.Duration{3 * ms}, []int{1, 1, 10}},
+		{"the turn at -j 50 after its warm-up: most slots never had a call, groups at once", 50,
+			[][]call{lone(19, 1600*ms)}, []time.Duration{3 * ms}, []int{50}},
 		{"units that turn slow: the cooldown measures them and they stay alone", 10,
 			[][]call{lone(10, 350*ms), {{2500 * ms, 5, true}}, lone(10, 2400*ms)}, nil, []int{1, 1}},
 	}
@@ -120,7 +130,7 @@ func TestSizerProbesOnce(t *testing.T) {
 	s := newSizer(4)
 	lone := func(name string, ok bool) ([]probeUnit, int) {
 		s.next(context.Background())
-		calls := s.begin()
+		calls := s.begin(1)
 		s.end(120*ms, 1, calls, true)
 		return s.loneUnit(name, 7, ok)
 	}
@@ -140,7 +150,7 @@ func TestSizerProbesOnce(t *testing.T) {
 	if k := s.next(context.Background()); k != 4 {
 		t.Fatalf("quick units: next() = %d, want 4", k)
 	}
-	calls := s.begin()
+	calls := s.begin(4)
 	s.end(3*time.Second, 4, calls, true) // a slow group
 	if len(s.own) != 0 {
 		t.Fatalf("a slow group kept the old stamps %v", s.own)
@@ -204,7 +214,7 @@ func TestSizerWarmUp(t *testing.T) {
 	inFlight := func(n int, capped time.Time) *sizer {
 		s := newSizer(50)
 		for i := 0; i < n; i++ {
-			s.begin()
+			s.begin(1)
 		}
 		s.capped = capped
 		return s

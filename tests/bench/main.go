@@ -606,17 +606,18 @@ const whyNotes = `
   1,000 units; at 200 units the warm-up (the first lone calls and the stamp read) weighs most.
 - **-j 50 against -j 10 on instant units**: both run close to the manager's own pace (here -j 10 1.10–1.21×
   one systemctl call with every unit, -j 50 0.88–1.13×); -j 50's calls carry 50 units, not 10.
-- **50 units at 0.5 s (1.10× xargs -P10 in this run)**: two costs that xargs does not have, and too few
-  units to earn them back. Before its first restart a run reads every unit's state and log paths in one
-  show (the InvocationIDs and log offsets its verdicts are measured against): 0.1–0.2 s here, which is
-  all of the 10-unit rows' gap (1.05× xargs at 2 s, 1.15× at 0.5 s). Then the first twenty or so units go one per call while
-  the pace and the stamps are learned, and calls of five follow: 50 units fit in five waves only when the
-  lone calls come out at an even count, and otherwise one unit is left to run alone in a last wave. So the
-  row is bimodal: 4.15 s at best, below xargs's fastest (4.39 s), or 5.0–5.5 s; a trace showed 19 lone
-  calls, six calls of five, and the 50th unit alone for the last 0.66 s. At 100 units the calls of five
-  earn their keep (0.98× here). One unit a call for units whose stamps say they are slow, tried in A/B runs
-  (5 rounds taking turns, 2026-11-30), was no cure: 1.05× xargs at 50 units like calls of five, and 1.02×
-  at 100 units where calls of five took 0.91×.
+- **The 10-unit rows, and what is left at 50 units at 0.5 s**: before its first restart a run reads every
+  unit's facts and state in one show (what it runs, which decides the phases; the state and log paths its
+  verdicts are measured against): 0.16 s of the manager's time for 50 units here, and 0.23 s from the
+  process's start to its first restart (traced, 2026-11-30). xargs has no such cost, and ten units are too
+  few to earn it back.
+- **50 units at 0.5 s, before the turn was fixed**: the first lone calls, which learn the pace, used to
+  stop mid-round (19 of them at -j 10): the slot that had made one call fewer then waited idle for a group
+  of five, and the 50th unit was left to run alone in a last wave, 0.66 s. The row was bimodal (4.15 s or
+  5.0–5.5 s) and 1.10× xargs -P10 in the previous table. Now the run ends the round before it turns to
+  groups (20 lone calls; exec/group.go, turn). A/B runs, seven rounds taking turns in one sandbox
+  (2026-11-30): 4.23 s against xargs's 4.47 s and 4.57 s before the fix; again 4.48 s against 4.46 s and
+  4.99 s. 100 units at 0.5 s: 7.66 s against 8.90 s and 8.87 s (five rounds).
 - **Slow rows before this table**: the stand-in frpc stops gracefully by sleeping in its SIGTERM handler.
   systemd signals every process that turns up in the unit's cgroup while it kills, and the sleep forked by
   the handler was sometimes one of them: about one stop in six then took milliseconds (5 of 30 serial restarts), for every method
@@ -662,7 +663,12 @@ subscribed lone calls at once made the first 59 units of 500 take 3.8 s of a 17.
 run then started grouping after 2.0 s instead. Units that have not finished within that second are slow ones, and the rest of -j
 starts then. A group that takes more than twice what a call of alike units takes (the median lone call, or
 the median pace times -j, whichever is more) plus 100 ms holds a slow unit, and the run goes back to one unit
-per call for the next -j calls, which measure the pace and the stamps again. The rule is in exec/group.go,
+per call for the next -j calls, which measure the pace and the stamps again. Where the run turns from lone
+calls to groups, it first ends the round: lone calls pass their slots on one by one, and stopped mid-round
+the slots that have made one call fewer wait idle for a group's slots, and their units are left for a last
+wave (50 units at 0.5 s: 19 lone calls left the 50th unit alone for 0.66 s). So the lone calls come to a
+whole number of rounds of -j, when fewer than a group's size are needed and every slot has had one (at
+-j 50 the warm-up leaves most slots free, and they take groups at once). The rule is in exec/group.go,
 its cases in exec/sizer_test.go.
 
 ## What verification costs
