@@ -96,13 +96,10 @@ type sizer struct {
 	mu       sync.Mutex
 	limit    int
 	inFlight int          // calls running
-	held     int          // units in the calls running
 	sized    int          // calls sized by next and not begun yet
 	lone     []loneSample // the last recentLone lone calls
 	cooldown int          // lone calls still to make before grouping again
-	grouping bool         // the last answer grouped (or filled the turn)
-	fill     int          // lone calls still to make at the turn (see turn)
-	lones    int          // lone calls sized since the last groups
+	lones    int          // lone calls answered since the last group, or the phase's start
 	// recent are the units of the last lone calls that succeeded, to read
 	// their stamps once grouping starts; probed says they were handed
 	// out; own are the units' own times read from them. gen counts the
@@ -176,42 +173,47 @@ func (s *sizer) next(ctx context.Context) int {
 	if len(s.own) > 0 && slices.Max(s.own) <= quickOwn {
 		k = s.limit
 	}
-	if k > 1 && !s.grouping {
-		s.grouping = true
-		s.fill = s.turn(k)
-		s.lones = 0
+	// Asked afresh at each answer until a group goes out, from the count
+	// alone: stamps that arrive mid-turn size the group that ends it.
+	if k == 1 || s.turn(k) > 0 {
+		return s.alone()
 	}
-	if s.fill > 0 {
-		s.fill--
-		return 1
-	}
+	s.lones = 0
 	return k
 }
 
-// alone answers one unit per call outside the turn; callers hold s.mu.
+// alone answers one unit per call; callers hold s.mu.
 func (s *sizer) alone() int {
-	s.grouping = false
 	s.lones++
 	return 1
 }
 
-// turn returns how many more lone calls to make where a run turns from
-// lone calls to groups of k: enough that the lone calls since the last
-// groups (lones) are a whole number of rounds of -j, when that takes
-// fewer than k. Each lone call's end hands its slot to the next call, so
-// the slots go round; stopped mid-round, the slots that have done one
-// call fewer free early and wait, idle, for a group's k slots to come
-// free, most of a call each, and their work is left over at the end: at
-// 50 units of 0.5 s and -j 10, 19 lone calls left the 50th unit a wave of
-// its own (4.9 s; 4.4 s with 20). Only once every slot has had a lone
-// call: the warm-up of a wide -j (see warmCalls) leaves most slots free,
-// and they take groups at once. Callers hold s.mu.
+// phase starts a new launching (a phase, or the rest of one after its
+// canaries) with every slot free: what was learnt of the units stays,
+// the round of lone calls begins anew.
+func (s *sizer) phase() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lones = 0
+}
+
+// turn returns how many more lone calls to make before groups of k: the
+// rest of the round, so that the lone calls since the last group (lones)
+// come to a whole number of rounds of -j, when that takes fewer than k
+// calls. Each lone call's end hands its slot to the next call, so the
+// slots go round; stopped mid-round, the slots that have made one call
+// fewer free early and wait, idle, for a group's k slots to come free,
+// most of a call each, and their units are left for a last wave: at 50
+// units of 0.5 s and -j 10, 19 lone calls left the 50th unit alone for
+// its last 0.66 s (4.9 s; 4.4 s with 20). Only once every slot has had a
+// lone call: the warm-up of a wide -j (see warmCalls) leaves most slots
+// free, and they take groups at once. Callers hold s.mu.
 func (s *sizer) turn(k int) int {
 	if s.lones < s.limit {
 		return 0
 	}
-	if fill := (s.limit - s.lones%s.limit) % s.limit; fill < k {
-		return fill
+	if rest := (s.limit - s.lones%s.limit) % s.limit; rest < k {
+		return rest
 	}
 	return 0
 }
@@ -292,14 +294,12 @@ func ownTime(p systemctl.Properties, since uint64) (time.Duration, bool) {
 	return own, seen
 }
 
-// begin counts a call of k units in flight and returns how many calls
-// are.
-func (s *sizer) begin(k int) int {
+// begin counts a call in flight and returns how many are.
+func (s *sizer) begin() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sized = max(0, s.sized-1)
 	s.inFlight++
-	s.held += k
 	return s.inFlight
 }
 
@@ -314,7 +314,6 @@ func (s *sizer) end(d time.Duration, k, calls int, clean bool) {
 	// run start alone but run with all the others).
 	calls = max(calls, s.inFlight, 1)
 	s.inFlight--
-	s.held -= k
 	select {
 	case s.ended <- struct{}{}:
 	default:

@@ -186,14 +186,26 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 	size := newSizer(cfg.MaxParallel)
 	var probes sync.WaitGroup
 	launch := func(batch []*unitRun) int {
+		size.phase()
 		return ForEachGroup(ctx, cfg.Drain, halt, cfg.MaxParallel, len(batch), size.next, func(lo, hi int) {
-			start, since, calls := time.Now(), monotonicMicros(), size.begin(hi-lo)
+			start, since, calls := time.Now(), monotonicMicros(), size.begin()
 			clean := operateGroup(ctx, cfg, batch[lo:hi], obs)
 			size.end(time.Since(start), hi-lo, calls, clean)
-			var probe []probeUnit
-			var gen int
 			if clean && hi-lo == 1 {
-				probe, gen = size.loneUnit(batch[lo].res.Unit, since, batch[lo].res.OK)
+				probe, gen := size.loneUnit(batch[lo].res.Unit, since, batch[lo].res.OK)
+				if probe != nil {
+					// Once a run, and again after a slow group: one show
+					// of a few units, beside the calls rather than in
+					// this call's slot. Held, the slot idled for the
+					// show (about 0.1 s, or a settle window with a
+					// failure limit) right where the run turns to
+					// groups, and its group waited as long.
+					probes.Add(1)
+					go func() {
+						defer probes.Done()
+						size.owned(gen, readOwn(ctx, cfg.Runner, probe))
+					}()
+				}
 			}
 			mu.Lock()
 			for _, u := range batch[lo:hi] {
@@ -226,18 +238,6 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 				// or every unit would be launched before the first
 				// verdict.
 				decided(ctx, batch[lo:hi]...)
-			}
-			if probe != nil {
-				// Once a run, and again after a slow group: one show of
-				// a few units, beside the calls rather than in this
-				// call's slot. Held, the slot idled for the show (about
-				// 0.1 s) right where the run turns to groups, and the
-				// group it belongs to waited as long.
-				probes.Add(1)
-				go func() {
-					defer probes.Done()
-					size.owned(gen, readOwn(ctx, cfg.Runner, probe))
-				}()
 			}
 		})
 	}

@@ -29,7 +29,7 @@ func TestSizer(t *testing.T) {
 		began := make([]int, len(calls))
 		for i := range calls {
 			s.next(done)
-			began[i] = s.begin(calls[i].k)
+			began[i] = s.begin()
 		}
 		for i, c := range calls {
 			s.end(c.d, c.k, began[i], c.clean)
@@ -130,7 +130,7 @@ func TestSizerProbesOnce(t *testing.T) {
 	s := newSizer(4)
 	lone := func(name string, ok bool) ([]probeUnit, int) {
 		s.next(context.Background())
-		calls := s.begin(1)
+		calls := s.begin()
 		s.end(120*ms, 1, calls, true)
 		return s.loneUnit(name, 7, ok)
 	}
@@ -150,7 +150,7 @@ func TestSizerProbesOnce(t *testing.T) {
 	if k := s.next(context.Background()); k != 4 {
 		t.Fatalf("quick units: next() = %d, want 4", k)
 	}
-	calls := s.begin(4)
+	calls := s.begin()
 	s.end(3*time.Second, 4, calls, true) // a slow group
 	if len(s.own) != 0 {
 		t.Fatalf("a slow group kept the old stamps %v", s.own)
@@ -214,7 +214,7 @@ func TestSizerWarmUp(t *testing.T) {
 	inFlight := func(n int, capped time.Time) *sizer {
 		s := newSizer(50)
 		for i := 0; i < n; i++ {
-			s.begin(1)
+			s.begin()
 		}
 		s.capped = capped
 		return s
@@ -282,5 +282,63 @@ func TestSizerWarmUp(t *testing.T) {
 		if took := time.Since(start); took < warmWait-50*time.Millisecond {
 			t.Fatalf("call %d waited only %s, want warmWait (%s)", warmCalls+1, took, warmWait)
 		}
+	})
+}
+
+// The turn to groups ends the round of lone calls afresh at each answer,
+// by the group size of the moment, and anew in each phase.
+func TestSizerTurn(t *testing.T) {
+	ms := time.Millisecond
+	quick := []time.Duration{3 * ms}
+	// lone ends n lone calls of d on a fresh sizer.
+	lone := func(limit, n int, d time.Duration) *sizer {
+		s := newSizer(limit)
+		done, cancel := context.WithCancel(context.Background())
+		cancel()
+		began := make([]int, n)
+		for i := range began {
+			if k := s.next(done); k != 1 {
+				t.Fatalf("warm-up answer %d: next() = %d, want 1", i, k)
+			}
+			began[i] = s.begin()
+		}
+		for _, b := range began {
+			s.end(d, 1, b, true)
+		}
+		return s
+	}
+	// answers checks the next answers; step runs between two of them.
+	answers := func(t *testing.T, s *sizer, want []int, step map[int]func()) {
+		t.Helper()
+		for i, w := range want {
+			if f := step[i]; f != nil {
+				f()
+			}
+			if got := s.next(context.Background()); got != w {
+				t.Fatalf("answer %d: next() = %d, want %d", i, got, w)
+			}
+		}
+	}
+	t.Run("quick stamps arriving mid-turn: the same round, groups of all of -j", func(t *testing.T) {
+		s := lone(10, 17, 700*ms)
+		answers(t, s, []int{1, 1, 1, 10}, map[int]func(){1: func() { s.owned(s.gen, quick) }})
+	})
+	t.Run("quick stamps widen a turn that groups of half would not have made", func(t *testing.T) {
+		// 14 lone calls: six more make a round, too many for a call of 5
+		// but not for one of 10.
+		s := lone(10, 14, 350*ms)
+		s.owned(s.gen, quick)
+		answers(t, s, []int{1, 1, 1, 1, 1, 1, 10}, nil)
+	})
+	t.Run("a new phase starts with every slot free: groups at once", func(t *testing.T) {
+		s := lone(10, 19, 700*ms)
+		s.phase()
+		answers(t, s, []int{5, 5}, nil)
+	})
+	t.Run("at -j 3 calls of one count towards the round", func(t *testing.T) {
+		// Half of -j is one unit: those calls are lone calls too, and
+		// when stamps make calls of 3, the round is ended first.
+		s := lone(3, 3, 200*ms)
+		answers(t, s, []int{1, 1, 1, 3}, map[int]func(){1: func() { s.owned(s.gen, quick) }})
 	})
 }
