@@ -205,14 +205,17 @@ func (s *sizer) phase() {
 // fewer free early and wait, idle, for a group's k slots to come free,
 // most of a call each, and their units are left for a last wave: at 50
 // units of 0.5 s and -j 10, 19 lone calls left the 50th unit alone for
-// its last 0.66 s (4.9 s; 4.4 s with 20). Only once every slot has had a
-// lone call: the warm-up of a wide -j (see warmCalls) leaves most slots
-// free, and they take groups at once. Callers hold s.mu.
+// its last 0.66 s (4.9 s; 4.4 s with 20). Only after -j lone calls:
+// before that (the warm-up of a wide -j, see warmCalls) most slots have
+// had none and are free, and they take groups at once. And never more
+// than a warm-up's worth of lone calls: at -j 50, once lone calls slower
+// than warmWait have lifted the warm-up's cap, the rest of a round can
+// be forty, the very cost the warm-up avoids. Callers hold s.mu.
 func (s *sizer) turn(k int) int {
 	if s.lones < s.limit {
 		return 0
 	}
-	if rest := (s.limit - s.lones%s.limit) % s.limit; rest < k {
+	if rest := (s.limit - s.lones%s.limit) % s.limit; rest < min(k, warmCalls) {
 		return rest
 	}
 	return 0

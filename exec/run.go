@@ -196,10 +196,14 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 				if probe != nil {
 					// Once a run, and again after a slow group: one show
 					// of a few units, beside the calls rather than in
-					// this call's slot. Held, the slot idled for the
-					// show (about 0.1 s, or a settle window with a
-					// failure limit) right where the run turns to
-					// groups, and its group waited as long.
+					// this call's slot. Made in the slot, it held the
+					// slot idle for the show (about 0.1 s) right where
+					// the run turns to groups, and the group waited as
+					// long; with a failure limit, the stamps came only
+					// after the unit's settle window, and groups stayed
+					// at half of -j until then. A show is no unit
+					// operation, so -j does not count it: at -j 1 two
+					// systemctl processes run for that moment.
 					probes.Add(1)
 					go func() {
 						defer probes.Done()

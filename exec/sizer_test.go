@@ -335,6 +335,22 @@ func TestSizerTurn(t *testing.T) {
 		s.phase()
 		answers(t, s, []int{5, 5}, nil)
 	})
+	t.Run("-j 50 whose warm-up cap lifted: no forty lone calls to end the round", func(t *testing.T) {
+		// Lone calls slower than warmWait let all fifty slots take one:
+		// 59 of them, and the rest of the round is 41, more than a
+		// warm-up's worth.
+		s := lone(50, 59, 1600*ms)
+		s.owned(s.gen, quick)
+		answers(t, s, []int{50}, nil)
+	})
+	t.Run("after a cooldown of -j lone calls, the round is whole: groups at once", func(t *testing.T) {
+		s := lone(10, 20, 350*ms)
+		answers(t, s, []int{5}, nil)
+		s.begin()
+		s.end(3*time.Second, 5, 1, true) // a slow group: a cooldown of 10
+		want := []int{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 5}
+		answers(t, s, want, nil)
+	})
 	t.Run("at -j 3 calls of one count towards the round", func(t *testing.T) {
 		// Half of -j is one unit: those calls are lone calls too, and
 		// when stamps make calls of 3, the round is ended first.
