@@ -602,22 +602,23 @@ const whyNotes = `
   the ideal of 20 waves of one lone restart is out of reach for any client.
 - **Verified instant runs**: verifying costs the last unit's settle window plus about 1 ms of the manager's
   thread per unit: every ` + "`systemctl show`" + ` asks for all of a unit's properties whatever -p names. With calls of all of
-  -j for quick units, the verified rows of this run are 0.95, 0.92 and 0.81 of their limit at 200, 500 and
+  -j for quick units, the verified rows of this run are 0.94, 0.94 and 0.89 of their limit at 200, 500 and
   1,000 units; at 200 units the warm-up (the first lone calls and the stamp read) weighs most.
-- **-j 50 against -j 10 on instant units**: both run close to the manager's own pace (here -j 10 1.10–1.21×
-  one systemctl call with every unit, -j 50 0.88–1.13×); -j 50's calls carry 50 units, not 10.
+- **-j 50 against -j 10 on instant units**: both run close to the manager's own pace (here -j 10 1.17–1.25×
+  one systemctl call with every unit, -j 50 1.00–1.08×); -j 50's calls carry 50 units, not 10.
 - **The 10-unit rows, and what is left at 50 units at 0.5 s**: before its first restart a run reads every
   unit's facts and state in one show (what it runs, which decides the phases; the state and log paths its
   verdicts are measured against): 0.16 s of the manager's time for 50 units here, and 0.23 s from the
   process's start to its first restart (traced, 2026-11-30). xargs has no such cost, and ten units are too
-  few to earn it back.
+  few to earn it back (1.19× xargs -P10 at 0.5 s and 1.04× at 2 s in this table).
 - **50 units at 0.5 s, before the turn was fixed**: the first lone calls, which learn the pace, used to
   stop mid-round (19 of them at -j 10): the slot that had made one call fewer then waited idle for a group
   of five, and the 50th unit was left to run alone in a last wave, 0.66 s. The row was bimodal (4.15 s or
   5.0–5.5 s) and 1.10× xargs -P10 in the previous table. Now the run ends the round before it turns to
   groups (20 lone calls; exec/group.go, turn). A/B runs, seven rounds taking turns in one sandbox
   (2026-11-30): 4.23 s against xargs's 4.47 s and 4.57 s before the fix; again 4.48 s against 4.46 s and
-  4.99 s. 100 units at 0.5 s: 7.66 s against 8.90 s and 8.87 s (five rounds).
+  4.99 s. 100 units at 0.5 s: 7.66 s against 8.90 s and 8.87 s (five rounds). In this table: 0.99× xargs,
+  4.40–4.52 s over seven runs, no longer bimodal; 100 units 0.95×.
 - **Slow rows before this table**: the stand-in frpc stops gracefully by sleeping in its SIGTERM handler.
   systemd signals every process that turns up in the unit's cgroup while it kills, and the sleep forked by
   the handler was sometimes one of them: about one stop in six then took milliseconds (5 of 30 serial restarts), for every method
