@@ -618,7 +618,7 @@ const whyNotes = `
   groups (20 lone calls; exec/group.go, turn). A/B runs, seven rounds taking turns in one sandbox
   (2026-11-30): 4.23 s against xargs's 4.47 s and 4.57 s before the fix; again 4.48 s against 4.46 s and
   4.99 s. 100 units at 0.5 s: 7.66 s against 8.90 s and 8.87 s (five rounds). In this table: 0.99× xargs,
-  4.40–4.52 s over seven runs, no longer bimodal; 100 units 0.95×.
+  4.40–4.52 s over five runs, no longer bimodal; 100 units 0.95×.
 - **Slow rows before this table**: the stand-in frpc stops gracefully by sleeping in its SIGTERM handler.
   systemd signals every process that turns up in the unit's cgroup while it kills, and the sleep forked by
   the handler was sometimes one of them: about one stop in six then took milliseconds (5 of 30 serial restarts), for every method
