@@ -41,7 +41,7 @@ import (
 // -j lone calls (nine at most) to have ended: the first to end are the
 // fastest, and one quick restart must not start a run of slow units in
 // groups. The turn to groups first ends the round of lone calls (see
-// turn). The pace is the upper quartile of the last few lone calls', and
+// midRound). The pace is the upper quartile of the last few lone calls', and
 // a lone call's duration their median: units of one kind do not all take
 // alike (a service that dies on SIGTERM instead of stopping cleanly
 // restarts at once), and a few quick ones among slow ones must not turn
@@ -175,7 +175,7 @@ func (s *sizer) next(ctx context.Context) int {
 	}
 	// Asked afresh at each answer until a group goes out, from the count
 	// alone: stamps that arrive mid-turn size the group that ends it.
-	if k == 1 || s.turn(k) > 0 {
+	if k == 1 || s.midRound(k) {
 		return s.alone()
 	}
 	s.lones = 0
@@ -197,10 +197,9 @@ func (s *sizer) phase() {
 	s.lones = 0
 }
 
-// turn returns how many more lone calls to make before groups of k: the
-// rest of the round, so that the lone calls since the last group (lones)
-// come to a whole number of rounds of -j, when that takes fewer than k
-// calls. Each lone call's end hands its slot to the next call, so the
+// midRound says to make one more lone call before groups of k: the rest
+// of the round, so that the lone calls since the last group (lones) come
+// to a whole number of rounds of -j, when that takes fewer than k calls. Each lone call's end hands its slot to the next call, so the
 // slots go round; stopped mid-round, the slots that have made one call
 // fewer free early and wait, idle, for a group's k slots to come free,
 // most of a call each, and their units are left for a last wave: at 50
@@ -211,14 +210,9 @@ func (s *sizer) phase() {
 // than a warm-up's worth of lone calls: at -j 50, once lone calls slower
 // than warmWait have lifted the warm-up's cap, the rest of a round can
 // be forty, the very cost the warm-up avoids. Callers hold s.mu.
-func (s *sizer) turn(k int) int {
-	if s.lones < s.limit {
-		return 0
-	}
-	if rest := (s.limit - s.lones%s.limit) % s.limit; rest < min(k, warmCalls) {
-		return rest
-	}
-	return 0
+func (s *sizer) midRound(k int) bool {
+	rest := (s.limit - s.lones%s.limit) % s.limit
+	return s.lones >= s.limit && rest > 0 && rest < min(k, warmCalls)
 }
 
 // loneUnit takes a lone call that ended cleanly: its unit, when it began

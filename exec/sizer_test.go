@@ -10,38 +10,45 @@ import (
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
 )
 
+// call is one systemctl call in a sizer test: how long it took, its units,
+// and whether it ran to its end.
+type call struct {
+	d     time.Duration
+	k     int
+	clean bool
+}
+
+// wave runs calls as -j does at a run's start: each sized and begun, then
+// all ended. It returns next()'s answers. (A done context: the warm-up's
+// wait for calls to end is TestSizerWarmUp's.)
+func wave(s *sizer, calls ...call) []int {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	answers := make([]int, len(calls))
+	began := make([]int, len(calls))
+	for i := range calls {
+		answers[i] = s.next(done)
+		began[i] = s.begin()
+	}
+	for i, c := range calls {
+		s.end(c.d, c.k, began[i], c.clean)
+	}
+	return answers
+}
+
+// lone is n lone calls that took d each.
+func lone(n int, d time.Duration) []call {
+	cs := make([]call, n)
+	for i := range cs {
+		cs[i] = call{d, 1, true}
+	}
+	return cs
+}
+
 // The grouping rule: group where the manager sets the pace, one unit per
 // call where the units do, back to one unit per call after a slow group.
 func TestSizer(t *testing.T) {
 	ms := time.Millisecond
-	type call struct {
-		d     time.Duration
-		k     int
-		clean bool
-	}
-	// wave runs calls as -j does at a run's start: each sized and begun,
-	// then all ended.
-	// (A done context: the warm-up's wait for calls to end is
-	// TestSizerWarmUp's.)
-	done, cancel := context.WithCancel(context.Background())
-	cancel()
-	wave := func(s *sizer, calls ...call) {
-		began := make([]int, len(calls))
-		for i := range calls {
-			s.next(done)
-			began[i] = s.begin()
-		}
-		for i, c := range calls {
-			s.end(c.d, c.k, began[i], c.clean)
-		}
-	}
-	lone := func(n int, d time.Duration) []call {
-		cs := make([]call, n)
-		for i := range cs {
-			cs[i] = call{d, 1, true}
-		}
-		return cs
-	}
 	tests := []struct {
 		name  string
 		limit int
@@ -290,20 +297,13 @@ func TestSizerWarmUp(t *testing.T) {
 func TestSizerTurn(t *testing.T) {
 	ms := time.Millisecond
 	quick := []time.Duration{3 * ms}
-	// lone ends n lone calls of d on a fresh sizer.
-	lone := func(limit, n int, d time.Duration) *sizer {
+	// lones ends n lone calls of d on a fresh sizer.
+	lones := func(limit, n int, d time.Duration) *sizer {
 		s := newSizer(limit)
-		done, cancel := context.WithCancel(context.Background())
-		cancel()
-		began := make([]int, n)
-		for i := range began {
-			if k := s.next(done); k != 1 {
+		for i, k := range wave(s, lone(n, d)...) {
+			if k != 1 {
 				t.Fatalf("warm-up answer %d: next() = %d, want 1", i, k)
 			}
-			began[i] = s.begin()
-		}
-		for _, b := range began {
-			s.end(d, 1, b, true)
 		}
 		return s
 	}
@@ -320,18 +320,18 @@ func TestSizerTurn(t *testing.T) {
 		}
 	}
 	t.Run("quick stamps arriving mid-turn: the same round, groups of all of -j", func(t *testing.T) {
-		s := lone(10, 17, 700*ms)
+		s := lones(10, 17, 700*ms)
 		answers(t, s, []int{1, 1, 1, 10}, map[int]func(){1: func() { s.owned(s.gen, quick) }})
 	})
 	t.Run("quick stamps widen a turn that groups of half would not have made", func(t *testing.T) {
 		// 14 lone calls: six more make a round, too many for a call of 5
 		// but not for one of 10.
-		s := lone(10, 14, 350*ms)
+		s := lones(10, 14, 350*ms)
 		s.owned(s.gen, quick)
 		answers(t, s, []int{1, 1, 1, 1, 1, 1, 10}, nil)
 	})
 	t.Run("a new phase starts with every slot free: groups at once", func(t *testing.T) {
-		s := lone(10, 19, 700*ms)
+		s := lones(10, 19, 700*ms)
 		s.phase()
 		answers(t, s, []int{5, 5}, nil)
 	})
@@ -339,12 +339,12 @@ func TestSizerTurn(t *testing.T) {
 		// Lone calls slower than warmWait let all fifty slots take one:
 		// 59 of them, and the rest of the round is 41, more than a
 		// warm-up's worth.
-		s := lone(50, 59, 1600*ms)
+		s := lones(50, 59, 1600*ms)
 		s.owned(s.gen, quick)
 		answers(t, s, []int{50}, nil)
 	})
 	t.Run("after a cooldown of -j lone calls, the round is whole: groups at once", func(t *testing.T) {
-		s := lone(10, 20, 350*ms)
+		s := lones(10, 20, 350*ms)
 		answers(t, s, []int{5}, nil)
 		s.begin()
 		s.end(3*time.Second, 5, 1, true) // a slow group: a cooldown of 10
@@ -354,7 +354,7 @@ func TestSizerTurn(t *testing.T) {
 	t.Run("at -j 3 calls of one count towards the round", func(t *testing.T) {
 		// Half of -j is one unit: those calls are lone calls too, and
 		// when stamps make calls of 3, the round is ended first.
-		s := lone(3, 3, 200*ms)
+		s := lones(3, 3, 200*ms)
 		answers(t, s, []int{1, 1, 1, 3}, map[int]func(){1: func() { s.owned(s.gen, quick) }})
 	})
 }

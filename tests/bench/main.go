@@ -615,7 +615,7 @@ const whyNotes = `
   stop mid-round (19 of them at -j 10): the slot that had made one call fewer then waited idle for a group
   of five, and the 50th unit was left to run alone in a last wave, 0.66 s. The row was bimodal (4.15 s or
   5.0–5.5 s) and 1.10× xargs -P10 in the previous table. Now the run ends the round before it turns to
-  groups (20 lone calls; exec/group.go, turn). A/B runs, seven rounds taking turns in one sandbox
+  groups (20 lone calls; exec/group.go, midRound). A/B runs, seven rounds taking turns in one sandbox
   (2026-11-30): 4.23 s against xargs's 4.47 s and 4.57 s before the fix; again 4.48 s against 4.46 s and
   4.99 s. 100 units at 0.5 s: 7.66 s against 8.90 s and 8.87 s (five rounds). In this table: 0.99× xargs,
   4.40–4.52 s over five runs, no longer bimodal; 100 units 0.95×.
