@@ -3,6 +3,7 @@ package discover
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +20,10 @@ type Facts struct {
 	// FRPBinary ("frpc" or "frps") and FRPConfig are set when ExecStart
 	// runs frp with a config.
 	FRPBinary, FRPConfig string
+	// WorkDir is the unit's WorkingDirectory= when it is an absolute
+	// path: frp resolves a relative config path, log.to and includes
+	// against it. "" when unset (or "~"): such paths are then refused.
+	WorkDir string
 	// User is the unit's User=, whose files are read as well as root's.
 	User string
 	// MainPID is the unit's main process, 0 when it has none.
@@ -36,7 +41,7 @@ type Facts struct {
 const PreProps = "Id,LoadState,ActiveState,FragmentPath,DropInPaths"
 
 // factProps are what ReadFacts asks for: the facts, and PreProps.
-const factProps = "ExecStart,User,MainPID," + PreProps
+const factProps = "ExecStart,WorkingDirectory,User,MainPID," + PreProps
 
 // Owners returns whose files may be read for the unit: root's and its
 // User='s.
@@ -47,6 +52,10 @@ func (f Facts) Owners() safefile.Options { return safefile.ForUser(f.User) }
 func FactsFromProps(p systemctl.Properties) Facts {
 	pid, _ := strconv.Atoi(p["MainPID"])
 	f := Facts{Configs: ConfigPaths(p["ExecStart"]), User: p["User"], MainPID: pid, LoadState: p["LoadState"]}
+	if wd := strings.TrimLeft(p["WorkingDirectory"], "-!"); filepath.IsAbs(wd) {
+		// systemd writes "!" and "-" before the path for its flags.
+		f.WorkDir = filepath.Clean(wd)
+	}
 	if _, ok := p["ActiveState"]; ok {
 		f.Pre = systemctl.Properties{}
 		for _, k := range strings.Split(PreProps, ",") {
@@ -85,6 +94,8 @@ type TunnelInfo struct {
 	State frp.State
 	// Why says what is wrong when the tunnel is not online.
 	Why string
+	// Note says what was left unchecked (see frp.Verdict).
+	Note string
 }
 
 // maxObserves bounds concurrent looks at tunnels (admin API requests).
@@ -104,7 +115,7 @@ func Tunnels(ctx context.Context, units []Unit, facts map[string]Facts, api *frp
 			out[u.Name] = TunnelInfo{State: frp.NotFRP}
 			continue
 		}
-		cfg, err := frp.Load(f.FRPConfig, f.FRPBinary, f.Owners())
+		cfg, err := frp.Load(f.FRPConfig, f.FRPBinary, f.Owners(), f.WorkDir)
 		if err != nil {
 			out[u.Name] = TunnelInfo{State: frp.Unchecked, Why: err.Error()}
 			continue
@@ -118,9 +129,9 @@ func Tunnels(ctx context.Context, units []Unit, facts map[string]Facts, api *frp
 		go func(name string) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			st, why := frp.Observe(ctx, api, cfg, f.Owners(), f.MainPID)
+			v := frp.Observe(ctx, api, cfg, f.Owners(), f.MainPID)
 			mu.Lock()
-			out[name] = TunnelInfo{State: st, Why: why}
+			out[name] = TunnelInfo{State: v.State, Why: v.Why, Note: v.Note}
 			mu.Unlock()
 		}(u.Name)
 	}

@@ -468,7 +468,7 @@ func prepare(ctx context.Context, cfg Config, plan discover.Plan) ([]*unitRun, e
 				done: make(chan struct{}), opt: safefile.ForUser(facts.User), user: cfg.User}
 			if facts.FRPBinary != "" && !cfg.NoTunnel && cfg.Operation != "stop" {
 				// (A stopped tunnel is judged by systemd alone.)
-				u.tun, u.res.Tunnel = loadTunnel(facts.FRPBinary, facts.FRPConfig, u.opt)
+				u.tun, u.res.Tunnel = loadTunnel(facts.FRPBinary, facts.FRPConfig, facts.WorkDir, u.opt)
 			}
 			p := preByName[name]
 			if u.tun != nil && cfg.Operation != "restart" && p["ActiveState"] == "active" {
@@ -491,8 +491,12 @@ func prepare(ctx context.Context, cfg Config, plan discover.Plan) ([]*unitRun, e
 func waitAccepts(ctx context.Context, u *unitRun, d time.Duration) {
 	deadline := u.opEnd.Add(d)
 	gap := firstLookGap
+	as, err := frp.Addrs(ctx, u.tun.cfg.BindAddr)
+	if err != nil {
+		return
+	}
 	for time.Now().Before(deadline) {
-		if frp.Accepts(ctx, u.tun.cfg.BindAddr, u.tun.cfg.BindPort) == nil {
+		if frp.Accepts(ctx, as[0], u.tun.cfg.BindPort) == nil {
 			return
 		}
 		t := time.NewTimer(min(gap, time.Until(deadline)))

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/moonfrp/moonfrp-bulk/frp"
@@ -22,7 +21,10 @@ type Tunnel struct {
 	State frp.State
 	// Fallback says why the unit was checked at systemd level only.
 	Fallback string
-	Proxies  []frp.ProxyStatus
+	// Note says what a verdict left unchecked, or a file that was
+	// refused (see frp.Verdict's Note).
+	Note    string
+	Proxies []frp.ProxyStatus
 }
 
 // maxLogChunk bounds one read of an frp log between two looks.
@@ -31,6 +33,7 @@ const maxLogChunk = 256 << 10
 // tunnel is one frp unit's verification state.
 type tunnel struct {
 	cfg    frp.Config
+	probe  frp.Probe
 	opt    safefile.Options
 	offset int64 // of frp's log.to, where the operation began
 	rest   []byte
@@ -40,7 +43,10 @@ type tunnel struct {
 	// credentials, not frp, a port held by another process): the log
 	// decides from then on.
 	adminOff bool
-	status   *frp.Status
+	// last is the newest look's verdict.
+	last frp.Verdict
+	// logNote names log.to when it exists and was refused.
+	logNote string
 	// fromTail makes mark start at the log's tail instead of its end:
 	// for a start or reload of a unit that was already running, whose
 	// process (and so its login lines) predates the operation.
@@ -52,7 +58,7 @@ const maxPriorLog = 64 << 10
 
 // mark records where frp's log ends as the operation begins.
 func (t *tunnel) mark() {
-	t.rest, t.log, t.status, t.lines = nil, frp.LogState{}, nil, nil
+	t.rest, t.log, t.last, t.lines, t.logNote = nil, frp.LogState{}, frp.Verdict{}, nil, ""
 	if t.cfg.LogTo != "" {
 		t.offset = safefile.Size(t.cfg.LogTo, t.cfg.LogOptions(t.opt))
 		if t.fromTail && t.offset > 0 {
@@ -71,9 +77,13 @@ func (t *tunnel) readLog() {
 	}
 	f, err := safefile.Open(t.cfg.LogTo, t.cfg.LogOptions(t.opt))
 	if err != nil {
+		if errors.Is(err, safefile.ErrRefused) {
+			t.logNote = "frp's log.to not read: " + sanitize.Line(err.Error())
+		}
 		return
 	}
 	defer f.Close()
+	t.logNote = ""
 	if t.offset < 0 || f.Size < t.offset {
 		t.offset, t.rest = 0, nil // created, or truncated, since
 	}
@@ -107,78 +117,31 @@ func (t *tunnel) readLog() {
 	}
 }
 
-// look checks once whether the tunnel is up. It returns "" when it is,
-// else what is missing, for the reason at the deadline.
-//
-// A server must accept connections on its bindPort, on a socket that its
-// own main process holds (mainPID), so that another program that happens
-// to listen there cannot pass for it. Where the process's descriptors
-// cannot be read, accepting is enough.
-func (t *tunnel) look(ctx context.Context, api *frp.API, check *string, mainPID int) string {
+// look checks once whether the tunnel is up, with the probe of its kind
+// (see frp.Probe) and what the log said since the operation began.
+func (t *tunnel) look(ctx context.Context, api *frp.API, mainPID int) frp.Verdict {
 	t.readLog()
-	switch {
-	case t.cfg.Kind == frp.Server:
-		*check = "port"
-		if err := frp.Accepts(ctx, t.cfg.BindAddr, t.cfg.BindPort); err != nil {
-			return err.Error()
-		}
-		if mainPID > 0 {
-			if own, err := frp.ListenerOf(mainPID, t.cfg.BindPort); err == nil && !own {
-				return fmt.Sprintf("port %d accepts, but not on a socket of frps (pid %d)", t.cfg.BindPort, mainPID)
-			}
-		}
-		return ""
-	case t.cfg.Admin != nil && t.cfg.Kind != frp.Visitor && !t.adminOff:
-		// frpc's /api/status lists proxies only: a visitor-only config
-		// is judged from its log.
-		*check = "admin API"
-		if !t.cfg.AdminHeldBy(mainPID) {
-			// Not frpc's socket: the credentials are not sent there.
-			if t.cfg.LogTo != "" {
-				t.adminOff = true
-			}
-			return fmt.Sprintf("admin port %d is not held by frpc (pid %d); not asking it", t.cfg.Admin.Port, mainPID)
-		}
-		st, err := api.Status(ctx, *t.cfg.Admin)
-		if err != nil {
-			if t.cfg.LogTo != "" && (strings.Contains(err.Error(), "(401)") || strings.Contains(err.Error(), "not frp's JSON")) {
-				t.adminOff = true
-			}
-			return err.Error()
-		}
-		t.status = &st
-		return t.cfg.Up(st)
-	default:
-		*check = "log"
-		return t.log.Up(t.cfg)
+	v := t.probe.Look(ctx, frp.Input{API: api, PID: mainPID, Log: t.log, LogIsAll: t.fromTail, NoAdmin: t.adminOff})
+	if v.AdminUseless && t.cfg.LogTo != "" {
+		t.adminOff = true
 	}
+	v.Note = joinNote(v.Note, t.logNote)
+	t.last = v
+	return v
 }
 
-// state names where the tunnel stands after its last look.
-func (t *tunnel) state(up bool) frp.State { return frp.Judge(t.cfg, up, t.status, t.log) }
-
-// why picks the most telling reason for a tunnel that is not up: frp's
-// own newest error line since the operation began, then the admin API's
-// proxy error, then what the last look missed.
-func (t *tunnel) why(missing string) string {
-	if t.log.LastError != "" {
-		return t.log.LastError
+func joinNote(a, b string) string {
+	if a == "" || b == "" {
+		return a + b
 	}
-	if t.status != nil {
-		for _, p := range t.status.Proxies {
-			if p.Err != "" {
-				return "proxy " + p.Name + " " + p.Status + ": " + p.Err
-			}
-		}
-	}
-	return missing
+	return a + "; " + b
 }
 
 // loadTunnel reads an frp unit's config. A config that cannot be used is
 // not an error for the run: the unit is checked at systemd level, and the
 // result says why.
-func loadTunnel(binary, path string, opt safefile.Options) (*tunnel, *Tunnel) {
-	cfg, err := frp.Load(path, binary, opt)
+func loadTunnel(binary, path, dir string, opt safefile.Options) (*tunnel, *Tunnel) {
+	cfg, err := frp.Load(path, binary, opt, dir)
 	info := &Tunnel{Config: path, Check: "systemd", State: frp.Unchecked}
 	if err != nil {
 		switch {
@@ -189,10 +152,10 @@ func loadTunnel(binary, path string, opt safefile.Options) (*tunnel, *Tunnel) {
 		}
 		return nil, info
 	}
-	info.Kind = cfg.Kind
+	info.Kind, info.Config = cfg.Kind, cfg.Path
 	if cfg.Kind != frp.Server && (cfg.Admin == nil || cfg.Kind == frp.Visitor) && cfg.LogTo == "" {
 		info.Fallback = "no webServer and no log.to file to prove the tunnel; checked at systemd level"
 		return nil, info
 	}
-	return &tunnel{cfg: cfg, opt: opt}, info
+	return &tunnel{cfg: cfg, probe: cfg.Probe(), opt: opt}, info
 }

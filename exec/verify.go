@@ -205,14 +205,14 @@ func (v *verifier) prove(u *unitRun) {
 		}
 	}
 	for {
-		missing := v.look(u, mainPID, deadline)
-		if missing == "" {
+		verdict := v.look(u, mainPID, deadline)
+		if verdict.State == frp.Online {
 			if !crashed() {
 				u.res.Tunnel.State = frp.Online
 			}
 			return
 		}
-		if u.tun.fromTail && !u.tun.log.Seen && u.res.Tunnel.Check == "log" {
+		if u.tun.fromTail && verdict.State == frp.Unchecked && verdict.Check == frp.CheckLog {
 			// Running since before the operation, and its log (rotated
 			// since?) tells nothing: systemd's word is all there is.
 			if !crashed() {
@@ -224,14 +224,24 @@ func (v *verifier) prove(u *unitRun) {
 		if time.Since(lastRead) >= crashCheckGap && crashed() {
 			return
 		}
+		if verdict.Refused && (verdict.Retry == 0 || time.Now().Add(verdict.Retry).After(deadline)) {
+			// frp's answer cannot change before the deadline: say it now.
+			u.res.OK = false
+			u.res.Tunnel.State = verdict.State
+			u.what = "frp refused the tunnel: " + verdict.Why
+			if verdict.Retry > 0 {
+				u.what += fmt.Sprintf(" (frpc asks again only after %s)", verdict.Retry)
+			}
+			return
+		}
 		if !time.Now().Before(deadline) {
 			u.res.OK = false
-			u.res.Tunnel.State = u.tun.state(false)
+			u.res.Tunnel.State = verdict.State
 			what := fmt.Sprintf("tunnel not up within %s", v.deadline)
 			if u.tun.cfg.Kind == frp.Server {
 				what = fmt.Sprintf("not accepting connections within %s", v.deadline)
 			}
-			u.what = what + ": " + u.tun.why(missing)
+			u.what = what + ": " + verdict.Why
 			return
 		}
 		next := time.Now().Add(gap)
@@ -247,20 +257,22 @@ func (v *verifier) prove(u *unitRun) {
 
 // look runs one frp-level look, bounded by maxLooks at a time and by the
 // unit's deadline: a slow endpoint, or many, cannot keep a unit past it.
-func (v *verifier) look(u *unitRun, mainPID int, deadline time.Time) string {
+func (v *verifier) look(u *unitRun, mainPID int, deadline time.Time) frp.Verdict {
 	ctx, cancel := context.WithDeadline(v.ctx, deadline.Add(lookGrace))
 	defer cancel()
 	select {
 	case v.looks <- struct{}{}:
 	case <-ctx.Done():
-		return "no look was possible before the deadline (too many slow endpoints)"
+		return frp.Verdict{State: u.tun.last.State, Why: "no look was possible before the deadline (too many slow endpoints)"}
 	}
 	defer func() { <-v.looks }()
-	missing := u.tun.look(ctx, v.api, &u.res.Tunnel.Check, mainPID)
-	if u.tun.status != nil {
-		u.res.Tunnel.Proxies = u.tun.status.Proxies
+	verdict := u.tun.look(ctx, v.api, mainPID)
+	t := u.res.Tunnel
+	t.Check, t.Note = verdict.Check, verdict.Note
+	if verdict.Proxies != nil {
+		t.Proxies = verdict.Proxies
 	}
-	return missing
+	return verdict
 }
 
 // describeFailedOp explains a unit whose systemctl call failed. An unknown

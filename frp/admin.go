@@ -2,14 +2,17 @@ package frp
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/moonfrp/moonfrp-bulk/sanitize"
@@ -49,7 +52,13 @@ type API struct {
 // environment (the endpoints are local) and never follow redirects.
 func NewAPI() *API {
 	tr := &http.Transport{
-		Proxy:                 nil,
+		Proxy: nil,
+		// frpc's admin API over HTTPS usually has a self-signed
+		// certificate. It is trusted because a request goes only to an
+		// address whose listening socket belongs to the unit's own
+		// process (see Owned), which is what a certificate would prove.
+		TLSClientConfig:       &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see above
+		TLSHandshakeTimeout:   RequestTimeout,
 		DialContext:           (&net.Dialer{Timeout: time.Second}).DialContext,
 		MaxIdleConnsPerHost:   1,
 		IdleConnTimeout:       30 * time.Second,
@@ -68,12 +77,18 @@ func NewAPI() *API {
 // Close drops idle connections.
 func (a *API) Close() { a.client.CloseIdleConnections() }
 
-// get fetches path from e into v. Errors name the endpoint, never its
-// credentials.
-func (a *API) get(ctx context.Context, e Endpoint, path string, v any) error {
+// get fetches path from e, at the address at, into v. at must be an
+// address where e's listening socket belongs to the process the
+// credentials are meant for (see Owned). Errors name the endpoint, never
+// its credentials.
+func (a *API) get(ctx context.Context, e Endpoint, at netip.Addr, path string, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 	defer cancel()
-	u := "http://" + hostPort(dialAddr(e.Addr), e.Port) + path
+	scheme := "http"
+	if e.TLS {
+		scheme = "https"
+	}
+	u := scheme + "://" + netip.AddrPortFrom(at, uint16(e.Port)).String() + path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return fmt.Errorf("admin API %s: %w", e, err)
@@ -100,22 +115,59 @@ func (a *API) get(ctx context.Context, e Endpoint, path string, v any) error {
 	}
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
-		return fmt.Errorf("admin API %s refused the config's credentials (401)", e)
+		return &APIError{Endpoint: e, Code: resp.StatusCode, Useless: true, msg: "refused the config's credentials (401)"}
 	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("admin API %s answered %s", e, strconv.Itoa(resp.StatusCode))
+		msg := "answered " + strconv.Itoa(resp.StatusCode)
+		if m := errorBody(body); m != "" {
+			msg += ": " + m
+		}
+		return &APIError{Endpoint: e, Code: resp.StatusCode, msg: msg}
 	case len(body) > maxAPIBytes:
 		return fmt.Errorf("admin API %s answered more than %d bytes", e, maxAPIBytes)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("admin API %s answered something that is not frp's JSON", e)
+		return &APIError{Endpoint: e, Code: resp.StatusCode, Useless: true, msg: "answered something that is not frp's JSON"}
 	}
 	return nil
 }
 
+// APIError is an admin API's answer that is not what was asked for.
+type APIError struct {
+	Endpoint Endpoint
+	Code     int
+	// Useless says that asking again cannot help (wrong credentials, not
+	// frp): the tunnel is better judged from its log.
+	Useless bool
+	msg     string
+}
+
+func (e *APIError) Error() string { return "admin API " + e.Endpoint.String() + " " + e.msg }
+
+// maxErrorBody bounds what of an error answer becomes part of a reason.
+const maxErrorBody = 200
+
+// errorBody returns frp's words from an error answer: a JSON body
+// {"code": 400, "msg": "..."} from frp 0.67 (any case of the keys, as Go
+// decodes them), or plain text before; sanitised and bounded.
+func errorBody(body []byte) string {
+	var j struct {
+		Msg string `json:"msg"`
+	}
+	text := string(body)
+	if json.Unmarshal(body, &j) == nil {
+		text = j.Msg
+	}
+	text = strings.TrimSpace(sanitize.Line(text))
+	if len(text) > maxErrorBody {
+		text = text[:maxErrorBody] + "..."
+	}
+	return text
+}
+
 // Status asks frpc's admin API for its proxies' status.
-func (a *API) Status(ctx context.Context, e Endpoint) (Status, error) {
+func (a *API) Status(ctx context.Context, e Endpoint, at netip.Addr) (Status, error) {
 	var byType map[string][]ProxyStatus
-	if err := a.get(ctx, e, "/api/status", &byType); err != nil {
+	if err := a.get(ctx, e, at, "/api/status", &byType); err != nil {
 		return Status{}, err
 	}
 	st := Status{LoggedIn: len(byType) > 0}
@@ -135,54 +187,30 @@ type DashboardProxy struct {
 	Status string `json:"status"` // online or offline
 }
 
-// ServerProxies asks frps's dashboard for its proxies of one type (tcp,
-// udp, http, ...).
-func (a *API) ServerProxies(ctx context.Context, e Endpoint, typ string) ([]DashboardProxy, error) {
+// ServerProxies asks frps's dashboard, at the address at (see get), for
+// its proxies of one type (tcp, udp, http, ...).
+func (a *API) ServerProxies(ctx context.Context, e Endpoint, at netip.Addr, typ string) ([]DashboardProxy, error) {
 	var resp struct {
 		Proxies []DashboardProxy `json:"proxies"`
 	}
-	if err := a.get(ctx, e, "/api/proxy/"+typ, &resp); err != nil {
+	if err := a.get(ctx, e, at, "/api/proxy/"+typ, &resp); err != nil {
 		return nil, err
 	}
 	return resp.Proxies, nil
 }
 
-// Accepts reports whether something accepts TCP connections at addr:port;
-// the wildcard addresses mean this host. The connection is closed at once.
-func Accepts(ctx context.Context, addr string, port int) error {
+// Accepts reports whether something accepts TCP connections at at:port.
+// The connection is closed at once.
+func Accepts(ctx context.Context, at netip.Addr, port int) error {
 	d := net.Dialer{Timeout: 500 * time.Millisecond}
-	conn, err := d.DialContext(ctx, "tcp", hostPort(dialAddr(addr), port))
+	where := netip.AddrPortFrom(at, uint16(port)).String()
+	conn, err := d.DialContext(ctx, "tcp", where)
 	if err != nil {
 		var oe *net.OpError
 		if errors.As(err, &oe) {
-			return fmt.Errorf("nothing accepts on %s: %s", hostPort(dialAddr(addr), port), sanitize.Line(oe.Err.Error()))
+			return fmt.Errorf("nothing accepts on %s: %s", where, sanitize.Line(oe.Err.Error()))
 		}
-		return fmt.Errorf("nothing accepts on %s", hostPort(dialAddr(addr), port))
+		return fmt.Errorf("nothing accepts on %s", where)
 	}
 	return conn.Close()
-}
-
-// Up says whether st shows a tunnel that is up for c: logged in, and every
-// proxy of the config running. It returns "" when up, else what is not.
-func (c Config) Up(st Status) string {
-	if !st.LoggedIn {
-		return "not logged in to its server yet"
-	}
-	by := map[string]ProxyStatus{}
-	for _, p := range st.Proxies {
-		by[p.Name] = p
-	}
-	for _, name := range c.Proxies {
-		p, ok := by[name]
-		switch {
-		case !ok:
-			return fmt.Sprintf("proxy %s not reported yet", name)
-		case p.Status != "running":
-			if p.Err != "" {
-				return fmt.Sprintf("proxy %s %s: %s", name, p.Status, p.Err)
-			}
-			return fmt.Sprintf("proxy %s is %s", name, p.Status)
-		}
-	}
-	return ""
 }

@@ -6,7 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,13 +15,15 @@ import (
 
 func endpointOf(t *testing.T, srv *httptest.Server, user, pw string) Endpoint {
 	t.Helper()
-	host, port, err := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
+	host, port, err := net.SplitHostPort(strings.TrimPrefix(strings.TrimPrefix(srv.URL, "http://"), "https://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p, _ := strconv.Atoi(port)
-	return Endpoint{Addr: host, Port: p, User: user, password: pw}
+	return Endpoint{Addr: host, Port: p, User: user, password: pw, TLS: strings.HasPrefix(srv.URL, "https:")}
 }
+
+var loopback = netip.MustParseAddr("127.0.0.1")
 
 func TestStatus(t *testing.T) {
 	answers := map[string]string{
@@ -44,27 +46,53 @@ func TestStatus(t *testing.T) {
 	e := endpointOf(t, srv, "admin", "pw")
 
 	path = "/empty"
-	st, err := api.Status(ctx, e)
+	st, err := api.Status(ctx, e, loopback)
 	if err != nil || st.LoggedIn {
 		t.Fatalf("{}: %+v %v, want not logged in", st, err)
 	}
 	path = "/running"
-	st, err = api.Status(ctx, e)
+	st, err = api.Status(ctx, e, loopback)
 	if err != nil || !st.LoggedIn || len(st.Proxies) != 2 {
 		t.Fatalf("running: %+v %v", st, err)
 	}
-	cfg := Config{Kind: Client, Proxies: []string{"u5.p5", "u5.d"}}
-	if got, want := cfg.Up(st), "proxy u5.d start error: port already used"; got != want {
-		t.Errorf("Up = %q, want %q", got, want)
-	}
-	if got := (Config{Kind: Client, Proxies: []string{"u5.p5"}}).Up(st); got != "" {
-		t.Errorf("Up with the running proxy only = %q", got)
-	}
 
 	bad := endpointOf(t, srv, "admin", "wrong")
-	_, err = api.Status(ctx, bad)
-	if err == nil || !strings.Contains(err.Error(), "(401)") || strings.Contains(err.Error(), "wrong") {
+	_, err = api.Status(ctx, bad, loopback)
+	var ae *APIError
+	if err == nil || !strings.Contains(err.Error(), "(401)") || strings.Contains(err.Error(), "wrong") || !errors.As(err, &ae) || !ae.Useless {
 		t.Errorf("bad credentials: %v", err)
+	}
+}
+
+// An admin API over HTTPS (webServer.tls) with a self-signed
+// certificate is asked over HTTPS, and answers.
+func TestStatusOverTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"tcp":[{"name":"p1","type":"tcp","status":"running"}]}`))
+	}))
+	defer srv.Close()
+	api := NewAPI()
+	defer api.Close()
+	st, err := api.Status(context.Background(), endpointOf(t, srv, "admin", "pw"), loopback)
+	if err != nil || !st.LoggedIn {
+		t.Fatalf("HTTPS admin API: %+v %v", st, err)
+	}
+}
+
+// frp's error answers become part of a reason: plain text up to 0.66,
+// JSON from 0.67; either way sanitised and bounded.
+func TestErrorBodies(t *testing.T) {
+	cases := []struct{ body, want string }{
+		{`{"code":400,"msg":"load config error: proxy [p1] is duplicated"}`, "load config error: proxy [p1] is duplicated"},
+		{`{"Code":400,"Msg":"bad request"}`, "bad request"},
+		{"reload frpc proxy config error: bad port\n", "reload frpc proxy config error: bad port"},
+		{"\x1b[31mred\x1b[0m", "red"},
+		{strings.Repeat("x", 500), strings.Repeat("x", maxErrorBody) + "..."},
+	}
+	for _, c := range cases {
+		if got := errorBody([]byte(c.body)); got != c.want {
+			t.Errorf("errorBody(%q) = %q, want %q", c.body, got, c.want)
+		}
 	}
 }
 
@@ -97,7 +125,7 @@ func TestStatusSurvivesHostileEndpoints(t *testing.T) {
 	for _, mode := range []string{"slow", "huge", "redirect", "garbage"} {
 		start := time.Now()
 		var v map[string]any
-		err := api.get(context.Background(), e, "/api/status?mode="+mode, &v)
+		err := api.get(context.Background(), e, loopback, "/api/status?mode="+mode, &v)
 		if err == nil {
 			t.Errorf("%s: no error", mode)
 		}
@@ -113,45 +141,11 @@ func TestAccepts(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := l.Addr().(*net.TCPAddr).Port
-	if err := Accepts(context.Background(), "0.0.0.0", port); err != nil {
+	if err := Accepts(context.Background(), loopback, port); err != nil {
 		t.Errorf("listening: %v", err)
 	}
 	l.Close()
-	if err := Accepts(context.Background(), "", port); err == nil || !strings.Contains(err.Error(), "refused") {
+	if err := Accepts(context.Background(), loopback, port); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("closed: %v", err)
-	}
-}
-
-// Credentials go only to a port that frpc's own process listens on.
-func TestAdminHeldBy(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	c := Config{Admin: &Endpoint{Addr: "127.0.0.1", Port: l.Addr().(*net.TCPAddr).Port}}
-	if !c.AdminHeldBy(os.Getpid()) {
-		t.Error("the listening process is not recognised")
-	}
-	if os.Geteuid() == 0 && c.AdminHeldBy(1) {
-		t.Error("another process passes for the listener")
-	}
-}
-
-// A port nobody listens on yet (frpc binds its admin port just after it
-// starts) is not another program's: frpc is not judged by its log instead.
-func TestAdminHeldByWhileNothingListens(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	if _, err := ListenerOf(os.Getpid(), port); !errors.Is(err, ErrNotListening) {
-		t.Errorf("ListenerOf on a closed port: %v", err)
-	}
-	c := Config{Admin: &Endpoint{Addr: "127.0.0.1", Port: port}}
-	if !c.AdminHeldBy(os.Getpid()) {
-		t.Error("a port nobody listens on counts as another program's")
 	}
 }

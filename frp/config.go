@@ -41,9 +41,12 @@ const maxNesting = 32
 // Endpoint is an HTTP endpoint with basic-auth credentials: frpc's admin
 // API or frps's dashboard. String never shows the credentials.
 type Endpoint struct {
-	Addr     string
-	Port     int
-	User     string
+	Addr string
+	Port int
+	User string
+	// TLS is set when the config serves the admin API over HTTPS
+	// (webServer.tls.certFile and keyFile).
+	TLS      bool
 	password string
 }
 
@@ -68,12 +71,32 @@ type Config struct {
 	// LogTo is the file frp logs to once it has read its config; empty
 	// when it logs to the console (its unit's output).
 	LogTo string
-	// Proxies and Visitors are the names frp reports them by: prefixed
-	// with "USER." when the config sets user.
+	// User is the config's user. frp up to 0.67 reports a proxy or
+	// visitor as "USER.NAME" when it is set, 0.68 and later as "NAME";
+	// see Reports.
+	User string
+	// Proxies and Visitors are the names of the enabled proxies and
+	// visitors, as the config spells them, from the config and every file
+	// it includes. frp 0.66 and later skip those with enabled = false.
 	Proxies  []string
 	Visitors []string
+	// Includes are the files that the config's includes matched (set by
+	// Load).
+	Includes []string
+	// Store is set when the config keeps proxies in frp's store
+	// (store.path): those are not in any file, and are not checked.
+	Store bool
 	// Owner is the uid that owns the config file (set by Load).
 	Owner int
+}
+
+// Reports reports whether reported, a proxy or visitor name as frp
+// reports it in /api/status or its log, is want, a name from the config:
+// frp up to 0.67 prefixes the config's user ("u5.p5"), 0.68 and later
+// does not ("p5"). Both are accepted, so that the answer itself tells
+// which frp is running.
+func (c Config) Reports(reported, want string) bool {
+	return reported == want || (c.User != "" && reported == c.User+"."+want)
 }
 
 // Errors that make a unit fall back to systemd-level verification.
@@ -94,46 +117,140 @@ type raw struct {
 		Port     int    `json:"port"`
 		User     string `json:"user"`
 		Password string `json:"password"`
+		TLS      struct {
+			CertFile string `json:"certFile"`
+			KeyFile  string `json:"keyFile"`
+		} `json:"tls"`
 	} `json:"webServer"`
 	Log struct {
 		To string `json:"to"`
 	} `json:"log"`
-	Proxies []struct {
-		Name string `json:"name"`
-	} `json:"proxies"`
-	Visitors []struct {
-		Name string `json:"name"`
-	} `json:"visitors"`
+	Includes []string `json:"includes"`
+	Store    struct {
+		Path string `json:"path"`
+	} `json:"store"`
+	Proxies  []named `json:"proxies"`
+	Visitors []named `json:"visitors"`
+}
+
+// named is a proxy or visitor. Enabled is nil when the config does not
+// say, which means enabled.
+type named struct {
+	Name    string `json:"name"`
+	Enabled *bool  `json:"enabled"`
+}
+
+// enabledNames returns the names of the entries that are not disabled.
+func enabledNames(list []named) []string {
+	var names []string
+	for _, n := range list {
+		if n.Enabled == nil || *n.Enabled {
+			names = append(names, n.Name)
+		}
+	}
+	return names
 }
 
 var legacyRE = regexp.MustCompile(`(?m)^\s*\[common\]\s*$`)
 
 // Load reads the config at path (safely: see package safefile) for the
-// given binary, "frpc" or "frps".
-func Load(path, binary string, opt safefile.Options) (Config, error) {
-	f, err := safefile.Open(path, opt)
-	if err != nil {
-		return Config{}, fmt.Errorf("read frp config: %w", err)
+// given binary, "frpc" or "frps", and every file its includes match. A
+// relative path (the config's, or log.to's) is frp's working directory's,
+// which the unit decides: dir, when the caller knows it; otherwise such a
+// path is refused, never read from the caller's own directory.
+func Load(path, binary string, opt safefile.Options, dir string) (Config, error) {
+	if !filepath.IsAbs(path) {
+		if !filepath.IsAbs(dir) {
+			return Config{}, fmt.Errorf("frp config %q is relative and the unit sets no absolute WorkingDirectory=; not read", path)
+		}
+		path = filepath.Join(dir, path)
 	}
-	defer f.Close()
-	if f.Size > maxConfigBytes {
-		return Config{}, fmt.Errorf("frp config %s is larger than %d bytes; not checked", path, maxConfigBytes)
-	}
-	data, err := f.ReadFrom(0, maxConfigBytes)
+	data, uid, err := readConfig(path, opt)
 	if err != nil {
-		return Config{}, fmt.Errorf("read frp config: %w", err)
+		return Config{}, err
 	}
 	c, err := Parse(data, binary)
 	if err != nil {
 		return Config{}, err
 	}
-	c.Path, c.Owner = path, f.UID
+	c.Path, c.Owner = path, uid
 	if c.LogTo != "" && !filepath.IsAbs(c.LogTo) {
-		// Relative to frp's working directory, which the unit decides;
-		// MoonFRP always writes absolute paths.
-		c.LogTo = ""
+		if filepath.IsAbs(dir) {
+			c.LogTo = filepath.Join(dir, c.LogTo)
+		} else {
+			c.LogTo = ""
+		}
+	}
+	if binary == "frpc" {
+		if err := c.include(data, dir, opt); err != nil {
+			return Config{}, err
+		}
 	}
 	return c, nil
+}
+
+// readConfig reads one config file, bounded.
+func readConfig(path string, opt safefile.Options) ([]byte, int, error) {
+	f, err := safefile.Open(path, opt)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read frp config: %w", err)
+	}
+	defer f.Close()
+	if f.Size > maxConfigBytes {
+		return nil, 0, fmt.Errorf("frp config %s is larger than %d bytes; not checked", path, maxConfigBytes)
+	}
+	data, err := f.ReadFrom(0, maxConfigBytes)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read frp config: %w", err)
+	}
+	return data, f.UID, nil
+}
+
+// maxIncludes bounds the files that a config's includes may add.
+const maxIncludes = 1000
+
+// include adds the proxies and visitors of every file that the config's
+// includes match. frp takes a relative pattern as relative to its working
+// directory, dir (see Load), and matches file names, not directories.
+func (c *Config) include(data []byte, dir string, opt safefile.Options) error {
+	var r raw
+	if err := decode(data, &r); err != nil || len(r.Includes) == 0 {
+		return nil // Parse has already judged the file itself
+	}
+	for _, pattern := range r.Includes {
+		if !filepath.IsAbs(pattern) {
+			if !filepath.IsAbs(dir) {
+				return fmt.Errorf("frp config %s includes %q, relative, and the unit sets no absolute WorkingDirectory=; not read", c.Path, pattern)
+			}
+			pattern = filepath.Join(dir, pattern)
+		}
+		files, err := filepath.Glob(pattern)
+		if err != nil {
+			return fmt.Errorf("frp config %s: includes pattern %q: %w", c.Path, pattern, err)
+		}
+		for _, f := range files {
+			if len(c.Includes) == maxIncludes {
+				return fmt.Errorf("frp config %s includes more than %d files; not checked", c.Path, maxIncludes)
+			}
+			inc, _, err := readConfig(f, opt)
+			if err != nil {
+				return fmt.Errorf("included by %s: %w", c.Path, err)
+			}
+			var ir raw
+			if err := decode(inc, &ir); err != nil {
+				return fmt.Errorf("frp config %s, included by %s: %w", f, c.Path, err)
+			}
+			c.Includes = append(c.Includes, f)
+			c.Proxies = append(c.Proxies, enabledNames(ir.Proxies)...)
+			c.Visitors = append(c.Visitors, enabledNames(ir.Visitors)...)
+		}
+	}
+	if len(c.Proxies) > 0 {
+		c.Kind = Client
+	} else if len(c.Visitors) > 0 {
+		c.Kind = Visitor
+	}
+	return nil
 }
 
 // Parse decodes a config as frp 0.61 does: TOML if it parses as TOML,
@@ -150,22 +267,8 @@ func Parse(data []byte, binary string) (Config, error) {
 		return Config{}, fmt.Errorf("frp config nests deeper than %d levels; not checked", maxNesting)
 	}
 	var r raw
-	var tree map[string]any
-	if terr := toml.Unmarshal(data, &tree); terr == nil {
-		js, err := json.Marshal(tree)
-		if err != nil {
-			return Config{}, fmt.Errorf("frp config: convert TOML: %w", err)
-		}
-		if err := json.Unmarshal(js, &r); err != nil {
-			return Config{}, errors.New("frp config: a key has the wrong type")
-		}
-	} else if err := yaml.Unmarshal(data, &r); err != nil {
-		var de *toml.DecodeError
-		if errors.As(terr, &de) && !bytes.HasPrefix(bytes.TrimSpace(data), []byte("{")) {
-			row, _ := de.Position()
-			return Config{}, fmt.Errorf("frp config does not parse (as TOML: line %d; nor as YAML or JSON)", row)
-		}
-		return Config{}, errors.New("frp config does not parse as TOML, YAML or JSON")
+	if err := decode(data, &r); err != nil {
+		return Config{}, err
 	}
 	c := Config{LogTo: r.Log.To}
 	if c.LogTo == "console" {
@@ -176,7 +279,8 @@ func Parse(data []byte, binary string) (Config, error) {
 		if addr == "" {
 			addr = "127.0.0.1"
 		}
-		c.Admin = &Endpoint{Addr: addr, Port: r.WebServer.Port, User: r.WebServer.User, password: r.WebServer.Password}
+		c.Admin = &Endpoint{Addr: addr, Port: r.WebServer.Port, User: r.WebServer.User, password: r.WebServer.Password,
+			TLS: r.WebServer.TLS.CertFile != "" && r.WebServer.TLS.KeyFile != ""}
 	}
 	switch binary {
 	case "frps":
@@ -197,16 +301,8 @@ func Parse(data []byte, binary string) (Config, error) {
 		if r.ServerPort != nil {
 			c.ServerPort = *r.ServerPort
 		}
-		prefix := ""
-		if r.User != "" {
-			prefix = r.User + "."
-		}
-		for _, p := range r.Proxies {
-			c.Proxies = append(c.Proxies, prefix+p.Name)
-		}
-		for _, v := range r.Visitors {
-			c.Visitors = append(c.Visitors, prefix+v.Name)
-		}
+		c.User, c.Store = r.User, r.Store.Path != ""
+		c.Proxies, c.Visitors = enabledNames(r.Proxies), enabledNames(r.Visitors)
 		if len(c.Proxies) == 0 && len(c.Visitors) > 0 {
 			c.Kind = Visitor
 		}
@@ -214,6 +310,30 @@ func Parse(data []byte, binary string) (Config, error) {
 		return Config{}, fmt.Errorf("frp config: unknown frp binary %q", binary)
 	}
 	return c, nil
+}
+
+// decode reads a config into r as frp does: TOML if it parses as TOML,
+// else JSON when it starts with '{', else YAML. Its errors never quote
+// the config, which holds tokens and passwords.
+func decode(data []byte, r *raw) error {
+	var tree map[string]any
+	if terr := toml.Unmarshal(data, &tree); terr == nil {
+		js, err := json.Marshal(tree)
+		if err != nil {
+			return fmt.Errorf("frp config: convert TOML: %w", err)
+		}
+		if err := json.Unmarshal(js, r); err != nil {
+			return errors.New("frp config: a key has the wrong type")
+		}
+	} else if err := yaml.Unmarshal(data, r); err != nil {
+		var de *toml.DecodeError
+		if errors.As(terr, &de) && !bytes.HasPrefix(bytes.TrimSpace(data), []byte("{")) {
+			row, _ := de.Position()
+			return fmt.Errorf("frp config does not parse (as TOML: line %d; nor as YAML or JSON)", row)
+		}
+		return errors.New("frp config does not parse as TOML, YAML or JSON")
+	}
+	return nil
 }
 
 // nesting returns how deeply [ and { nest in data, outside quoted strings
@@ -275,16 +395,4 @@ func hostPort(addr string, port int) string {
 		return "[" + addr + "]:" + strconv.Itoa(port)
 	}
 	return addr + ":" + strconv.Itoa(port)
-}
-
-// dialAddr turns a listening address into one to connect to: the wildcard
-// addresses and an empty one mean this host.
-func dialAddr(addr string) string {
-	switch addr {
-	case "", "0.0.0.0":
-		return "127.0.0.1"
-	case "::", "[::]":
-		return "::1"
-	}
-	return addr
 }

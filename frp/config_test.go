@@ -51,7 +51,7 @@ func TestParse(t *testing.T) {
 	}{
 		{"moonfrp client", "frpc", moonfrpClient, Config{Kind: Client, ServerAddr: "127.0.0.1", ServerPort: 17100,
 			Admin: &Endpoint{Addr: "127.0.0.1", Port: 7405, User: "admin", password: "pw-XYZ"},
-			LogTo: "/var/log/frp/frpc-5.log", Proxies: []string{"u5.p5", "u5.web"}}, nil},
+			LogTo: "/var/log/frp/frpc-5.log", User: "u5", Proxies: []string{"p5", "web"}}, nil},
 		{"server defaults", "frps", "auth.token = \"x\"\n", Config{Kind: Server, BindPort: 7000}, nil},
 		{"server", "frps", "bindAddr = \"0.0.0.0\"\nbindPort = 17100\n[webServer]\nport = 7500\nuser = \"a\"\npassword = \"b\"\n[log]\nto = \"/var/log/frp/frps.log\"\n",
 			Config{Kind: Server, BindAddr: "0.0.0.0", BindPort: 17100, Admin: &Endpoint{Addr: "127.0.0.1", Port: 7500, User: "a", password: "b"},
@@ -139,10 +139,10 @@ func TestLoadRefusesSymlinksAndFIFOs(t *testing.T) {
 	if err := os.Symlink(real, link); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(link, "frpc", safefile.Options{}); !errors.Is(err, safefile.ErrRefused) {
+	if _, err := Load(link, "frpc", safefile.Options{}, ""); !errors.Is(err, safefile.ErrRefused) {
 		t.Errorf("symlink: %v", err)
 	}
-	if _, err := Load(real, "frpc", safefile.Options{}); err != nil {
+	if _, err := Load(real, "frpc", safefile.Options{}, ""); err != nil {
 		t.Errorf("regular file: %v", err)
 	}
 }

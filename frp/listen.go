@@ -2,60 +2,226 @@ package frp
 
 import (
 	"bufio"
+	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
-// ErrNotListening means no socket listens on the port at all.
-var ErrNotListening = errors.New("nothing listens on the port")
+// ErrNotListening means no socket listens where a connection would go.
+var ErrNotListening = errors.New("nothing listens there")
 
-// ListenerOf reports whether process pid (or one of its threads' shared
-// descriptors) holds a socket listening on TCP port. It reads
-// /proc/net/tcp and tcp6 for listening sockets on the port and looks for
-// their inodes among the process's descriptors. It tells an frps that
-// has bound its port from another program that happens to accept on it.
-// The error is ErrNotListening when nothing listens on the port, and
-// another error when the process's descriptors cannot be read.
-func ListenerOf(pid, port int) (bool, error) {
-	inodes := map[string]bool{}
+// errCannotTell means the process's descriptors could not be read.
+var errCannotTell = errors.New("cannot tell whose socket it is")
+
+// maxTreeProcs bounds the processes of a unit's tree whose descriptors
+// are read: frp runs one process.
+const maxTreeProcs = 64
+
+// HeldBy reports whether every socket that would take a TCP connection to
+// ip:port listens in process pid or one of its descendants. Linux hands a
+// connection to a socket bound to exactly that address if there is one,
+// else to one bound to the wildcard address of its family (or to [::],
+// which takes IPv4 too unless it is IPv6-only), so those are the sockets
+// that must belong to the process. It reads the listening sockets from
+// /proc/net/tcp and tcp6 (this process's network namespace, where the
+// connection would be made) and looks for their inodes among the tree's
+// descriptors. The error is ErrNotListening when nothing would take the
+// connection, and another error when the descriptors cannot be read.
+func HeldBy(pid int, ip netip.Addr, port int) (bool, error) {
+	exact, wild := map[string]bool{}, map[string]bool{}
+	ip = ip.Unmap()
 	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		fh, err := os.Open(f)
+		for _, s := range listeners(f, port) {
+			switch {
+			case s.addr == ip:
+				exact[s.inode] = true
+			case s.addr.IsUnspecified() && (s.addr.Is4() == ip.Is4() || s.addr.Is6()):
+				wild[s.inode] = true
+			}
+		}
+	}
+	take := exact
+	if len(take) == 0 {
+		take = wild
+	}
+	if len(take) == 0 {
+		return false, ErrNotListening
+	}
+	held, err := treeSockets(pid)
+	if err != nil {
+		return false, err
+	}
+	for inode := range take {
+		if !held[inode] {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+type listener struct {
+	addr  netip.Addr
+	inode string
+}
+
+// listeners returns the sockets of a /proc/net/tcp-style file that listen
+// on port.
+func listeners(file string, port int) []listener {
+	fh, err := os.Open(file)
+	if err != nil {
+		return nil
+	}
+	defer fh.Close()
+	var out []listener
+	sc := bufio.NewScanner(fh)
+	for sc.Scan() {
+		// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+		f := strings.Fields(sc.Text())
+		if len(f) < 10 || f[3] != "0A" { // 0A: LISTEN
+			continue
+		}
+		hexAddr, hexPort, ok := strings.Cut(f[1], ":")
+		if !ok {
+			continue
+		}
+		if p, err := strconv.ParseUint(hexPort, 16, 16); err != nil || int(p) != port {
+			continue
+		}
+		if a, ok := procAddr(hexAddr); ok {
+			out = append(out, listener{addr: a.Unmap(), inode: "socket:[" + f[9] + "]"})
+		}
+	}
+	return out
+}
+
+// procAddr decodes an address as /proc/net/tcp writes it: the bytes of
+// each 32-bit word in host order (little-endian here).
+func procAddr(h string) (netip.Addr, bool) {
+	b, err := hex.DecodeString(h)
+	if err != nil || (len(b) != 4 && len(b) != 16) {
+		return netip.Addr{}, false
+	}
+	for i := 0; i < len(b); i += 4 {
+		b[i], b[i+1], b[i+2], b[i+3] = b[i+3], b[i+2], b[i+1], b[i]
+	}
+	a, ok := netip.AddrFromSlice(b)
+	return a, ok
+}
+
+// treeSockets returns the socket inodes held by pid and its descendants.
+func treeSockets(pid int) (map[string]bool, error) {
+	if pid <= 0 {
+		return nil, errors.New("the unit has no main process")
+	}
+	held := map[string]bool{}
+	queue := []int{pid}
+	for n := 0; len(queue) > 0 && n < maxTreeProcs; n++ {
+		p := queue[0]
+		queue = queue[1:]
+		dir := fmt.Sprintf("/proc/%d/fd", p)
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			if p == pid {
+				return nil, fmt.Errorf("read descriptors of pid %d: %w", pid, err)
+			}
+			continue // a child that ended meanwhile
+		}
+		for _, e := range ents {
+			if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(target, "socket:[") {
+				held[target] = true
+			}
+		}
+		queue = append(queue, children(p)...)
+	}
+	return held, nil
+}
+
+// children lists the child processes of pid, from every thread's
+// children file.
+func children(pid int) []int {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var kids []int
+	for _, t := range tasks {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
 		if err != nil {
 			continue
 		}
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-			f := strings.Fields(sc.Text())
-			if len(f) < 10 || f[3] != "0A" { // 0A: LISTEN
-				continue
-			}
-			_, hexPort, ok := strings.Cut(f[1], ":")
-			if !ok {
-				continue
-			}
-			if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil && int(p) == port {
-				inodes["socket:["+f[9]+"]"] = true
+		for _, f := range strings.Fields(string(data)) {
+			if k, err := strconv.Atoi(f); err == nil {
+				kids = append(kids, k)
 			}
 		}
-		fh.Close()
 	}
-	if len(inodes) == 0 {
-		return false, ErrNotListening
+	return kids
+}
+
+// resolveTimeout bounds the lookup of a host name in a config.
+const resolveTimeout = time.Second
+
+// Addrs returns the addresses that a listening address of a config means
+// to a client on this host: the wildcard addresses (and an empty one)
+// mean loopback, a literal is itself, and a name is looked up (as frp
+// would, through /etc/hosts first), every address it has.
+func Addrs(ctx context.Context, addr string) ([]netip.Addr, error) {
+	switch addr {
+	case "", "0.0.0.0":
+		return []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1})}, nil
+	case "::", "[::]":
+		return []netip.Addr{netip.IPv6Loopback()}, nil
 	}
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, err := os.ReadDir(dir)
+	if a, err := netip.ParseAddr(strings.Trim(addr, "[]")); err == nil {
+		return []netip.Addr{a.Unmap()}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	as, err := net.DefaultResolver.LookupNetIP(ctx, "ip", addr)
+	if err != nil || len(as) == 0 {
+		return nil, fmt.Errorf("cannot resolve %q", addr)
+	}
+	for i := range as {
+		as[i] = as[i].Unmap()
+	}
+	return as, nil
+}
+
+// Owned picks, of the addresses that addr means (see Addrs), the one at
+// which the sockets listening on port belong to pid's process tree: the
+// only address that a request carrying credentials may go to, or whose
+// acceptance proves a server up. It fails with ErrNotListening when
+// nothing listens at any of them yet, and with a reason, naming whose
+// socket it is not, otherwise.
+func Owned(ctx context.Context, addr string, port, pid int) (netip.Addr, error) {
+	as, err := Addrs(ctx, addr)
 	if err != nil {
-		return false, fmt.Errorf("read descriptors of pid %d: %w", pid, err)
+		return netip.Addr{}, err
 	}
-	for _, e := range ents {
-		if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && inodes[target] {
-			return true, nil
+	listening := false
+	var lastErr error
+	for _, a := range as {
+		own, err := HeldBy(pid, a, port)
+		switch {
+		case err == nil && own:
+			return a, nil
+		case errors.Is(err, ErrNotListening):
+		case err != nil:
+			listening, lastErr = true, err
+		default:
+			listening = true
 		}
 	}
-	return false, nil
+	if !listening {
+		return netip.Addr{}, ErrNotListening
+	}
+	if lastErr != nil {
+		return netip.Addr{}, fmt.Errorf("%s: %w (%v)", hostPort(addr, port), errCannotTell, lastErr)
+	}
+	return netip.Addr{}, fmt.Errorf("%s is held by another process, not the unit's (pid %d)", hostPort(addr, port), pid)
 }

@@ -3,6 +3,7 @@ package frp
 import (
 	"regexp"
 	"strings"
+	"time"
 )
 
 var (
@@ -11,6 +12,8 @@ var (
 	prefixRE  = regexp.MustCompile(`^(\d{4}[-/]\d\d[-/]\d\d[ T][0-9:.,]+(Z|[+-]\d\d:?\d\d)?\s+)?(\[([A-Z])\]\s+)?(\[[^\]]*\.go:\d+\]\s+)?`)
 	runIDRE   = regexp.MustCompile(`^\[[0-9a-f]{8,32}\]\s+`)
 	startedRE = regexp.MustCompile(`^\[([^\]\s]+)\] start (?:proxy|visitor) success$`)
+	// "[NAME] start error: WHY": the server refused a proxy.
+	startErrRE = regexp.MustCompile(`^\[([^\]\s]+)\] start error: (.+)$`)
 )
 
 // Line is one frp log line taken apart.
@@ -39,33 +42,82 @@ type LogState struct {
 	// way, for example just after frp rotated it.
 	Seen     bool
 	LoggedIn bool
-	Started  map[string]bool // proxies and visitors that started
+	// Started holds the proxies and visitors that started, by the name
+	// frp reported (see Config.Reports).
+	Started map[string]bool
+	// Rejected is the server's refusal of the latest login, in frp's
+	// words ("" when none): a config that frpc's retries cannot cure.
+	Rejected string
+	// Refused holds, by reported name, the server's refusal of a proxy
+	// since it last started; frpc tries such a proxy again only after
+	// ProxyRetry.
+	Refused map[string]string
 	// LastError is the newest warning or error message.
 	LastError string
 }
 
+// ProxyRetry is how long frpc waits before it asks its server again for
+// a proxy that the server refused (frp's startErrTimeout, 30 s in every
+// version since 0.52; measured 30-33 s).
+const ProxyRetry = 30 * time.Second
+
 // Add takes one more log line.
 func (s *LogState) Add(raw string) {
+	if IsAPINoise(raw) {
+		// Written for every admin API request, the tool's own looks
+		// included: never a reason.
+		return
+	}
 	l := ParseLine(raw)
 	switch {
-	case strings.Contains(l.Message, "start frpc service"), strings.Contains(l.Message, "try to connect to server"),
-		strings.Contains(l.Message, "connect to server error"):
-		// A new process, or a new login after a lost session: what was
-		// up before is not up now.
-		s.Seen, s.LoggedIn, s.Started = true, false, nil
+	case strings.HasPrefix(l.Message, loginError):
+		// A new login attempt failed: what was up before is not up now.
+		s.Seen, s.LoggedIn, s.Started, s.Refused = true, false, nil, nil
+		s.Rejected = ""
+		if msg := strings.TrimPrefix(l.Message, loginError); rejectedLogin(msg) {
+			s.Rejected = l.Message
+		}
+	case strings.Contains(l.Message, "start frpc service"), strings.Contains(l.Message, "try to connect to server"):
+		// A new process, or a new login after a lost session.
+		s.Seen, s.LoggedIn, s.Started, s.Refused = true, false, nil, nil
 	case l.Level == "I" && strings.HasPrefix(l.Message, "login to server success"):
-		s.Seen, s.LoggedIn = true, true
+		s.Seen, s.LoggedIn, s.Rejected = true, true, ""
 	case l.Level == "I" && startedRE.MatchString(l.Message):
 		// Only frp's own info line, "[NAME] start proxy success": a
 		// warning that quotes a server's words cannot pass for it.
+		name := startedRE.FindStringSubmatch(l.Message)[1]
 		if s.Started == nil {
 			s.Started = map[string]bool{}
 		}
-		s.Started[startedRE.FindStringSubmatch(l.Message)[1]] = true
+		s.Started[name] = true
+		delete(s.Refused, name)
+	case l.Level == "W" && startErrRE.MatchString(l.Message):
+		m := startErrRE.FindStringSubmatch(l.Message)
+		if s.Refused == nil {
+			s.Refused = map[string]string{}
+		}
+		s.Refused[m[1]] = m[2]
 	}
 	if l.IsError() && l.Message != "" {
 		s.LastError = l.Message
 	}
+}
+
+// loginError starts frpc's warning for a failed login, in every version:
+// "connect to server error: <why>". frp up to 0.68 also logs the server's
+// words alone at level E just before it.
+const loginError = "connect to server error: "
+
+// rejectedLogin reports whether a failed login's reason is the server's
+// refusal (its token, its plugin, its OIDC check), which trying again
+// cannot cure, rather than a network failure, which can.
+func rejectedLogin(why string) bool {
+	for _, s := range []string{"token in login doesn't match", "authorization failed", "authenticate", "reject", "not allowed"} {
+		if strings.Contains(why, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // Up says whether the log shows the tunnel of c up: logged in, and every
@@ -79,15 +131,40 @@ func (s LogState) Up(c Config) string {
 		return ""
 	}
 	for _, p := range c.Proxies {
-		if !s.Started[p] {
+		if !s.started(c, p) {
 			return "proxy " + p + " not started yet"
 		}
 	}
 	return ""
 }
 
-// IsAPINoise reports whether a line is one of the two that frpc logs for
-// every admin API request, including the tool's own looks.
+func (s LogState) started(c Config, p string) bool {
+	for name := range s.Started {
+		if c.Reports(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// refused returns the server's refusal of proxy p of c since it last
+// started, "" when none.
+func (s LogState) refused(c Config, p string) string {
+	for name, why := range s.Refused {
+		if c.Reports(name, p) {
+			return why
+		}
+	}
+	return ""
+}
+
+// IsAPINoise reports whether a line is one that frpc logs for an admin
+// API request, the tool's own looks included: "Http request [/api/...]"
+// and "Http response [/api/...]" up to 0.66, "http request: [/api/...]",
+// "http response [/api/...]" and, for a failed request, "http response
+// [/api/...]: error: ..." from 0.67.
 func IsAPINoise(line string) bool {
-	return strings.Contains(line, "Http request [/api/") || strings.Contains(line, "Http response [/api/")
+	l := strings.ToLower(line)
+	return strings.Contains(l, "http request [/api/") || strings.Contains(l, "http request: [/api/") ||
+		strings.Contains(l, "http response [/api/") || strings.Contains(l, "http response: [/api/")
 }

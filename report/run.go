@@ -167,6 +167,7 @@ type tunnelJSON struct {
 	Check    string      `json:"check"`
 	State    string      `json:"state"`
 	Fallback string      `json:"fallback"`
+	Note     string      `json:"note,omitempty"`
 	Proxies  []proxyJSON `json:"proxies"`
 }
 
@@ -182,7 +183,7 @@ func tunnelOf(t *exec.Tunnel) *tunnelJSON {
 		return nil
 	}
 	j := &tunnelJSON{Kind: string(t.Kind), Config: t.Config, Check: t.Check, State: string(t.State),
-		Fallback: t.Fallback, Proxies: []proxyJSON{}}
+		Fallback: t.Fallback, Note: sanitize.Line(t.Note), Proxies: []proxyJSON{}}
 	for _, p := range t.Proxies {
 		j.Proxies = append(j.Proxies, proxyJSON{Name: p.Name, Type: p.Type, Status: p.Status, Err: p.Err})
 	}

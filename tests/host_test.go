@@ -78,7 +78,7 @@ type hostFRP struct {
 
 func setupHostFRP(t *testing.T, h *sandbox.Host, clients int) *hostFRP {
 	t.Helper()
-	frpDir := frpBinaries(t)
+	frpDir := frpBinaries(t, sandbox.FRPDefault)
 	ports, err := sandbox.FreePorts(2 + 3*clients)
 	if err != nil {
 		t.Fatal(err)

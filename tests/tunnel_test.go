@@ -20,26 +20,35 @@ type frpScene struct {
 	*sandbox.FRPScene
 }
 
-// frpBinaries builds (once, cached) or finds the real frp. Under CI=true
-// a failure to build is a failure, not a skip.
-func frpBinaries(t *testing.T) string {
+// frpBinaries builds (once, cached) or finds the real frp of version.
+// Under CI=true a failure to build is a failure, not a skip.
+func frpBinaries(t *testing.T, version string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	dir, err := sandbox.FRP(ctx)
+	dir, err := sandbox.FRPOf(ctx, version)
 	if err != nil {
 		if os.Getenv("CI") != "true" {
-			t.Skipf("no real frp: %v", err)
+			t.Skipf("no real frp %s: %v", version, err)
 		}
-		t.Fatalf("real frp: %v", err)
+		t.Fatalf("real frp %s: %v", version, err)
 	}
 	return dir
 }
 
-func newFRPScene(t *testing.T, sb *sandbox.Sandbox) *frpScene {
+// eachFRP runs test once per frp release of the matrix (see
+// sandbox.FRPVersions), as a subtest named after it, so that a failure
+// names the version.
+func eachFRP(t *testing.T, test func(t *testing.T, version string)) {
+	for _, v := range sandbox.TestedFRPVersions() {
+		t.Run("frp-"+v, func(t *testing.T) { test(t, v) })
+	}
+}
+
+func newFRPScene(t *testing.T, sb *sandbox.Sandbox, version string) *frpScene {
 	t.Helper()
-	frpBinaries(t)
-	sc, err := sandbox.NewFRPScene(context.Background(), sb, 20)
+	frpBinaries(t, version)
+	sc, err := sandbox.NewFRPScene(context.Background(), sb, 20, version)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,84 +126,86 @@ func failedUnits(res map[string]map[string]any) []string {
 // with frp's own words, and leave the seven good tunnels online on the
 // server's dashboard at the moment the tool exits.
 func TestTunnelTruthNamesExactlyTheBrokenTunnels(t *testing.T) {
-	sb := newSandbox(t)
-	s := newFRPScene(t, sb)
-	s.server("")
-	dead := []int{s.port(), s.port()}
-	for i := 1; i <= 10; i++ {
-		o := sandbox.ClientOpts{}
-		switch i {
-		case 3:
-			o.Token = "wrong-token"
-		case 4, 5:
-			o.RemotePort = dead[0]
-		case 7:
-			o.ServerPort = dead[1]
+	eachFRP(t, func(t *testing.T, version string) {
+		sb := newSandbox(t)
+		s := newFRPScene(t, sb, version)
+		s.server("")
+		dead := []int{s.port(), s.port()}
+		for i := 1; i <= 10; i++ {
+			o := sandbox.ClientOpts{}
+			switch i {
+			case 3:
+				o.Token = "wrong-token"
+			case 4, 5:
+				o.RemotePort = dead[0]
+			case 7:
+				o.ServerPort = dead[1]
+			}
+			s.client(fmt.Sprint(i), o)
 		}
-		s.client(fmt.Sprint(i), o)
-	}
-	s.install()
+		s.install()
 
-	for _, op := range []string{"start", "restart"} {
-		t.Run(op, func(t *testing.T) {
-			before := invocationIDs(t, sb, sandbox.Names(s.Specs))
-			r := bulk(t, sb, nil, op, "-o", "json", "--tunnel-deadline=5s")
-			online := s.online() // at the moment the tool exited
-			wantCode(t, r, 1)
-			res := results(t, r.stdout)
-			if len(res) != 11 {
-				t.Fatalf("%d results, want 11", len(res))
-			}
-			failed := failedUnits(res)
-			portLoser := "moonfrp-client-5"
-			if res["moonfrp-client-4"]["ok"] != true {
-				portLoser = "moonfrp-client-4"
-			}
-			want := []string{"moonfrp-client-3", portLoser, "moonfrp-client-7"}
-			sort.Strings(want)
-			if strings.Join(failed, " ") != strings.Join(want, " ") {
-				t.Fatalf("failed %v, want %v", failed, want)
-			}
-			words := map[string]string{
-				"moonfrp-client-3": "connect to server error: token in login doesn't match token from configuration",
-				portLoser:          "start error: port already used",
-				"moonfrp-client-7": "connect: connection refused",
-			}
-			for u, w := range words {
-				wantContains(t, u+" reason (JSON)", res[u]["reason"].(string), w)
-				wantContains(t, "summary", r.stderr, "  - "+u+": ")
-				tun, _ := res[u]["tunnel"].(map[string]any)
-				if tun == nil || tun["state"] == "online" {
-					t.Errorf("%s: tunnel %v, want a state that is not online", u, tun)
+		for _, op := range []string{"start", "restart"} {
+			t.Run(op, func(t *testing.T) {
+				before := invocationIDs(t, sb, sandbox.Names(s.Specs))
+				r := bulk(t, sb, nil, op, "-o", "json", "--tunnel-deadline=5s")
+				online := s.online() // at the moment the tool exited
+				wantCode(t, r, 1)
+				res := results(t, r.stdout)
+				if len(res) != 11 {
+					t.Fatalf("%d results, want 11", len(res))
 				}
-			}
-			wantContains(t, "summary", r.stderr, "Bulk "+op+" complete: 8 succeeded, 3 failed")
-			for u, proxy := range s.Proxies {
-				good := res[u]["ok"] == true
-				if good != online[proxy] {
-					t.Errorf("%s: ok=%v but online on the dashboard=%v", u, good, online[proxy])
+				failed := failedUnits(res)
+				portLoser := "moonfrp-client-5"
+				if res["moonfrp-client-4"]["ok"] != true {
+					portLoser = "moonfrp-client-4"
 				}
-				if good {
-					tun := res[u]["tunnel"].(map[string]any)
-					if tun["state"] != "online" || tun["check"] != "admin API" {
-						t.Errorf("%s: tunnel %v", u, tun)
+				want := []string{"moonfrp-client-3", portLoser, "moonfrp-client-7"}
+				sort.Strings(want)
+				if strings.Join(failed, " ") != strings.Join(want, " ") {
+					t.Fatalf("failed %v, want %v", failed, want)
+				}
+				words := map[string]string{
+					"moonfrp-client-3": "connect to server error: token in login doesn't match token from configuration",
+					portLoser:          "start error: port already used",
+					"moonfrp-client-7": "connect: connection refused",
+				}
+				for u, w := range words {
+					wantContains(t, u+" reason (JSON)", res[u]["reason"].(string), w)
+					wantContains(t, "summary", r.stderr, "  - "+u+": ")
+					tun, _ := res[u]["tunnel"].(map[string]any)
+					if tun == nil || tun["state"] == "online" {
+						t.Errorf("%s: tunnel %v, want a state that is not online", u, tun)
 					}
 				}
-			}
-			if n := len(online); n != 7 {
-				t.Errorf("%d tunnels online at exit, want 7: %v", n, online)
-			}
-			if strings.Contains(r.stdout+r.stderr, "good-token") || strings.Contains(r.stdout+r.stderr, "pw-") {
-				t.Errorf("a credential from a config reached the output")
-			}
-			after := invocationIDs(t, sb, sandbox.Names(s.Specs))
-			for u, id := range after {
-				if id == "" || id == before[u] {
-					t.Errorf("%s: InvocationID %q -> %q: not (re)started", u, before[u], id)
+				wantContains(t, "summary", r.stderr, "Bulk "+op+" complete: 8 succeeded, 3 failed")
+				for u, proxy := range s.Proxies {
+					good := res[u]["ok"] == true
+					if good != online[proxy] {
+						t.Errorf("%s: ok=%v but online on the dashboard=%v", u, good, online[proxy])
+					}
+					if good {
+						tun := res[u]["tunnel"].(map[string]any)
+						if tun["state"] != "online" || tun["check"] != "admin API" {
+							t.Errorf("%s: tunnel %v", u, tun)
+						}
+					}
 				}
-			}
-		})
-	}
+				if n := len(online); n != 7 {
+					t.Errorf("%d tunnels online at exit, want 7: %v", n, online)
+				}
+				if strings.Contains(r.stdout+r.stderr, "good-token") || strings.Contains(r.stdout+r.stderr, "pw-") {
+					t.Errorf("a credential from a config reached the output")
+				}
+				after := invocationIDs(t, sb, sandbox.Names(s.Specs))
+				for u, id := range after {
+					if id == "" || id == before[u] {
+						t.Errorf("%s: InvocationID %q -> %q: not (re)started", u, before[u], id)
+					}
+				}
+			})
+		}
+	})
 }
 
 // invocationIDs returns each unit's InvocationID, which changes with every
@@ -225,132 +236,136 @@ func tunnelOf(t *testing.T, ev map[string]any) map[string]any {
 // Then `list` shows the tunnel states, and --filter=tunnel:down restarts
 // exactly the tunnel that went down.
 func TestTunnelServerReadyLateLogPathVisitorAndTunnelFilter(t *testing.T) {
-	sb := newSandbox(t)
-	s := newFRPScene(t, sb)
-	s.server(s.lateFRPS(700 * time.Millisecond))
-	s.client("a", sandbox.ClientOpts{NoAdmin: true})
-	s.client("s", sandbox.ClientOpts{STCP: "stcp-secret"})
-	s.visitor("1", "s", "stcp-secret", false)
-	s.visitor("2", "s", "stcp-secret", true)
-	s.Specs = append(s.Specs, sandbox.Spec{Name: "moonfrp-client-plain", ExecStart: "/bin/sleep infinity"})
-	s.install()
+	eachFRP(t, func(t *testing.T, version string) {
+		sb := newSandbox(t)
+		s := newFRPScene(t, sb, version)
+		s.server(s.lateFRPS(700 * time.Millisecond))
+		s.client("a", sandbox.ClientOpts{NoAdmin: true})
+		s.client("s", sandbox.ClientOpts{STCP: "stcp-secret"})
+		s.visitor("1", "s", "stcp-secret", false)
+		s.visitor("2", "s", "stcp-secret", true)
+		s.Specs = append(s.Specs, sandbox.Spec{Name: "moonfrp-client-plain", ExecStart: "/bin/sleep infinity"})
+		s.install()
 
-	r := bulk(t, sb, nil, "start", "-o", "json", "--tunnel-deadline=8s")
-	wantCode(t, r, 0)
-	res := results(t, r.stdout)
-	for _, u := range []string{"moonfrp-server", "moonfrp-client-a", "moonfrp-client-s", "moonfrp-visitor-1", "moonfrp-visitor-2", "moonfrp-client-plain"} {
-		if res[u]["ok"] != true {
-			t.Errorf("%s failed: %v", u, res[u]["reason"])
+		r := bulk(t, sb, nil, "start", "-o", "json", "--tunnel-deadline=8s")
+		wantCode(t, r, 0)
+		res := results(t, r.stdout)
+		for _, u := range []string{"moonfrp-server", "moonfrp-client-a", "moonfrp-client-s", "moonfrp-visitor-1", "moonfrp-visitor-2", "moonfrp-client-plain"} {
+			if res[u]["ok"] != true {
+				t.Errorf("%s failed: %v", u, res[u]["reason"])
+			}
 		}
-	}
-	if d := res["moonfrp-server"]["duration_ms"].(float64); d < 700 {
-		t.Errorf("server proven after %.0f ms, before it could accept (700 ms)", d)
-	}
-	wantTunnel := map[string][2]string{ // unit -> check, kind
-		"moonfrp-server":    {"port", "server"},
-		"moonfrp-client-a":  {"log", "client"},
-		"moonfrp-client-s":  {"admin API", "client"},
-		"moonfrp-visitor-1": {"log", "visitor"},
-		"moonfrp-visitor-2": {"log", "visitor"}, // its admin API lists no visitors
-	}
-	for u, w := range wantTunnel {
-		tun := tunnelOf(t, res[u])
-		if tun["check"] != w[0] || tun["kind"] != w[1] || tun["state"] != "online" {
-			t.Errorf("%s: tunnel %v, want check %q kind %q online", u, tun, w[0], w[1])
+		if d := res["moonfrp-server"]["duration_ms"].(float64); d < 700 {
+			t.Errorf("server proven after %.0f ms, before it could accept (700 ms)", d)
 		}
-	}
-	if res["moonfrp-client-plain"]["tunnel"] != nil {
-		t.Errorf("a unit that does not run frp got a tunnel: %v", res["moonfrp-client-plain"]["tunnel"])
-	}
-	for _, log := range []string{"frpc-a.log", "frpc-s.log", "visitor-1.log", "visitor-2.log"} {
-		data, err := os.ReadFile(filepath.Join(sb.LogDir, log))
-		if err != nil {
+		wantTunnel := map[string][2]string{ // unit -> check, kind
+			"moonfrp-server":    {"port", "server"},
+			"moonfrp-client-a":  {"log", "client"},
+			"moonfrp-client-s":  {"admin API", "client"},
+			"moonfrp-visitor-1": {"log", "visitor"},
+			"moonfrp-visitor-2": {"log", "visitor"}, // its admin API lists no visitors
+		}
+		for u, w := range wantTunnel {
+			tun := tunnelOf(t, res[u])
+			if tun["check"] != w[0] || tun["kind"] != w[1] || tun["state"] != "online" {
+				t.Errorf("%s: tunnel %v, want check %q kind %q online", u, tun, w[0], w[1])
+			}
+		}
+		if res["moonfrp-client-plain"]["tunnel"] != nil {
+			t.Errorf("a unit that does not run frp got a tunnel: %v", res["moonfrp-client-plain"]["tunnel"])
+		}
+		for _, log := range []string{"frpc-a.log", "frpc-s.log", "visitor-1.log", "visitor-2.log"} {
+			data, err := os.ReadFile(filepath.Join(sb.LogDir, log))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(data), "connection refused") {
+				t.Errorf("%s: a client started before its server accepted:\n%s", log, data)
+			}
+		}
+
+		// A start of tunnels that already run starts no process and logs no
+		// new login: they are up all the same.
+		r = bulk(t, sb, nil, "start", "-o", "json", "--tunnel-deadline=3s")
+		wantCode(t, r, 0)
+
+		r = bulk(t, sb, nil, "list", "-o", "json")
+		wantCode(t, r, 0)
+		states := map[string]any{}
+		for _, ev := range parseEvents(t, r.stdout) {
+			states[ev["name"].(string)] = ev["tunnel"]
+		}
+		for u, want := range map[string]string{"moonfrp-server": "online", "moonfrp-client-a": "online",
+			"moonfrp-client-s": "online", "moonfrp-visitor-1": "online", "moonfrp-visitor-2": "online", "moonfrp-client-plain": "not-frp"} {
+			if states[u] != want {
+				t.Errorf("list: %s tunnel %v, want %s", u, states[u], want)
+			}
+		}
+
+		if _, err := sb.Systemctl(context.Background(), "stop", "moonfrp-client-a"); err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(string(data), "connection refused") {
-			t.Errorf("%s: a client started before its server accepted:\n%s", log, data)
+		r = bulk(t, sb, nil, "list", "--filter=tunnel:down", "--names")
+		wantCode(t, r, 0)
+		if r.stdout != "moonfrp-client-a\n" {
+			t.Errorf("tunnel:down lists %q, want only moonfrp-client-a", r.stdout)
 		}
-	}
-
-	// A start of tunnels that already run starts no process and logs no
-	// new login: they are up all the same.
-	r = bulk(t, sb, nil, "start", "-o", "json", "--tunnel-deadline=3s")
-	wantCode(t, r, 0)
-
-	r = bulk(t, sb, nil, "list", "-o", "json")
-	wantCode(t, r, 0)
-	states := map[string]any{}
-	for _, ev := range parseEvents(t, r.stdout) {
-		states[ev["name"].(string)] = ev["tunnel"]
-	}
-	for u, want := range map[string]string{"moonfrp-server": "online", "moonfrp-client-a": "online",
-		"moonfrp-client-s": "online", "moonfrp-visitor-1": "online", "moonfrp-visitor-2": "online", "moonfrp-client-plain": "not-frp"} {
-		if states[u] != want {
-			t.Errorf("list: %s tunnel %v, want %s", u, states[u], want)
+		names := sandbox.Names(s.Specs)
+		before := invocationIDs(t, sb, names)
+		r = bulk(t, sb, nil, "restart", "--filter=tunnel:down")
+		wantCode(t, r, 0)
+		wantContains(t, "summary", r.stderr, "Bulk restart complete: 1 succeeded, 0 failed")
+		for u, id := range invocationIDs(t, sb, names) {
+			if (id != before[u]) != (u == "moonfrp-client-a") {
+				t.Errorf("%s: InvocationID %q -> %q; only moonfrp-client-a should restart", u, before[u], id)
+			}
 		}
-	}
 
-	if _, err := sb.Systemctl(context.Background(), "stop", "moonfrp-client-a"); err != nil {
-		t.Fatal(err)
-	}
-	r = bulk(t, sb, nil, "list", "--filter=tunnel:down", "--names")
-	wantCode(t, r, 0)
-	if r.stdout != "moonfrp-client-a\n" {
-		t.Errorf("tunnel:down lists %q, want only moonfrp-client-a", r.stdout)
-	}
-	names := sandbox.Names(s.Specs)
-	before := invocationIDs(t, sb, names)
-	r = bulk(t, sb, nil, "restart", "--filter=tunnel:down")
-	wantCode(t, r, 0)
-	wantContains(t, "summary", r.stderr, "Bulk restart complete: 1 succeeded, 0 failed")
-	for u, id := range invocationIDs(t, sb, names) {
-		if (id != before[u]) != (u == "moonfrp-client-a") {
-			t.Errorf("%s: InvocationID %q -> %q; only moonfrp-client-a should restart", u, before[u], id)
-		}
-	}
-
-	// Without verification the clients still wait for the server.
-	if _, err := sb.Systemctl(context.Background(), append([]string{"stop"}, names...)...); err != nil {
-		t.Fatal(err)
-	}
-	sizes := map[string]int64{}
-	for _, log := range []string{"frpc-a.log", "frpc-s.log"} {
-		st, err := os.Stat(filepath.Join(sb.LogDir, log))
-		if err != nil {
+		// Without verification the clients still wait for the server.
+		if _, err := sb.Systemctl(context.Background(), append([]string{"stop"}, names...)...); err != nil {
 			t.Fatal(err)
 		}
-		sizes[log] = st.Size()
-	}
-	r = bulk(t, sb, nil, "start", "--no-verify")
-	wantCode(t, r, 0)
-	for log, size := range sizes {
-		data, _ := os.ReadFile(filepath.Join(sb.LogDir, log))
-		if strings.Contains(string(data[size:]), "connection refused") {
-			t.Errorf("%s: with --no-verify a client started before its server accepted:\n%s", log, data[size:])
+		sizes := map[string]int64{}
+		for _, log := range []string{"frpc-a.log", "frpc-s.log"} {
+			st, err := os.Stat(filepath.Join(sb.LogDir, log))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sizes[log] = st.Size()
 		}
-	}
+		r = bulk(t, sb, nil, "start", "--no-verify")
+		wantCode(t, r, 0)
+		for log, size := range sizes {
+			data, _ := os.ReadFile(filepath.Join(sb.LogDir, log))
+			if strings.Contains(string(data[size:]), "connection refused") {
+				t.Errorf("%s: with --no-verify a client started before its server accepted:\n%s", log, data[size:])
+			}
+		}
+	})
 }
 
 // A server that cannot come up (its port is taken) is reported above its
 // clients' failures, and its clients are started anyway.
 func TestTunnelServerNotReadyIsSaidAboveItsClients(t *testing.T) {
-	sb := newSandbox(t)
-	s := newFRPScene(t, sb)
-	blocker, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", s.Bind))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer blocker.Close()
-	s.server("")
-	s.client("1", sandbox.ClientOpts{})
-	s.install()
+	eachFRP(t, func(t *testing.T, version string) {
+		sb := newSandbox(t)
+		s := newFRPScene(t, sb, version)
+		blocker, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", s.Bind))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer blocker.Close()
+		s.server("")
+		s.client("1", sandbox.ClientOpts{})
+		s.install()
 
-	r := bulk(t, sb, nil, "start", "--tunnel-deadline=3s")
-	wantCode(t, r, 1)
-	note := strings.Index(r.stderr, "  ! moonfrp-server was not ready, so its clients started without it: ")
-	client := strings.Index(r.stderr, "  - moonfrp-client-1: ")
-	if note < 0 || client < 0 || note > client {
-		t.Errorf("want the server note above the client's failure:\n%s", r.stderr)
-	}
-	wantContains(t, "server reason", r.stderr, "address already in use")
+		r := bulk(t, sb, nil, "start", "--tunnel-deadline=3s")
+		wantCode(t, r, 1)
+		note := strings.Index(r.stderr, "  ! moonfrp-server was not ready, so its clients started without it: ")
+		client := strings.Index(r.stderr, "  - moonfrp-client-1: ")
+		if note < 0 || client < 0 || note > client {
+			t.Errorf("want the server note above the client's failure:\n%s", r.stderr)
+		}
+		wantContains(t, "server reason", r.stderr, "address already in use")
+	})
 }

@@ -27,7 +27,7 @@ func measureTunnels(o options, bin string, n int) ([]string, error) {
 	}
 	defer sb.Stop()
 	bctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
-	sc, err := sandbox.NewFRPScene(bctx, sb, n)
+	sc, err := sandbox.NewFRPScene(bctx, sb, n, "")
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("real frp: %w", err)

@@ -100,7 +100,7 @@ func run(bin string, clients int) error {
 // realTunnels installs one real frps and clients real frpc tunnels; three
 // are broken the ways real tunnels break.
 func realTunnels(ctx context.Context, sb *sandbox.Sandbox, clients int) ([]sandbox.Spec, string, error) {
-	sc, err := sandbox.NewFRPScene(ctx, sb, clients)
+	sc, err := sandbox.NewFRPScene(ctx, sb, clients, "")
 	if err != nil {
 		return nil, "", err
 	}

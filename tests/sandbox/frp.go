@@ -9,12 +9,37 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 )
 
-// FRPVersion is the frp release that tests/frpbuild pins.
-const FRPVersion = "v0.61.0"
+// FRPVersions are the frp releases that the tunnel tests run against,
+// each pinned by its own module in tests/frpbuild/<version>: the oldest
+// that the tests cover, MoonFRP's installer's default, and the newest that
+// the Go module proxy serves. MOONFRP_BULK_FRP_VERSIONS (comma-separated)
+// narrows them for a local run.
+var FRPVersions = []string{"v0.61.0", FRPDefault, "v0.71.0"}
+
+// FRPDefault is the frp that MoonFRP's install.sh installs, and the one
+// the demo, the benchmark and single-version tests run.
+const FRPDefault = "v0.65.0"
+
+// TestedFRPVersions returns FRPVersions, or the ones that
+// MOONFRP_BULK_FRP_VERSIONS names.
+func TestedFRPVersions() []string {
+	env := os.Getenv("MOONFRP_BULK_FRP_VERSIONS")
+	if env == "" {
+		return FRPVersions
+	}
+	var vs []string
+	for _, v := range strings.Split(env, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			vs = append(vs, v)
+		}
+	}
+	return vs
+}
 
 // CacheDir holds what the tests build once and keep: the real frp
 // binaries. MOONFRP_BULK_CACHE overrides it.
@@ -25,14 +50,25 @@ func CacheDir() string {
 	return "/var/cache/moonfrp-bulk"
 }
 
-// FRP returns a directory holding the real frpc and frps, building them
-// from the module in tests/frpbuild (go.mod and go.sum pin every input)
-// the first time. The directory is readable by every user, so that
-// sandbox units can run them. Concurrent callers wait for one build.
-func FRP(ctx context.Context) (string, error) {
-	dir := filepath.Join(CacheDir(), "frp-"+FRPVersion)
+// FRP returns a directory holding the real frpc and frps of FRPDefault.
+func FRP(ctx context.Context) (string, error) { return FRPOf(ctx, FRPDefault) }
+
+// FRPOf returns a directory holding the real frpc and frps of version,
+// building them from its module in tests/frpbuild (go.mod and go.sum pin
+// every input) the first time. The directory is readable by every user,
+// so that sandbox units can run them. Concurrent callers wait for one
+// build. Newer frp modules carry no built dashboard, so every version is
+// built with -tags noweb (older ones have no such tag, and ignore it);
+// the admin API and the dashboard's API still work.
+func FRPOf(ctx context.Context, version string) (string, error) {
+	dir := filepath.Join(CacheDir(), "frp-"+version)
 	if haveFRP(dir) {
 		return dir, nil
+	}
+	_, self, _, _ := runtime.Caller(0)
+	src := filepath.Join(filepath.Dir(self), "..", "frpbuild", version)
+	if _, err := os.Stat(filepath.Join(src, "go.mod")); err != nil {
+		return "", fmt.Errorf("frp %s is not pinned in tests/frpbuild: %w", version, err)
 	}
 	if err := os.MkdirAll(CacheDir(), 0o755); err != nil {
 		return "", fmt.Errorf("frp cache: %w", err)
@@ -48,20 +84,18 @@ func FRP(ctx context.Context) (string, error) {
 	if haveFRP(dir) {
 		return dir, nil
 	}
-	_, self, _, _ := runtime.Caller(0)
-	src := filepath.Join(filepath.Dir(self), "..", "frpbuild")
 	tmp, err := os.MkdirTemp(CacheDir(), ".frp-build-")
 	if err != nil {
 		return "", fmt.Errorf("frp build dir: %w", err)
 	}
 	defer os.RemoveAll(tmp)
 	for _, bin := range []string{"frpc", "frps"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(tmp, bin),
-			"github.com/fatedier/frp/cmd/"+bin)
+		cmd := exec.CommandContext(ctx, "go", "build", "-tags", "noweb", "-trimpath", "-ldflags", "-s -w",
+			"-o", filepath.Join(tmp, bin), "github.com/fatedier/frp/cmd/"+bin)
 		cmd.Dir = src
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("build %s %s from the Go module proxy: %w: %s", bin, FRPVersion, err, out)
+			return "", fmt.Errorf("build %s %s from the Go module proxy: %w: %s", bin, version, err, out)
 		}
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {

@@ -18,9 +18,11 @@ import (
 // admin API on 127.0.0.1). Tests, the demo and the benchmark use it.
 type FRPScene struct {
 	sb *Sandbox
-	// FRP is the directory holding the real frpc and frps.
-	FRP    string
-	CfgDir string
+	// FRP is the directory holding the real frpc and frps; Version is
+	// their frp release.
+	FRP     string
+	Version string
+	CfgDir  string
 	// Bind is frps's bindPort; Dash its dashboard's port.
 	Bind, Dash int
 	Specs      []Spec
@@ -32,11 +34,14 @@ type FRPScene struct {
 // DashPassword is the dashboard's password in every scene.
 const DashPassword = "dash-secret"
 
-// NewFRPScene builds (once) or finds the real frp and reserves ports for
-// up to clients clients: all at once, since ports asked for one by one
-// may come back twice.
-func NewFRPScene(ctx context.Context, sb *Sandbox, clients int) (*FRPScene, error) {
-	dir, err := FRP(ctx)
+// NewFRPScene builds (once) or finds the real frp of version (FRPDefault
+// when empty) and reserves ports for up to clients clients: all at once,
+// since ports asked for one by one may come back twice.
+func NewFRPScene(ctx context.Context, sb *Sandbox, clients int, version string) (*FRPScene, error) {
+	if version == "" {
+		version = FRPDefault
+	}
+	dir, err := FRPOf(ctx, version)
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +49,7 @@ func NewFRPScene(ctx context.Context, sb *Sandbox, clients int) (*FRPScene, erro
 	if err != nil {
 		return nil, err
 	}
-	s := &FRPScene{sb: sb, FRP: dir, CfgDir: filepath.Join(sb.StateDir, "frp"), Bind: ports[0], Dash: ports[1],
+	s := &FRPScene{sb: sb, FRP: dir, Version: version, CfgDir: filepath.Join(sb.StateDir, "frp"), Bind: ports[0], Dash: ports[1],
 		ports: ports[2:], Proxies: map[string]string{}}
 	if err := os.MkdirAll(s.CfgDir, 0o755); err != nil {
 		return nil, err
