@@ -236,6 +236,9 @@ func (c *Config) include(data []byte, dir string, opt safefile.Options) error {
 			if err != nil {
 				return fmt.Errorf("included by %s: %w", c.Path, err)
 			}
+			if bytes.Contains(inc, []byte("{{")) || nesting(inc) > maxNesting {
+				return fmt.Errorf("frp config %s, included by %s: %w", f, c.Path, ErrTemplate)
+			}
 			var ir raw
 			if err := decode(inc, &ir); err != nil {
 				return fmt.Errorf("frp config %s, included by %s: %w", f, c.Path, err)

@@ -195,15 +195,16 @@ func Addrs(ctx context.Context, addr string) ([]netip.Addr, error) {
 // Owned picks, of the addresses that addr means (see Addrs), the one at
 // which the sockets listening on port belong to pid's process tree: the
 // only address that a request carrying credentials may go to, or whose
-// acceptance proves a server up. It fails with ErrNotListening when
-// nothing listens at any of them yet, and with a reason, naming whose
-// socket it is not, otherwise.
+// acceptance proves a server up. It fails with ErrNotListening while
+// nothing listens at one of them yet (the process may be about to bind
+// it), and with a reason, naming whose socket it is not, once every one
+// is taken by another process.
 func Owned(ctx context.Context, addr string, port, pid int) (netip.Addr, error) {
 	as, err := Addrs(ctx, addr)
 	if err != nil {
 		return netip.Addr{}, err
 	}
-	listening := false
+	free := false
 	var lastErr error
 	for _, a := range as {
 		own, err := HeldBy(pid, a, port)
@@ -211,16 +212,15 @@ func Owned(ctx context.Context, addr string, port, pid int) (netip.Addr, error) 
 		case err == nil && own:
 			return a, nil
 		case errors.Is(err, ErrNotListening):
+			free = true
 		case err != nil:
-			listening, lastErr = true, err
-		default:
-			listening = true
+			lastErr = err
 		}
 	}
-	if !listening {
+	switch {
+	case free:
 		return netip.Addr{}, ErrNotListening
-	}
-	if lastErr != nil {
+	case lastErr != nil:
 		return netip.Addr{}, fmt.Errorf("%s: %w (%v)", hostPort(addr, port), errCannotTell, lastErr)
 	}
 	return netip.Addr{}, fmt.Errorf("%s is held by another process, not the unit's (pid %d)", hostPort(addr, port), pid)

@@ -1,10 +1,12 @@
 package tests
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +22,10 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(impostorEnv); addr != "" {
+		impostor(addr)
+		return
+	}
 	dir, err := os.MkdirTemp("", "moonfrp-bulk-test-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -131,5 +137,29 @@ func wantContains(t *testing.T, what, s string, subs ...string) {
 		if !strings.Contains(s, sub) {
 			t.Errorf("%s does not contain %q:\n%s", what, sub, s)
 		}
+	}
+}
+
+// impostor listens on addr, says so, then reports on stdout every
+// connection and every line it receives, answering nothing.
+func impostor(addr string) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Println("cannot listen:", err)
+		os.Exit(1)
+	}
+	fmt.Println("listening")
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			os.Exit(0)
+		}
+		fmt.Println("connection from", c.RemoteAddr())
+		go func() {
+			sc := bufio.NewScanner(c)
+			for sc.Scan() {
+				fmt.Println("received:", sc.Text())
+			}
+		}()
 	}
 }

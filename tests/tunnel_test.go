@@ -197,7 +197,34 @@ func TestTunnelTruthNamesExactlyTheBrokenTunnels(t *testing.T) {
 				if strings.Contains(r.stdout+r.stderr, "good-token") || strings.Contains(r.stdout+r.stderr, "pw-") {
 					t.Errorf("a credential from a config reached the output")
 				}
-				after := invocationIDs(t, sb, sandbox.Names(s.Specs))
+				// frp's refusals end their units at once; a refused
+			// connection can still come right, so it waits its deadline.
+			refusals := map[string]string{"moonfrp-client-3": "token in login doesn't match", portLoser: "start error: port already used"}
+			began := runStart(t, r.stdout)
+			for u, words := range refusals {
+				seen := refusalTime(t, filepath.Join(sb.LogDir, "frpc-"+strings.TrimPrefix(u, "moonfrp-client-")+".log"), words, began)
+				ended, err := time.Parse(time.RFC3339Nano, res[u]["time"].(string))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := ended.Sub(seen); d > 2*time.Second {
+					t.Errorf("%s failed %s after frp logged its refusal, want within 2s", u, d.Round(time.Millisecond))
+				}
+				wantContains(t, u+" reason", res[u]["reason"].(string), "frp refused the tunnel")
+			}
+			if d := res["moonfrp-client-7"]["duration_ms"].(float64); d < 5000 {
+				t.Errorf("moonfrp-client-7 (connection refused) failed after %.0f ms, before its 5s deadline", d)
+			}
+			// list judges every tunnel as the run did.
+			l := bulk(t, sb, nil, "list", "-o", "json")
+			wantCode(t, l, 0)
+			for _, ev := range parseEvents(t, l.stdout) {
+				name := ev["name"].(string)
+				if tun, ok := res[name]["tunnel"].(map[string]any); ok && ev["tunnel"] != tun["state"] {
+					t.Errorf("%s: list says %v, the run said %v", name, ev["tunnel"], tun["state"])
+				}
+			}
+			after := invocationIDs(t, sb, sandbox.Names(s.Specs))
 				for u, id := range after {
 					if id == "" || id == before[u] {
 						t.Errorf("%s: InvocationID %q -> %q: not (re)started", u, before[u], id)
@@ -206,6 +233,42 @@ func TestTunnelTruthNamesExactlyTheBrokenTunnels(t *testing.T) {
 			})
 		}
 	})
+}
+
+// refusalTime returns when frp first logged a line containing words in
+// the log at path after the time after (frp stamps lines in local time,
+// to the millisecond).
+func refusalTime(t *testing.T, path, words string, after time.Time) time.Time {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, words) && len(l) > 23 {
+			if ts, err := time.ParseInLocation("2006-01-02 15:04:05.000", l[:23], time.Local); err == nil && !ts.Before(after.Truncate(time.Millisecond)) {
+				return ts
+			}
+		}
+	}
+	t.Fatalf("%s: frp did not log %q after %s", path, words, after)
+	return time.Time{}
+}
+
+// runStart returns the time of a run's start event.
+func runStart(t *testing.T, stdout string) time.Time {
+	t.Helper()
+	for _, ev := range parseEvents(t, stdout) {
+		if ev["event"] == "start" {
+			ts, err := time.Parse(time.RFC3339Nano, ev["time"].(string))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ts
+		}
+	}
+	t.Fatal("no start event")
+	return time.Time{}
 }
 
 // invocationIDs returns each unit's InvocationID, which changes with every

@@ -2,9 +2,17 @@ package sandbox
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,7 +36,9 @@ type FRPScene struct {
 	Specs      []Spec
 	// Proxies maps each tcp client unit to its proxy's name on frps.
 	Proxies map[string]string
-	ports   []int
+	// AdminPorts maps each client unit with an admin API to its port.
+	AdminPorts map[string]int
+	ports      []int
 }
 
 // DashPassword is the dashboard's password in every scene.
@@ -50,7 +60,7 @@ func NewFRPScene(ctx context.Context, sb *Sandbox, clients int, version string) 
 		return nil, err
 	}
 	s := &FRPScene{sb: sb, FRP: dir, Version: version, CfgDir: filepath.Join(sb.StateDir, "frp"), Bind: ports[0], Dash: ports[1],
-		ports: ports[2:], Proxies: map[string]string{}}
+		ports: ports[2:], Proxies: map[string]string{}, AdminPorts: map[string]int{}}
 	if err := os.MkdirAll(s.CfgDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -117,6 +127,18 @@ type ClientOpts struct {
 	RemotePort int    // default a reserved port
 	NoAdmin    bool   // no webServer: proven from the log
 	STCP       string // an stcp proxy with this secret instead of tcp
+	// AdminAddr is webServer.addr (default 127.0.0.1).
+	AdminAddr string
+	// IncludePort, when set, adds a second proxy, "i<id>", with this
+	// remotePort, in a file that the config includes by a glob.
+	IncludePort int
+	// Disabled adds a proxy "d<id>" with enabled = false (frp 0.66+).
+	Disabled bool
+	// TLS serves the admin API over HTTPS with a self-signed certificate.
+	TLS bool
+	// Relative runs frpc -c with the config's bare file name, and sets
+	// WorkingDirectory= to the config directory.
+	Relative bool
 }
 
 // Client adds moonfrp-client-<id> with config frpc-<id>.toml and one proxy.
@@ -141,7 +163,31 @@ func (s *FRPScene) Client(id string, o ClientOpts) error {
 	fmt.Fprintf(&b, "log.to = %q\nlog.level = \"info\"\nlog.maxDays = 7\nlog.disablePrintColor = false\n", filepath.Join(s.sb.LogDir, "frpc-"+id+".log"))
 	b.WriteString("transport.dialServerTimeout = 5\n")
 	if !o.NoAdmin {
-		fmt.Fprintf(&b, "webServer.addr = \"127.0.0.1\"\nwebServer.port = %d\nwebServer.user = \"admin\"\nwebServer.password = \"pw-%s\"\n", p[0], id)
+		if o.AdminAddr == "" {
+			o.AdminAddr = "127.0.0.1"
+		}
+		fmt.Fprintf(&b, "webServer.addr = %q\nwebServer.port = %d\nwebServer.user = \"admin\"\nwebServer.password = \"pw-%s\"\n", o.AdminAddr, p[0], id)
+		s.AdminPorts["moonfrp-client-"+id] = p[0]
+	}
+	if o.TLS {
+		cert, key, err := s.certificate()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "webServer.tls.certFile = %q\nwebServer.tls.keyFile = %q\n", cert, key)
+	}
+	if o.IncludePort != 0 {
+		dir := filepath.Join(s.CfgDir, "inc-"+id)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if _, err := s.write(filepath.Join("inc-"+id, "extra.toml"), fmt.Sprintf("[[proxies]]\nname = \"i%s\"\ntype = \"tcp\"\nlocalIP = \"127.0.0.1\"\nlocalPort = %d\nremotePort = %d\n", id, p[2], o.IncludePort)); err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "includes = [%q]\n", filepath.Join(dir, "*.toml"))
+	}
+	if o.Disabled {
+		fmt.Fprintf(&b, "\n[[proxies]]\nname = \"d%s\"\ntype = \"tcp\"\nenabled = false\nlocalIP = \"127.0.0.1\"\nlocalPort = %d\nremotePort = %d\n", id, p[2], s.Bind)
 	}
 	name := "p" + id
 	if o.STCP != "" {
@@ -154,8 +200,43 @@ func (s *FRPScene) Client(id string, o ClientOpts) error {
 	if err != nil {
 		return err
 	}
-	s.Specs = append(s.Specs, Spec{Name: "moonfrp-client-" + id, ExecStart: filepath.Join(s.FRP, "frpc") + " -c " + cfg})
+	spec := Spec{Name: "moonfrp-client-" + id, ExecStart: filepath.Join(s.FRP, "frpc") + " -c " + cfg}
+	if o.Relative {
+		spec.ExecStart, spec.WorkDir = filepath.Join(s.FRP, "frpc")+" -c "+filepath.Base(cfg), s.CfgDir
+	}
+	s.Specs = append(s.Specs, spec)
 	return nil
+}
+
+// certificate writes (once) a self-signed certificate for 127.0.0.1 and
+// its key, readable by the sandbox user, and returns their paths.
+func (s *FRPScene) certificate() (cert, key string, err error) {
+	cert, key = filepath.Join(s.CfgDir, "admin.crt"), filepath.Join(s.CfgDir, "admin.key")
+	if _, err := os.Stat(cert); err == nil {
+		return cert, key, nil
+	}
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "frpc admin"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		return "", "", err
+	}
+	kder, err := x509.MarshalECPrivateKey(priv)
+	if err != nil {
+		return "", "", err
+	}
+	if _, err := s.write("admin.crt", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))); err != nil {
+		return "", "", err
+	}
+	if _, err := s.write("admin.key", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))); err != nil {
+		return "", "", err
+	}
+	return cert, key, nil
 }
 
 // Visitor adds moonfrp-visitor-<id>, visiting client ownerID's stcp

@@ -55,6 +55,8 @@ type Spec struct {
 	// NoLogFile leaves out StandardOutput=/StandardError=: the unit's
 	// log is then looked for in MOONFRP_LOG_DIR.
 	NoLogFile bool
+	// WorkDir is the unit's WorkingDirectory=, when set.
+	WorkDir string
 }
 
 // frpcScript stands in for frpc: MoonFRP-shaped ExecStart, real process
@@ -147,6 +149,9 @@ func (s *Sandbox) UnitFile(sp Spec) string {
 			hold = 200 * time.Millisecond
 		}
 		fmt.Fprintf(&b, "ExecStartPre=%s %s %.3f\n", filepath.Join(s.BinDir(), "record-pre"), filepath.Join(s.StateDir, sp.RecordPre), hold.Seconds())
+	}
+	if sp.WorkDir != "" {
+		fmt.Fprintf(&b, "WorkingDirectory=%s\n", sp.WorkDir)
 	}
 	if sp.ExecStart != "" {
 		fmt.Fprintf(&b, "ExecStart=%s\n", sp.ExecStart)
