@@ -20,10 +20,12 @@ type listEntry struct {
 	Active        string            `json:"active"`
 	Sub           string            `json:"sub"`
 	Tags          map[string]string `json:"tags"`
-	// Tunnel is the frp tunnel's state (not-frp for other units), and
-	// TunnelWhy what is wrong when it is not online.
-	Tunnel    string `json:"tunnel"`
-	TunnelWhy string `json:"tunnel_why"`
+	// Tunnel is the frp tunnel's state (not-frp for other units),
+	// TunnelWhy what is wrong when it is not online, and TunnelNote what
+	// the judgement left unchecked or a file it was refused.
+	Tunnel     string `json:"tunnel"`
+	TunnelWhy  string `json:"tunnel_why"`
+	TunnelNote string `json:"tunnel_note,omitempty"`
 }
 
 // List prints a selection: a table for people, or one JSON object per
@@ -38,7 +40,8 @@ func List(s *Streams, mode Mode, sel discover.Selection) error {
 			}
 			tun := sel.Tunnels[u.Name]
 			if err := enc.Encode(listEntry{SchemaVersion: SchemaVersion, Unit: u.Name, Name: u.Short(), Type: u.Type(),
-				Load: u.Load, Active: u.Active, Sub: u.Sub, Tags: t, Tunnel: string(tun.State), TunnelWhy: sanitize.Line(tun.Why)}); err != nil {
+				Load: u.Load, Active: u.Active, Sub: u.Sub, Tags: t, Tunnel: string(tun.State), TunnelWhy: sanitize.Line(tun.Why),
+				TunnelNote: sanitize.Line(tun.Note)}); err != nil {
 				return fmt.Errorf("write list: %w", err)
 			}
 		}

@@ -198,33 +198,33 @@ func TestTunnelTruthNamesExactlyTheBrokenTunnels(t *testing.T) {
 					t.Errorf("a credential from a config reached the output")
 				}
 				// frp's refusals end their units at once; a refused
-			// connection can still come right, so it waits its deadline.
-			refusals := map[string]string{"moonfrp-client-3": "token in login doesn't match", portLoser: "start error: port already used"}
-			began := runStart(t, r.stdout)
-			for u, words := range refusals {
-				seen := refusalTime(t, filepath.Join(sb.LogDir, "frpc-"+strings.TrimPrefix(u, "moonfrp-client-")+".log"), words, began)
-				ended, err := time.Parse(time.RFC3339Nano, res[u]["time"].(string))
-				if err != nil {
-					t.Fatal(err)
+				// connection can still come right, so it waits its deadline.
+				refusals := map[string]string{"moonfrp-client-3": "token in login doesn't match", portLoser: "start error: port already used"}
+				began := runStart(t, r.stdout)
+				for u, words := range refusals {
+					seen := refusalTime(t, filepath.Join(sb.LogDir, "frpc-"+strings.TrimPrefix(u, "moonfrp-client-")+".log"), words, began)
+					ended, err := time.Parse(time.RFC3339Nano, res[u]["time"].(string))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if d := ended.Sub(seen); d > 2*time.Second {
+						t.Errorf("%s failed %s after frp logged its refusal, want within 2s", u, d.Round(time.Millisecond))
+					}
+					wantContains(t, u+" reason", res[u]["reason"].(string), "frp refused the tunnel")
 				}
-				if d := ended.Sub(seen); d > 2*time.Second {
-					t.Errorf("%s failed %s after frp logged its refusal, want within 2s", u, d.Round(time.Millisecond))
+				if d := res["moonfrp-client-7"]["duration_ms"].(float64); d < 5000 {
+					t.Errorf("moonfrp-client-7 (connection refused) failed after %.0f ms, before its 5s deadline", d)
 				}
-				wantContains(t, u+" reason", res[u]["reason"].(string), "frp refused the tunnel")
-			}
-			if d := res["moonfrp-client-7"]["duration_ms"].(float64); d < 5000 {
-				t.Errorf("moonfrp-client-7 (connection refused) failed after %.0f ms, before its 5s deadline", d)
-			}
-			// list judges every tunnel as the run did.
-			l := bulk(t, sb, nil, "list", "-o", "json")
-			wantCode(t, l, 0)
-			for _, ev := range parseEvents(t, l.stdout) {
-				name := ev["name"].(string)
-				if tun, ok := res[name]["tunnel"].(map[string]any); ok && ev["tunnel"] != tun["state"] {
-					t.Errorf("%s: list says %v, the run said %v", name, ev["tunnel"], tun["state"])
+				// list judges every tunnel as the run did.
+				l := bulk(t, sb, nil, "list", "-o", "json")
+				wantCode(t, l, 0)
+				for _, ev := range parseEvents(t, l.stdout) {
+					name := ev["name"].(string)
+					if tun, ok := res[name]["tunnel"].(map[string]any); ok && ev["tunnel"] != tun["state"] {
+						t.Errorf("%s: list says %v, the run said %v", name, ev["tunnel"], tun["state"])
+					}
 				}
-			}
-			after := invocationIDs(t, sb, sandbox.Names(s.Specs))
+				after := invocationIDs(t, sb, sandbox.Names(s.Specs))
 				for u, id := range after {
 					if id == "" || id == before[u] {
 						t.Errorf("%s: InvocationID %q -> %q: not (re)started", u, before[u], id)
