@@ -47,7 +47,9 @@ and tried once more, so that units that hit systemd's start limit come back.
 An frp unit (ExecStart runs frpc or frps -c CONFIG) succeeds only when its
 tunnel is up: a server accepts connections on its bindPort, a client is
 logged in with every proxy running (its admin API, else its log.to), within
---tunnel-deadline. Clients start only once the server accepts. Any other
+--tunnel-deadline; a tunnel that frp has refused (a rejected login, a
+refused proxy) fails at once, with frp's words. Clients start only once the
+server accepts. Any other
 unit succeeds if it is active right after its operation and stays active,
 without restarting, for the settle window (--settle). After stop a unit must
 be inactive or failed.

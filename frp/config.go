@@ -256,7 +256,7 @@ func (c *Config) include(data []byte, dir string, opt safefile.Options) error {
 	return nil
 }
 
-// Parse decodes a config as frp 0.61 does: TOML if it parses as TOML,
+// Parse decodes a config as frp does: TOML if it parses as TOML,
 // else JSON when it starts with '{', else YAML. Parse errors never quote
 // the config, which holds tokens and passwords.
 func Parse(data []byte, binary string) (Config, error) {

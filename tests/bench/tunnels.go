@@ -95,7 +95,7 @@ func measureTunnels(o options, bin string, n int) ([]string, error) {
 		}
 	}
 	med := func(i int) time.Duration { return medianOf(walls[i]) }
-	note := fmt.Sprintf("%d real frpc tunnels (frp 0.61, one proxy each, the server up), restart until every tunnel is up and known to be up, median of %d: "+
+	note := fmt.Sprintf("%d real frpc tunnels (frp "+sc.Version+", one proxy each, the server up), restart until every tunnel is up and known to be up, median of %d: "+
 		"%s %.2fs; %s %.2fs (%.2f× moonfrp-bulk); %s %.2fs (%.2f×). Target: moonfrp-bulk's verified restart no slower than its restart with the 1 s settle window.",
 		n, runs, methods[0].name, med(0).Seconds(), methods[1].name, med(1).Seconds(), med(1).Seconds()/med(0).Seconds(),
 		methods[2].name, med(2).Seconds(), med(2).Seconds()/med(0).Seconds())
