@@ -134,7 +134,7 @@ func realTunnels(ctx context.Context, sb *sandbox.Sandbox, clients int) ([]sandb
 	if err := sc.Install(ctx); err != nil {
 		return nil, "", err
 	}
-	return sc.Specs, "real frp "+sc.Version+": moonfrp-client-7 has a wrong token, -18 and -19 ask for the same remote port, -33 dials a closed port", nil
+	return sc.Specs, "real frp " + sc.Version + ": moonfrp-client-7 has a wrong token, -18 and -19 ask for the same remote port, -33 dials a closed port", nil
 }
 
 func copyFile(src, dst string) error {
