@@ -227,7 +227,7 @@ rc=0; restart_all_services || rc=$?
 echo "rc=$rc"`)
 	wantCode(t, r, 0)
 	wantContains(t, "shim", r.stdout, "rc=1")
-	wantContains(t, "shim", r.stderr, "Bulk restart complete: 4 succeeded, 1 failed", "  - moonfrp-client-2: tunnel not up within")
+	wantContains(t, "shim", r.stderr, "Bulk restart complete: 4 succeeded, 1 failed", "  - moonfrp-client-2: frp refused the tunnel: connect to server error: token in login doesn't match")
 	if n := dashboardOnline(t, hf.dash); n != 3 {
 		t.Errorf("%d tunnels online when restart_all_services returned, want 3", n)
 	}
