@@ -39,7 +39,9 @@ host, loaded or not. UNIT may be given with or without .service, and may be
 a glob such as 'moonfrp-client-*'.
 
 Order: on start and restart moonfrp-server goes first, then clients and
-visitors; on stop clients and visitors go first, then the server. Each phase
+visitors; on stop clients and visitors go first, then the server. On
+restart, the frp clients of a server restarted in the same run are stopped
+before it and started once it accepts. Each phase
 runs in parallel. Before start and restart, failed units are reset
 (systemctl reset-failed), and a unit refused for starting too often is reset
 and tried once more, so that units that hit systemd's start limit come back.

@@ -3,6 +3,8 @@ package discover
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -107,5 +109,38 @@ func TestSelect(t *testing.T) {
 				t.Errorf("discovery ran: %v, want %v (%v)", discovered, c.discovers, f.calls)
 			}
 		})
+	}
+}
+
+// On restart, the clients that log in to a server of the same plan, on
+// this host, are held; a client of a remote server or another port, and
+// a unit that does not run frp, are not.
+func TestPlanHoldsTheClientsOfARestartedServer(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	facts := map[string]Facts{
+		"moonfrp-server.service":   {FRPBinary: "frps", FRPConfig: write("frps.toml", "bindAddr = \"0.0.0.0\"\nbindPort = 7000\n")},
+		"moonfrp-client-1.service": {FRPBinary: "frpc", FRPConfig: write("c1.toml", "serverAddr = \"127.0.0.1\"\nserverPort = 7000\n[[proxies]]\nname = \"a\"\n")},
+		"moonfrp-client-2.service": {FRPBinary: "frpc", FRPConfig: write("c2.toml", "serverAddr = \"frp.example.com\"\nserverPort = 7000\n[[proxies]]\nname = \"a\"\n")},
+		"moonfrp-client-3.service": {FRPBinary: "frpc", FRPConfig: write("c3.toml", "serverAddr = \"localhost\"\nserverPort = 7001\n[[proxies]]\nname = \"a\"\n")},
+		"moonfrp-client-4.service": {},
+	}
+	var units []Unit
+	for _, n := range []string{"moonfrp-server.service", "moonfrp-client-1.service", "moonfrp-client-2.service", "moonfrp-client-3.service", "moonfrp-client-4.service"} {
+		units = append(units, Unit{Name: n})
+	}
+	p := NewPlan("restart", units, facts)
+	if len(p.Phases) != 3 || !p.Phases[1].Held || strings.Join(p.Phases[1].Units, " ") != "moonfrp-client-1.service" ||
+		len(p.Phases[2].Units) != 3 || p.Phases[2].Held {
+		t.Errorf("phases %+v", p.Phases)
+	}
+	if p := NewPlan("start", units, facts); len(p.Phases) != 2 || p.Phases[1].Held {
+		t.Errorf("start holds no client: %+v", p.Phases)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -903,6 +904,118 @@ func TestRunCanaryGoesFirstAndHoldsThePhaseBackWhenItFails(t *testing.T) {
 		want := "canary moonfrp-client-00 failed"
 		if sum.Halted != want || sum.Failed != 1 || sum.Succeeded != 1 || sum.NotStarted != 8 || launched(f) != 2 {
 			t.Errorf("summary %+v, %d launched; want halted %q after the 2 canaries", sum, launched(f), want)
+		}
+	})
+}
+
+// heldPlan is a restart of a server, two clients of it (held) and one
+// other unit.
+func heldPlan() (discover.Plan, map[string]*fakeUnit) {
+	units := map[string]*fakeUnit{}
+	for _, n := range []string{"moonfrp-server.service", "moonfrp-client-1.service", "moonfrp-client-2.service", "other.service"} {
+		units[n] = &fakeUnit{}
+	}
+	return discover.Plan{Operation: "restart", Phases: []discover.Phase{
+		{Number: 1, Name: "server", Units: []string{"moonfrp-server.service"}},
+		{Number: 2, Name: "held", Units: []string{"moonfrp-client-1.service", "moonfrp-client-2.service"}, Held: true},
+		{Number: 3, Name: "rest", Units: []string{"other.service"}},
+	}}, units
+}
+
+// opCalls returns the unit operations a fake manager saw, in order, one
+// "verb unit" a unit; units of one call are sorted.
+func opCalls(f *fakeManager) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.calls {
+		switch c[0] {
+		case "stop", "start", "restart":
+			names := append([]string(nil), c[2:]...)
+			sort.Strings(names)
+			for _, n := range names {
+				out = append(out, c[0]+" "+n)
+			}
+		}
+	}
+	return out
+}
+
+// sortedRuns sorts each run of consecutive calls with the same verb: the
+// order of units within a phase is the pool's business.
+func sortedRuns(calls []string) []string {
+	out := append([]string(nil), calls...)
+	for lo := 0; lo < len(out); {
+		hi := lo
+		verb := strings.Fields(out[lo])[0]
+		for hi < len(out) && strings.Fields(out[hi])[0] == verb {
+			hi++
+		}
+		sort.Strings(out[lo:hi])
+		lo = hi
+	}
+	return out
+}
+
+// The clients of a restarted server are stopped before it and started
+// after it; the other units are restarted as usual.
+func TestRunHeldClientsAreStoppedBeforeTheServer(t *testing.T) {
+	plan, units := heldPlan()
+	f := newFake(units)
+	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 10, Runner: f}, plan, &collector{})
+	if err != nil || sum.Succeeded != 4 {
+		t.Fatalf("summary %+v, %v", sum, err)
+	}
+	want := []string{"stop moonfrp-client-1.service", "stop moonfrp-client-2.service", "restart moonfrp-server.service",
+		"start moonfrp-client-1.service", "start moonfrp-client-2.service", "restart other.service"}
+	if got := sortedRuns(opCalls(f)); strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("calls %q, want %q", got, want)
+	}
+	for _, r := range sum.Results {
+		if r.Operation != "restart" {
+			t.Errorf("%s: operation %q, want restart", r.Unit, r.Operation)
+		}
+	}
+}
+
+// Once stopped, held clients are started even when the run stops
+// launching (the first Ctrl-C) during the server's restart; at a second
+// interrupt they are not, and their results say that they were left
+// stopped.
+func TestRunHeldClientsOutliveADrainButNotACancel(t *testing.T) {
+	t.Run("drain", func(t *testing.T) {
+		plan, units := heldPlan()
+		drain := make(chan struct{})
+		units["moonfrp-server.service"].onOp = func() { close(drain) }
+		f := newFake(units)
+		sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 10, Runner: f, Drain: drain}, plan, &collector{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sum.Interrupted || sum.Succeeded != 3 || sum.NotStarted != 1 {
+			t.Errorf("summary %+v; want the server and both held clients done, other.service not started", sum)
+		}
+		if got := sortedRuns(opCalls(f)); len(got) != 5 || got[3] != "start moonfrp-client-1.service" || got[4] != "start moonfrp-client-2.service" {
+			t.Errorf("calls %q", got)
+		}
+	})
+	t.Run("cancel", func(t *testing.T) {
+		plan, units := heldPlan()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		units["moonfrp-server.service"].onOp = cancel
+		sum, err := Run(ctx, Config{Operation: "restart", MaxParallel: 10, Runner: newFake(units)}, plan, &collector{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := 0
+		for _, r := range sum.Results {
+			if strings.Contains(r.Reason, "stopped before its server's restart") {
+				held++
+			}
+		}
+		if held != 2 {
+			t.Errorf("%d results say they were left stopped, want 2: %+v", held, sum.Results)
 		}
 	})
 }

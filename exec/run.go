@@ -79,6 +79,9 @@ type unitRun struct {
 	user bool
 	// counted is set once the unit's failure counts towards MaxFail.
 	counted bool
+	// held is set once the unit was stopped before its server's restart
+	// (see discover.Phase.Held).
+	held bool
 }
 
 // Run performs cfg.Operation on units, phase by phase (see Phases), each
@@ -185,11 +188,15 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 	next := 0
 	size := newSizer(cfg.MaxParallel)
 	var probes sync.WaitGroup
-	launch := func(batch []*unitRun) int {
+	// launchAs runs op on batch, stopping early on drain or halt (either
+	// may be nil).
+	launchAs := func(batch []*unitRun, op string, drain, halt <-chan struct{}) int {
 		size.phase()
-		return ForEachGroup(ctx, cfg.Drain, halt, cfg.MaxParallel, len(batch), size.next, func(lo, hi int) {
+		opCfg := cfg
+		opCfg.Operation = op
+		return ForEachGroup(ctx, drain, halt, cfg.MaxParallel, len(batch), size.next, func(lo, hi int) {
 			start, since, calls := time.Now(), monotonicMicros(), size.begin()
-			clean := operateGroup(ctx, cfg, batch[lo:hi], obs)
+			clean := operateGroup(ctx, opCfg, batch[lo:hi], obs)
 			size.end(time.Since(start), hi-lo, calls, clean)
 			if clean && hi-lo == 1 {
 				probe, gen := size.loneUnit(batch[lo].res.Unit, since, batch[lo].res.OK)
@@ -245,15 +252,27 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 			}
 		})
 	}
+	launch := func(batch []*unitRun) int { return launchAs(batch, cfg.Operation, cfg.Drain, halt) }
 	braked := func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return sum.Halted != ""
 	}
-	for _, ph := range plan.Phases {
+	stopped := false // launching has stopped; only a held phase goes on
+	for i, ph := range plan.Phases {
 		batch := runs[next : next+len(ph.Units)]
+		if i+1 < len(plan.Phases) && plan.Phases[i+1].Held && ctx.Err() == nil {
+			held := runs[next+len(ph.Units) : next+len(ph.Units)+len(plan.Phases[i+1].Units)]
+			stopHeld(ctx, cfg, held)
+		}
 		n := 0
-		if cfg.Canary > 0 {
+		switch {
+		case ph.Held:
+			// Stopped before the server: started again whatever stops
+			// the run from launching, short of a second interrupt.
+			n = launchAs(batch, "start", nil, nil)
+		case stopped:
+		case cfg.Canary > 0:
 			// The canaries first, proven (verified, tunnels up) before
 			// the rest of the phase may go.
 			canaries := batch[:min(cfg.Canary, len(batch))]
@@ -266,17 +285,23 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 			if n == len(canaries) && n < len(batch) {
 				n += launch(batch[n:])
 			}
-		} else {
+		default:
 			n = launch(batch)
 		}
 		next += n
-		if n < len(ph.Units) || braked() {
-			sum.Interrupted = closed(cfg.Drain) || ctx.Err() != nil
-			break
+		if n < len(ph.Units) || braked() || stopped {
+			sum.Interrupted = sum.Interrupted || closed(cfg.Drain) || ctx.Err() != nil
+			if n < len(ph.Units) || i+1 == len(plan.Phases) || !plan.Phases[i+1].Held || ctx.Err() != nil {
+				break
+			}
+			stopped = true
 		}
 		if !awaitServers(ctx, cfg, batch, &sum) {
 			sum.Interrupted = true
-			break
+			if i+1 == len(plan.Phases) || !plan.Phases[i+1].Held || ctx.Err() != nil {
+				break
+			}
+			stopped = true
 		}
 	}
 	probes.Wait()
@@ -296,6 +321,8 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 		u.res.NotStarted = true
 		u.res.Tunnel = nil
 		switch {
+		case u.held:
+			u.res.Reason = "stopped before its server's restart, and not started again (interrupted): start it with systemctl start " + discover.ShortName(u.res.Unit)
 		case sum.Lost != "":
 			u.res.Reason = "not started: the service manager stopped answering"
 		case sum.Halted != "":
@@ -326,6 +353,22 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 	sum.Interrupted = sum.Interrupted || ctx.Err() != nil
 	sum.Duration = time.Since(start)
 	return sum, nil
+}
+
+// stopHeld stops the clients of a held phase before their server's
+// restart, at most cfg.MaxParallel units per systemctl call, one call at
+// a time. A unit that does not stop is started all the same, later; its
+// result tells.
+func stopHeld(ctx context.Context, cfg Config, units []*unitRun) {
+	for lo := 0; lo < len(units) && ctx.Err() == nil; lo += max(1, cfg.MaxParallel) {
+		hi := min(len(units), lo+max(1, cfg.MaxParallel))
+		names := make([]string, 0, hi-lo)
+		for _, u := range units[lo:hi] {
+			u.held = true
+			names = append(names, u.res.Unit)
+		}
+		_, _ = cfg.Runner.Run(ctx, append([]string{"stop", "--"}, names...)...)
+	}
 }
 
 // closed reports whether ch is closed (a nil channel never is).
