@@ -217,22 +217,22 @@ func TestTunnelTruthNamesExactlyTheBrokenTunnels(t *testing.T) {
 					t.Errorf("moonfrp-client-7 (connection refused) failed after %.0f ms, before its 5s deadline", d)
 				}
 				if op == "restart" {
-				// The clients of the server were stopped before its new
-				// process started, and started after it: none logged in
-				// to the new server only to be restarted.
-				srv := monotonic(t, sb, "moonfrp-server", "ExecMainStartTimestampMonotonic")
-				for i := 1; i <= 10; i++ {
-					u := fmt.Sprintf("moonfrp-client-%d", i)
-					stopped, started := monotonic(t, sb, u, "InactiveEnterTimestampMonotonic"), monotonic(t, sb, u, "ExecMainStartTimestampMonotonic")
-					if held := i != 7; held && !(stopped < srv && srv < started) {
-						t.Errorf("%s stopped at %d and started at %d; the server started at %d, between them", u, stopped, started, srv)
+					// The clients of the server were stopped before its new
+					// process started, and started after it: none logged in
+					// to the new server only to be restarted.
+					srv := monotonic(t, sb, "moonfrp-server", "ExecMainStartTimestampMonotonic")
+					for i := 1; i <= 10; i++ {
+						u := fmt.Sprintf("moonfrp-client-%d", i)
+						stopped, started := monotonic(t, sb, u, "InactiveEnterTimestampMonotonic"), monotonic(t, sb, u, "ExecMainStartTimestampMonotonic")
+						if held := i != 7; held && !(stopped < srv && srv < started) {
+							t.Errorf("%s stopped at %d and started at %d; the server started at %d, between them", u, stopped, started, srv)
+						}
+					}
+					if data, err := os.ReadFile(filepath.Join(sb.LogDir, "frps.log")); err == nil && strings.Contains(string(data), "already exists") {
+						t.Errorf("frps refused a proxy that already existed:\n%s", data)
 					}
 				}
-				if data, err := os.ReadFile(filepath.Join(sb.LogDir, "frps.log")); err == nil && strings.Contains(string(data), "already exists") {
-					t.Errorf("frps refused a proxy that already existed:\n%s", data)
-				}
-			}
-			// list judges every tunnel as the run did.
+				// list judges every tunnel as the run did.
 				l := bulk(t, sb, nil, "list", "-o", "json")
 				wantCode(t, l, 0)
 				for _, ev := range parseEvents(t, l.stdout) {
