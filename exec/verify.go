@@ -207,7 +207,12 @@ func (v *verifier) prove(u *unitRun) {
 	for {
 		verdict := v.look(u, mainPID, deadline)
 		if verdict.State == frp.Online {
-			if !crashed() {
+			// A verdict from a socket of the main process that a state
+			// read after the operation named (admin API, port) is that
+			// process's: a crash or restart since would have made it
+			// another's. A log's verdict is confirmed by one more read.
+			owned := mainPID > 0 && verdict.Check != frp.CheckLog
+			if owned || !crashed() {
 				u.res.Tunnel.State = frp.Online
 			}
 			return

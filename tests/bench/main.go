@@ -29,6 +29,7 @@ type options struct {
 	extrasOnly      bool
 	fleetOnly       bool
 	rows            string
+	tunnels         string
 	runs            int
 }
 
@@ -42,7 +43,15 @@ func main() {
 	flag.BoolVar(&o.extrasOnly, "extras", false, "only the discovery and 1,000-unit measurements; print, write nothing")
 	flag.BoolVar(&o.fleetOnly, "fleet", false, "only the Ansible fleet measurement; print, write nothing")
 	flag.StringVar(&o.rows, "rows", "", "only these rows, N@STOP comma-separated (200@0s,50@500ms); print, write nothing")
+	flag.StringVar(&o.tunnels, "tunnels", "", "only these real-frp rows, N@VERSION[+server] comma-separated (50@v0.65.0,200@v0.71.0+server); print, write nothing")
 	flag.Parse()
+	if o.tunnels != "" {
+		if err := runTunnelRows(o); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if o.rows != "" {
 		if err := runRows(o); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -231,7 +240,7 @@ func run(o options) error {
 	}
 	if o.quick {
 		configs = []config{{500 * time.Millisecond, []int{50}}}
-		if _, err := measureTunnels(o, bin, 50); err != nil {
+		if _, err := measureTunnels(o, bin, tunnelRow{n: 50, version: sandbox.FRPDefault}); err != nil {
 			return err
 		}
 		if _, err := measureFleet(o, bin); err != nil {
@@ -282,11 +291,13 @@ func run(o options) error {
 			}
 			notes = append(notes, extra...)
 			if !o.quick { // quick mode measured them first
-				tun, err := measureTunnels(o, bin, 50)
-				if err != nil {
-					return err
+				for _, row := range defaultTunnelRows() {
+					tun, err := measureTunnels(o, bin, row)
+					if err != nil {
+						return err
+					}
+					notes = append(notes, tun...)
 				}
-				notes = append(notes, tun...)
 				fl, err := measureFleet(o, bin)
 				if err != nil {
 					return err
@@ -794,6 +805,24 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return os.WriteFile(dst, data, 0o755)
+}
+
+// runTunnelRows measures only the real-frp rows o.tunnels names.
+func runTunnelRows(o options) error {
+	bin, err := filepath.Abs(o.bin)
+	if err != nil {
+		return err
+	}
+	rows, err := parseTunnelRows(o.tunnels)
+	if err != nil {
+		return err
+	}
+	for _, row := range rows {
+		if _, err := measureTunnels(o, bin, row); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // runRows measures only the rows o.rows names, and prints them with the
