@@ -25,8 +25,10 @@ GORELEASER  := $(TOOLS_CACHE)/goreleaser-$(GORELEASER_VERSION)
 
 all: build
 
+# Static, as the release builds it, so that it also runs in the booted
+# hosts of the tests and the benchmark.
 build:
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) .
+	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) .
 
 demo: build
 	$(GO) run ./tests/demo -bin $(BIN)

@@ -35,114 +35,15 @@ func newHost(t *testing.T) *sandbox.Host {
 	return h
 }
 
-// moonfrpUnit is a unit file exactly as MoonFRP's create_systemd_service
-// writes it, hardening included.
-func moonfrpUnit(name, typ, binary, config string) string {
-	return fmt.Sprintf(`[Unit]
-Description=MoonFRP %s Service
-After=network.target
-Wants=network.target
-
-[Service]
-Type=simple
-User=root
-Group=root
-ExecStart=/opt/frp/%s -c %s
-ExecReload=/bin/kill -HUP $MAINPID
-Restart=always
-RestartSec=5
-StandardOutput=append:/var/log/frp/%s.log
-StandardError=append:/var/log/frp/%s.log
-SyslogIdentifier=%s
-NoNewPrivileges=true
-PrivateTmp=true
-ProtectSystem=strict
-ProtectHome=true
-ReadWritePaths=/var/log/frp /etc/frp
-LimitNOFILE=65536
-LimitNPROC=4096
-
-[Install]
-WantedBy=multi-user.target
-`, typ, binary, config, name, name, name)
-}
-
-// hostFRP lays out a MoonFRP install in the host: the real frp in
-// /opt/frp, moonfrp-bulk and its shim, a server and clients in MoonFRP's
-// config layout, with hardened units. Client 2 has a wrong token.
-type hostFRP struct {
-	h     *sandbox.Host
-	dash  int
-	names []string
-}
-
-func setupHostFRP(t *testing.T, h *sandbox.Host, clients int) *hostFRP {
+func setupHostFRP(t *testing.T, h *sandbox.Host, clients int) *sandbox.HostTunnels {
 	t.Helper()
 	frpDir := frpBinaries(t, sandbox.FRPDefault)
-	ports, err := sandbox.FreePorts(2 + 3*clients)
+	ht, err := sandbox.NewHostTunnels(context.Background(), h, sandbox.HostTunnelOpts{FRP: frpDir, Bin: binary,
+		Shim: "../bash/moonfrp-bulk.sh", Clients: clients, WrongToken: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(h.Install(filepath.Join(frpDir, "frpc"), "/opt/frp/frpc", 0o755))
-	must(h.Install(filepath.Join(frpDir, "frps"), "/opt/frp/frps", 0o755))
-	must(h.Install(binary, "/usr/local/bin/moonfrp-bulk", 0o755))
-	must(h.Install("../bash/moonfrp-bulk.sh", "/usr/share/moonfrp-bulk/moonfrp-bulk.sh", 0o644))
-	must(os.MkdirAll(filepath.Join(h.Root, "var/log/frp"), 0o755))
-	hf := &hostFRP{h: h, dash: ports[1], names: []string{"moonfrp-server"}}
-	must(h.WriteFile("/etc/frp/frps.toml", []byte(fmt.Sprintf(`bindAddr = "127.0.0.1"
-bindPort = %d
-proxyBindAddr = "127.0.0.1"
-auth.method = "token"
-auth.token = "host-token"
-webServer.addr = "127.0.0.1"
-webServer.port = %d
-webServer.user = "admin"
-webServer.password = "dash-secret"
-log.to = "/var/log/frp/frps.log"
-`, ports[0], ports[1])), 0o600))
-	must(h.WriteFile("/etc/systemd/system/moonfrp-server.service", []byte(moonfrpUnit("moonfrp-server", "Server", "frps", "/etc/frp/frps.toml")), 0o644))
-	for i := 1; i <= clients; i++ {
-		token := "host-token"
-		if i == 2 {
-			token = "wrong-token"
-		}
-		admin, remote, local := ports[2+3*(i-1)], ports[3+3*(i-1)], ports[4+3*(i-1)]
-		name := fmt.Sprintf("moonfrp-client-%d", i)
-		cfg := fmt.Sprintf("/etc/frp/frpc-%d.toml", i)
-		must(h.WriteFile(cfg, []byte(fmt.Sprintf(`user = "h%d"
-serverAddr = "127.0.0.1"
-serverPort = %d
-auth.method = "token"
-auth.token = %q
-log.to = "/var/log/frp/frpc-%d.log"
-log.level = "info"
-loginFailExit = false
-transport.dialServerTimeout = 5
-webServer.addr = "127.0.0.1"
-webServer.port = %d
-webServer.user = "admin"
-webServer.password = "pw-%d"
-
-[[proxies]]
-name = "tcp_%d"
-type = "tcp"
-localIP = "127.0.0.1"
-localPort = %d
-remotePort = %d
-`, i, ports[0], token, i, admin, i, i, local, remote)), 0o600))
-		must(h.WriteFile("/etc/systemd/system/"+name+".service", []byte(moonfrpUnit(name, "Client", "frpc", cfg)), 0o644))
-		hf.names = append(hf.names, name)
-	}
-	if _, err := h.Run(context.Background(), "systemctl", "daemon-reload"); err != nil {
-		t.Fatal(err)
-	}
-	return hf
+	return ht
 }
 
 // installStandInOnHost lays the stand-in MoonFRP (tests/moonfrp) out in
@@ -216,11 +117,11 @@ func TestHostRestartOfMoonFRPUnitsTellsTheTruth(t *testing.T) {
 		t.Fatalf("failed %q, want moonfrp-client-2", f)
 	}
 	wantContains(t, "reason", res["moonfrp-client-2"]["reason"].(string), "token in login doesn't match token from configuration")
-	if n := dashboardOnline(t, hf.dash); n != 3 {
+	if n := dashboardOnline(t, hf.Dash); n != 3 {
 		t.Errorf("%d tunnels online at exit, want 3", n)
 	}
 
-	before := hostInvocations(t, h, hf.names)
+	before := hostInvocations(t, h, hf.Names)
 	r = hostRun(t, h, "bash", "-c", `set -euo pipefail
 source /usr/share/moonfrp-bulk/moonfrp-bulk.sh
 rc=0; restart_all_services || rc=$?
@@ -228,10 +129,10 @@ echo "rc=$rc"`)
 	wantCode(t, r, 0)
 	wantContains(t, "shim", r.stdout, "rc=1")
 	wantContains(t, "shim", r.stderr, "Bulk restart complete: 4 succeeded, 1 failed", "  - moonfrp-client-2: frp refused the tunnel: connect to server error: token in login doesn't match")
-	if n := dashboardOnline(t, hf.dash); n != 3 {
+	if n := dashboardOnline(t, hf.Dash); n != 3 {
 		t.Errorf("%d tunnels online when restart_all_services returned, want 3", n)
 	}
-	for u, id := range hostInvocations(t, h, hf.names) {
+	for u, id := range hostInvocations(t, h, hf.Names) {
 		if id == before[u] {
 			t.Errorf("%s was not restarted", u)
 		}
@@ -242,14 +143,14 @@ echo "rc=$rc"`)
 	r = hostRun(t, h, "moonfrp-bulk", "integrate")
 	wantCode(t, r, 0)
 	wantContains(t, "integrate", r.stdout, "Integrated moonfrp-bulk into /usr/local/bin/moonfrp-services.sh", "11 of 11")
-	before = hostInvocations(t, h, hf.names)
+	before = hostInvocations(t, h, hf.Names)
 	r = hostRun(t, h, "moonfrp", "service", "restart")
 	wantCode(t, r, 1) // set -e in moonfrp.sh: one tunnel failed
 	wantContains(t, "moonfrp service restart", r.stderr, "Bulk restart complete: 4 succeeded, 1 failed", "  - moonfrp-client-2: ")
 	if strings.Contains(r.stdout+r.stderr, "Restarting all MoonFRP services") {
 		t.Error("MoonFRP's serial restart ran")
 	}
-	for u, id := range hostInvocations(t, h, hf.names) {
+	for u, id := range hostInvocations(t, h, hf.Names) {
 		if id == before[u] {
 			t.Errorf("%s was not restarted by moonfrp service restart", u)
 		}

@@ -30,6 +30,7 @@ type options struct {
 	fleetOnly       bool
 	rows            string
 	tunnels         string
+	host            int
 	runs            int
 }
 
@@ -44,7 +45,19 @@ func main() {
 	flag.BoolVar(&o.fleetOnly, "fleet", false, "only the Ansible fleet measurement; print, write nothing")
 	flag.StringVar(&o.rows, "rows", "", "only these rows, N@STOP comma-separated (200@0s,50@500ms); print, write nothing")
 	flag.StringVar(&o.tunnels, "tunnels", "", "only these real-frp rows, N@VERSION[+server] comma-separated (50@v0.65.0,200@v0.71.0+server); print, write nothing")
+	flag.IntVar(&o.host, "host", 0, "only the booted-host row, with this many clients; print, write nothing")
 	flag.Parse()
+	if o.host > 0 {
+		bin, err := filepath.Abs(o.bin)
+		if err == nil {
+			_, err = measureHost(o, bin, o.host)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if o.tunnels != "" {
 		if err := runTunnelRows(o); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -298,6 +311,11 @@ func run(o options) error {
 					}
 					notes = append(notes, tun...)
 				}
+				hr, err := measureHost(o, bin, 50)
+				if err != nil {
+					return err
+				}
+				notes = append(notes, hr...)
 				fl, err := measureFleet(o, bin)
 				if err != nil {
 					return err
