@@ -28,6 +28,7 @@ const (
 	exitUsage       = 2   // bad flags, filters, unit names or a missing tag index
 	exitCannotRun   = 3   // systemctl or the service manager could not be used
 	exitBusy        = 4   // --no-wait and another run holds some of the units
+	exitUnknownMoon = 5   // integrate: MoonFRP's service functions are not the ones the shim replaces
 	exitInterrupted = 130 // SIGINT or SIGTERM
 )
 
@@ -64,6 +65,8 @@ Exit codes:
        earlier run for a last: filter
   3    systemctl or the service manager could not be used (or needs root)
   4    --no-wait, and another moonfrp-bulk run is acting on the same units
+  5    integrate: this MoonFRP defines service functions that moonfrp-bulk
+       does not know (or lacks ones it replaces); nothing was changed
   130  interrupted (SIGINT or SIGTERM); the summary counts units not started`
 
 // maxParallel bounds -j: beyond it systemd's single-threaded manager is
@@ -189,7 +192,12 @@ type IntegrateCmd struct {
 	MoonfrpDir string `name:"moonfrp-dir" placeholder:"DIR" help:"MoonFRP's module directory (default: where 'moonfrp' on PATH lives, symlinks resolved, else /usr/local/bin)."`
 	ShimDir    string `default:"/usr/local/share/moonfrp-bulk" placeholder:"DIR" help:"Where the shim is installed."`
 	Check      bool   `help:"Change nothing; load MoonFRP's modules as moonfrp.sh does and say which service functions run through moonfrp-bulk (exit 0 when all do, 1 otherwise)."`
-	Undo       bool   `help:"Remove exactly what integrate added: the block in moonfrp-services.sh and the shim."`
+	Undo       bool   `help:"Remove exactly what integrate added: the block in moonfrp-services.sh and the shim, and turn the watch off."`
+	// Watch is how moonfrp-bulk-integrate.service runs it: the same
+	// integration, logged for the journal, and a check that cannot load
+	// MoonFRP yet (its installer may still be copying modules) is no
+	// failure.
+	Watch bool `hidden:"" help:"Run as the watch does after MoonFRP replaced moonfrp-services.sh."`
 }
 
 // VersionCmd prints the version.

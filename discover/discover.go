@@ -136,9 +136,13 @@ func unitFiles(dirs []string) []unitFile {
 	return files
 }
 
+// OwnPrefix starts the names of moonfrp-bulk's own units (the package's
+// moonfrp-bulk-integrate.service): never tunnels, never discovered.
+const OwnPrefix = "moonfrp-bulk-"
+
 func isMoonFRPService(name string) bool {
 	return strings.HasPrefix(name, Prefix) && strings.HasSuffix(name, ".service") &&
-		!strings.HasSuffix(name, "@.service")
+		!strings.HasSuffix(name, "@.service") && !strings.HasPrefix(name, OwnPrefix)
 }
 
 // Sort orders units by name, comparing runs of digits as numbers so that

@@ -49,7 +49,8 @@ func (f *fakeSystemctl) Run(_ context.Context, args ...string) (systemctl.Output
 
 func TestAll(t *testing.T) {
 	etc, run := t.TempDir(), t.TempDir()
-	for _, f := range []string{"moonfrp-client@.service", "moonfrp-client-2.service", "moonfrp-visitor-1.service", "other.service", "moonfrp-client-1.timer"} {
+	for _, f := range []string{"moonfrp-client@.service", "moonfrp-client-2.service", "moonfrp-visitor-1.service", "other.service", "moonfrp-client-1.timer",
+		"moonfrp-bulk-integrate.service"} {
 		if err := os.WriteFile(filepath.Join(etc, f), []byte("[Service]\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -65,7 +66,8 @@ func TestAll(t *testing.T) {
 		listUnits: "● moonfrp-client-2.service loaded failed failed c2\n" +
 			"moonfrp-client-10.service loaded active running c10\n" +
 			"moonfrp-client@a.service loaded active running inst\n" +
-			"moonfrp-server.service loaded activating auto-restart s\n",
+			"moonfrp-server.service loaded activating auto-restart s\n" +
+			"moonfrp-bulk-integrate.service loaded inactive dead watch\n", // moonfrp-bulk's own: never a tunnel
 		unitPath: etc + " /nonexistent " + run,
 	}
 	units, err := All(context.Background(), f)

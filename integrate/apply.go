@@ -54,11 +54,14 @@ func Apply(o Options) (Change, error) {
 		return Change{}, err
 	}
 	ch := Change{Services: filepath.Join(o.Dir, ServicesFile), Shim: o.shimPath()}
-	if err := installShim(o); err != nil {
-		return ch, err
-	}
 	content, st, err := readModuleStat(ch.Services)
 	if err != nil {
+		return ch, err
+	}
+	if err := Compatible(content); err != nil {
+		return ch, err
+	}
+	if err := installShim(o); err != nil {
 		return ch, err
 	}
 	before, old, found, err := split(content)

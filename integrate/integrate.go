@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 )
 
@@ -53,6 +54,57 @@ var Functions = []string{
 	"get_moonfrp_services", "bulk_service_operation", "bulk_start_services", "bulk_stop_services",
 	"bulk_restart_services", "bulk_reload_services", "bulk_operation_filtered", "get_services_by_tag",
 	"start_all_services", "stop_all_services", "restart_all_services",
+}
+
+// others are functions of MoonFRP's moonfrp-services.sh whose names look
+// like the ones the shim replaces but that do other work (they write and
+// delete unit files): the shim leaves them to MoonFRP.
+var others = []string{"setup_all_services", "remove_all_services"}
+
+// ErrIncompatible means moonfrp-services.sh defines service functions
+// other than the ones the shim replaces: a MoonFRP that moonfrp-bulk does
+// not know.
+var ErrIncompatible = errors.New("moonfrp-bulk does not know this MoonFRP's service functions")
+
+var functionRE = regexp.MustCompile(`(?m)^\s*(?:function\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*\(\)`)
+
+// Compatible checks that svc, a moonfrp-services.sh, defines every one of
+// Functions and no other bulk_* or *_all_services function: the shim
+// then replaces exactly MoonFRP's service operations. A MoonFRP upgrade
+// that renames one, or adds one, gets an error that names them.
+func Compatible(svc []byte) error {
+	defined := map[string]bool{}
+	for _, m := range functionRE.FindAllSubmatch(svc, -1) {
+		defined[string(m[1])] = true
+	}
+	known := map[string]bool{}
+	for _, fn := range append(append([]string(nil), Functions...), others...) {
+		known[fn] = true
+	}
+	var unknown, missing []string
+	for fn := range defined {
+		if (strings.HasPrefix(fn, "bulk_") || strings.HasSuffix(fn, "_all_services")) && !known[fn] {
+			unknown = append(unknown, fn+"()")
+		}
+	}
+	for _, fn := range Functions {
+		if !defined[fn] {
+			missing = append(missing, fn+"()")
+		}
+	}
+	if len(unknown)+len(missing) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	var parts []string
+	if len(unknown) > 0 {
+		parts = append(parts, "defines "+strings.Join(unknown, ", "))
+	}
+	if len(missing) > 0 {
+		parts = append(parts, "no longer defines "+strings.Join(missing, ", "))
+	}
+	return fmt.Errorf("%w: its %s %s; MoonFRP's own functions stay in charge, unchanged; upgrade moonfrp-bulk for this MoonFRP",
+		ErrIncompatible, ServicesFile, strings.Join(parts, " and "))
 }
 
 // mustDefine are the functions whose definitions mark a file as MoonFRP's

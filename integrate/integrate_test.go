@@ -2,6 +2,7 @@ package integrate
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,10 +10,18 @@ import (
 )
 
 const services = `# shellcheck shell=bash
+get_moonfrp_services() { :; }
 start_all_services() { :; }
 stop_all_services() { :; }
 restart_all_services() { :; }
+setup_all_services() { :; }
 bulk_service_operation() { :; }
+bulk_start_services() { :; }
+bulk_stop_services() { :; }
+bulk_restart_services() { :; }
+bulk_reload_services() { :; }
+bulk_operation_filtered() { :; }
+get_services_by_tag() { :; }
 `
 
 // fakeBin is a binary file where only its owner (the test's user) can write.
@@ -116,5 +125,30 @@ func TestApplyRefusesABinaryOthersCanWrite(t *testing.T) {
 	_, err := Apply(Options{Dir: dir, ShimDir: filepath.Join(t.TempDir(), "share"), Shim: []byte("x"), Bin: bin})
 	if err == nil || !strings.Contains(err.Error(), "not root's alone") {
 		t.Errorf("a binary in a world-writable directory: %v", err)
+	}
+}
+
+// A MoonFRP whose service functions moonfrp-bulk does not know (a new
+// bulk_* function, or one of its own renamed) is refused with one line
+// that names them, and its files are left byte for byte.
+func TestApplyRefusesUnknownServiceFunctions(t *testing.T) {
+	for name, c := range map[string]struct{ svc, want string }{
+		"new":     {services + "bulk_frobnicate_services() { :; }\n", "defines bulk_frobnicate_services()"},
+		"renamed": {strings.Replace(services, "bulk_reload_services", "bulk_reload_all", 1), "defines bulk_reload_all() and no longer defines bulk_reload_services()"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := tree(t, c.svc)
+			shimDir := filepath.Join(t.TempDir(), "share")
+			_, err := Apply(Options{Dir: dir, ShimDir: shimDir, Shim: []byte("shim"), Bin: fakeBin(t)})
+			if !errors.Is(err, ErrIncompatible) || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("Apply: %v; want one line with %q", err, c.want)
+			}
+			if got, _ := os.ReadFile(filepath.Join(dir, ServicesFile)); string(got) != c.svc {
+				t.Error("moonfrp-services.sh changed")
+			}
+			if _, err := os.Stat(shimDir); err == nil {
+				t.Error("the shim was installed")
+			}
+		})
 	}
 }

@@ -5,9 +5,15 @@
 #   upgrade: refresh the shim only where it was integrated (--check: 0),
 #     so that an operator's `integrate --undo` stays undone.
 #   abort-remove: prerm undid it; put it back.
-# A host without MoonFRP (--check: 2) is left alone.
+# A host without MoonFRP (--check: 2) is left alone. integrate turns on
+# the watch (moonfrp-bulk-integrate.path) that wires moonfrp-bulk in again
+# after a MoonFRP upgrade; where it is not integrated, the watch stays off.
 set -e
 bin=/usr/bin/moonfrp-bulk
+# The watch's unit files are new or changed: integrate enables the watch.
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload >/dev/null 2>&1 || true
+fi
 shim=/usr/local/share/moonfrp-bulk
 integrate() {
     "$bin" integrate --shim-dir "$shim" ||

@@ -3,9 +3,14 @@
 # so that its menus fall back to MoonFRP's own service functions. An
 # upgrade keeps it (the new postinst refreshes the shim).
 set -e
-if [ "$1" = remove ] && [ -x /usr/bin/moonfrp-bulk ]; then
+if [ "$1" = remove ]; then
+    # The watch first: undoing writes the file it watches.
+    if [ -d /run/systemd/system ]; then
+        systemctl disable --now moonfrp-bulk-integrate.path >/dev/null 2>&1 || true
+    fi
     # Not integrated, or no MoonFRP here: nothing to undo.
-    if /usr/bin/moonfrp-bulk integrate --check --shim-dir /usr/local/share/moonfrp-bulk >/dev/null 2>&1; then
+    if [ -x /usr/bin/moonfrp-bulk ] &&
+        /usr/bin/moonfrp-bulk integrate --check --shim-dir /usr/local/share/moonfrp-bulk >/dev/null 2>&1; then
         /usr/bin/moonfrp-bulk integrate --undo --shim-dir /usr/local/share/moonfrp-bulk || true
     fi
 fi

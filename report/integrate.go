@@ -8,7 +8,7 @@ import (
 )
 
 // Integrated reports what `integrate` did and what bash now runs.
-func Integrated(s *Streams, services, shim, backup, done string, st integrate.Status) {
+func Integrated(s *Streams, services, shim, backup, done string, st integrate.Status, watch integrate.Watch) {
 	w := s.Out
 	switch done {
 	case "unchanged":
@@ -23,12 +23,15 @@ func Integrated(s *Streams, services, shim, backup, done string, st integrate.St
 		fmt.Fprintf(w, "  backup: %s\n", backup)
 	}
 	fmt.Fprintf(w, "  check:  %d of %d service functions run through moonfrp-bulk\n", st.Shimmed(), len(integrate.Functions))
+	if watch.Installed {
+		fmt.Fprintf(w, "  watch:  %s\n", watch)
+	}
 	fmt.Fprintln(w, "Check with 'moonfrp-bulk integrate --check'; undo with 'moonfrp-bulk integrate --undo'.")
 }
 
 // IntegrationStatus prints --check's findings: one line per function and
 // a verdict that says what to do.
-func IntegrationStatus(s *Streams, dir string, st integrate.Status) {
+func IntegrationStatus(s *Streams, dir string, st integrate.Status, watch integrate.Watch) {
 	w := s.Out
 	fmt.Fprintf(w, "MoonFRP at %s, loaded as moonfrp.sh does (%s):\n", dir, strings.Join(st.Modules, ", "))
 	for _, fn := range integrate.Functions {
@@ -41,5 +44,8 @@ func IntegrationStatus(s *Streams, dir string, st integrate.Status) {
 		fmt.Fprintln(w, "Not integrated: moonfrp-services.sh has no moonfrp-bulk block (a MoonFRP upgrade replaces the file). Run 'moonfrp-bulk integrate' to restore it.")
 	default:
 		fmt.Fprintln(w, "Partly integrated: the block is there, but MoonFRP redefines some functions after it. Run 'moonfrp-bulk integrate' again, and report this if it stays.")
+	}
+	if watch.Installed {
+		fmt.Fprintf(w, "Watch: %s\n", watch)
 	}
 }

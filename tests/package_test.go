@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moonfrp/moonfrp-bulk/tests/sandbox"
 )
@@ -119,7 +120,10 @@ func TestDebianPackageInstallsAndRuns(t *testing.T) {
 // TestHostPackageWiresIntoMoonFRP installs the .deb on a booted, clean
 // Debian host that has (the stand-in) MoonFRP: the maintainer scripts
 // integrate it on install, leave an operator's undo alone on upgrade, and
-// take it out again on removal.
+// take it out again on removal. A MoonFRP upgrade (its modules copied
+// over the old ones, as its install.sh does) is wired in again by the
+// package's watch, while the watch is on; a MoonFRP whose service
+// functions moonfrp-bulk does not know is refused, and left as it is.
 func TestHostPackageWiresIntoMoonFRP(t *testing.T) {
 	out, _ := exec.Command("dpkg", "--print-architecture").Output()
 	debs, _ := filepath.Glob("../dist/moonfrp-bulk_*_" + strings.TrimSpace(string(out)) + ".deb")
@@ -138,11 +142,36 @@ func TestHostPackageWiresIntoMoonFRP(t *testing.T) {
 	}
 	installStandInOnHost(t, h)
 	must(h.Install(debs[0], "/root/moonfrp-bulk.deb", 0o644))
+	ht, err := sandbox.NewHostTunnels(context.Background(), h, sandbox.HostTunnelOpts{FRP: frpBinaries(t, sandbox.FRPDefault), Clients: 2})
+	must(err)
+	// MoonFRP's next release, staged where its installer would download it.
+	ents, err := os.ReadDir("moonfrp")
+	must(err)
+	for _, e := range ents {
+		must(h.Install(filepath.Join("moonfrp", e.Name()), "/root/moonfrp-new/"+e.Name(), 0o755))
+	}
 	services := h.Proc("/usr/local/bin/moonfrp-services.sh")
 	integrated := func() bool {
 		data, err := os.ReadFile(services)
 		must(err)
 		return strings.Contains(string(data), "# >>> moonfrp-bulk >>>") // integrate's block
+	}
+	upgradeMoonFRP := func() {
+		t.Helper()
+		wantCode(t, hostRun(t, h, "sh", "-c", "cp /root/moonfrp-new/* /usr/local/bin/"), 0)
+	}
+	// awaitIntegrated waits for the watch to have wired moonfrp-bulk in.
+	awaitIntegrated := func() {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for !integrated() {
+			if time.Now().After(deadline) {
+				j, _ := h.Run(context.Background(), "journalctl", "--no-pager", "-u", "moonfrp-bulk-integrate")
+				t.Fatalf("MoonFRP's upgrade was not wired in within 15s; the watch's journal:\n%s", j)
+			}
+			time.Sleep(100 * time.Millisecond) // a file's change sends no event that a test could wait on
+		}
+		wantCode(t, hostRun(t, h, "moonfrp-bulk", "integrate", "--check"), 0)
 	}
 
 	r := hostRun(t, h, "dpkg", "-i", "/root/moonfrp-bulk.deb")
@@ -150,18 +179,74 @@ func TestHostPackageWiresIntoMoonFRP(t *testing.T) {
 	wantContains(t, "dpkg -i", r.stdout, "Integrated moonfrp-bulk into /usr/local/bin/moonfrp-services.sh")
 	r = hostRun(t, h, "moonfrp-bulk", "integrate", "--check")
 	wantCode(t, r, 0)
+	wantContains(t, "integrate --check", r.stdout, "Watch: on")
 	if !integrated() {
 		t.Fatal("installing the package did not integrate it into MoonFRP")
 	}
 
-	// An operator's undo survives an upgrade (here: the same package again).
+	// MoonFRP upgrades itself: the watch wires moonfrp-bulk in again, and
+	// MoonFRP's CLI runs through it.
+	upgradeMoonFRP()
+	awaitIntegrated()
+	before := hostInvocations(t, h, ht.Names)
+	r = hostRun(t, h, "moonfrp", "service", "restart")
+	wantCode(t, r, 0)
+	wantContains(t, "moonfrp service restart", r.stderr, "Bulk restart complete: 3 succeeded, 0 failed")
+	for u, id := range hostInvocations(t, h, ht.Names) {
+		if id == before[u] {
+			t.Errorf("%s was not restarted", u)
+		}
+	}
+	j, _ := h.Run(context.Background(), "journalctl", "--no-pager", "-u", "moonfrp-bulk-integrate")
+	wantContains(t, "the watch's journal", j, "MoonFRP's /usr/local/bin/moonfrp-services.sh changed (now sha256:", "Integrated moonfrp-bulk into")
+
+	// A MoonFRP whose service functions moonfrp-bulk does not know: the
+	// watch refuses it and says why in the journal; so does integrate,
+	// with exit code 5, and the file stays as MoonFRP wrote it.
+	odd := "bulk_frobnicate_services() { :; }\n"
+	orig, err := os.ReadFile("moonfrp/moonfrp-services.sh")
+	must(err)
+	must(h.WriteFile("/root/moonfrp-odd/moonfrp-services.sh", append(append([]byte(nil), orig...), odd...), 0o644))
+	wantCode(t, hostRun(t, h, "cp", "/root/moonfrp-odd/moonfrp-services.sh", "/usr/local/bin/moonfrp-services.sh"), 0)
+	deadline := time.Now().Add(15 * time.Second)
+	for j, _ = h.Run(context.Background(), "journalctl", "--no-pager", "-u", "moonfrp-bulk-integrate"); !strings.Contains(j, "bulk_frobnicate_services()"); j, _ = h.Run(context.Background(), "journalctl", "--no-pager", "-u", "moonfrp-bulk-integrate") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the watch did not refuse the unknown MoonFRP within 15s:\n%s", j)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r = hostRun(t, h, "moonfrp-bulk", "integrate")
+	wantCode(t, r, 5)
+	if lines := strings.Split(strings.TrimSpace(r.stderr), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "defines bulk_frobnicate_services()") {
+		t.Errorf("integrate on an unknown MoonFRP: want one line naming the function, got:\n%s", r.stderr)
+	}
+	if data, _ := os.ReadFile(services); string(data) != string(orig)+odd {
+		t.Error("moonfrp-services.sh of an unknown MoonFRP was changed")
+	}
+	upgradeMoonFRP() // back to a MoonFRP it knows
+	awaitIntegrated()
+
+	// An operator's undo turns the watch off: an upgrade then leaves
+	// MoonFRP alone. It survives a package upgrade (the same package).
 	wantCode(t, hostRun(t, h, "moonfrp-bulk", "integrate", "--undo"), 0)
+	r = hostRun(t, h, "moonfrp-bulk", "integrate", "--check")
+	wantCode(t, r, 1)
+	wantContains(t, "integrate --check after --undo", r.stdout, "Watch: off")
+	upgradeMoonFRP()
+	if active, _ := h.Run(context.Background(), "systemctl", "is-active", "moonfrp-bulk-integrate.path"); strings.TrimSpace(active) != "inactive" {
+		t.Errorf("the watch is %q after integrate --undo", active)
+	}
+	if integrated() {
+		t.Error("a MoonFRP upgrade was wired in after integrate --undo")
+	}
 	wantCode(t, hostRun(t, h, "dpkg", "-i", "/root/moonfrp-bulk.deb"), 0)
 	if integrated() {
 		t.Error("an upgrade integrated again what the operator had undone")
 	}
 	wantCode(t, hostRun(t, h, "moonfrp-bulk", "integrate"), 0)
+	wantContains(t, "integrate --check", hostRun(t, h, "moonfrp-bulk", "integrate", "--check").stdout, "Watch: on")
 
+	// Removing the package takes the integration and the watch away.
 	r = hostRun(t, h, "dpkg", "--remove", "moonfrp-bulk")
 	wantCode(t, r, 0)
 	if integrated() {
@@ -169,5 +254,12 @@ func TestHostPackageWiresIntoMoonFRP(t *testing.T) {
 	}
 	if _, err := os.Lstat(h.Proc("/usr/bin/moonfrp-bulk")); err == nil {
 		t.Error("the binary is still there after dpkg --remove")
+	}
+	if out, _ := h.Run(context.Background(), "systemctl", "list-unit-files", "--no-legend", "moonfrp-bulk-integrate.path"); strings.TrimSpace(out) != "" {
+		t.Errorf("the watch is still known after dpkg --remove: %s", out)
+	}
+	upgradeMoonFRP()
+	if integrated() {
+		t.Error("a MoonFRP upgrade was wired in after the package was removed")
 	}
 }

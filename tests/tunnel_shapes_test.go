@@ -31,6 +31,7 @@ func TestTunnelConfigShapes(t *testing.T) {
 		s.client("inc", sandbox.ClientOpts{IncludePort: taken})
 		s.client("tls", sandbox.ClientOpts{TLS: true})
 		s.client("rel", sandbox.ClientOpts{Relative: true})
+		s.client("tok", sandbox.ClientOpts{Token: "wrong-token"})
 		disabled := version >= "v0.66.0"
 		if disabled {
 			s.client("dis", sandbox.ClientOpts{Disabled: true})
@@ -47,8 +48,23 @@ func TestTunnelConfigShapes(t *testing.T) {
 		r := bulk(t, sb, nil, "start", "-o", "json", "--tunnel-deadline=8s")
 		wantCode(t, r, 1)
 		res := results(t, r.stdout)
-		if f := failedUnits(res); strings.Join(f, " ") != "moonfrp-client-inc" {
-			t.Fatalf("failed %v, want only moonfrp-client-inc", f)
+		if f := failedUnits(res); strings.Join(f, " ") != "moonfrp-client-inc moonfrp-client-tok" {
+			t.Fatalf("failed %v, want moonfrp-client-inc and moonfrp-client-tok", f)
+		}
+		// Every broken tunnel here is one that frp has refused: the run
+		// ends soon after its last healthy tunnel is proven.
+		var lastOK, end time.Time
+		for _, ev := range parseEvents(t, r.stdout) {
+			ts, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(ev["time"]))
+			switch {
+			case ev["event"] == "result" && ev["ok"] == true && ts.After(lastOK):
+				lastOK = ts
+			case ev["event"] == "summary":
+				end = ts
+			}
+		}
+		if d := end.Sub(lastOK); lastOK.IsZero() || d > 2*time.Second {
+			t.Errorf("the run ended %s after its last healthy tunnel was proven, want within 2s", d)
 		}
 		wantContains(t, "inc's reason", res["moonfrp-client-inc"]["reason"].(string), "proxy iinc start error: port already used")
 		if d := res["moonfrp-client-inc"]["duration_ms"].(float64); d > 5000 {

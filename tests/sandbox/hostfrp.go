@@ -21,7 +21,9 @@ type HostTunnels struct {
 
 // HostTunnelOpts say what to install.
 type HostTunnelOpts struct {
-	FRP, Bin, Shim string // the directory of frpc and frps; moonfrp-bulk; the shim
+	// FRP is the directory of frpc and frps; Bin and Shim, when set,
+	// are moonfrp-bulk and its shim (the package test installs its own).
+	FRP, Bin, Shim string
 	Clients        int
 	WrongToken     int // the client (from 1) with a wrong token; 0: none
 }
@@ -73,6 +75,9 @@ func NewHostTunnels(ctx context.Context, h *Host, o HostTunnelOpts) (*HostTunnel
 		{o.Bin, "/usr/local/bin/moonfrp-bulk", 0o755},
 		{o.Shim, "/usr/share/moonfrp-bulk/moonfrp-bulk.sh", 0o644},
 	} {
+		if f.src == "" {
+			continue
+		}
 		if err := h.Install(f.src, f.dst, f.mode); err != nil {
 			return nil, err
 		}
