@@ -36,20 +36,20 @@ type app struct {
 	// ctx ends on a second signal: everything in flight is killed.
 	ctx    context.Context
 	cancel context.CancelFunc
-	// drain closes on the first signal: nothing new is launched; drainCtx
-	// ends with it (and with ctx), for waits that take a context.
-	drain       chan struct{}
-	drainCtx    context.Context
-	drainCancel context.CancelFunc
-	sigs        chan os.Signal
-	sigDone     chan struct{}
+	// launch ends on the first signal, with exec.ErrInterrupted as its
+	// cause: nothing new is launched (see exec.Config.Launch), and a wait
+	// for another run's locks ends.
+	launch     context.Context
+	stopLaunch context.CancelCauseFunc
+	sigs       chan os.Signal
+	sigDone    chan struct{}
 }
 
 func newApp(s *report.Streams, g Globals) *app {
 	a := &app{streams: s, globals: g, mgr: systemctl.Manager{Path: g.Systemctl, User: g.User},
-		mode: report.Mode(g.Output), api: frp.NewAPI(), drain: make(chan struct{}), sigs: make(chan os.Signal, 2), sigDone: make(chan struct{})}
+		mode: report.Mode(g.Output), api: frp.NewAPI(), sigs: make(chan os.Signal, 2), sigDone: make(chan struct{})}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
-	a.drainCtx, a.drainCancel = context.WithCancel(a.ctx)
+	a.launch, a.stopLaunch = context.WithCancelCause(a.ctx)
 	signal.Notify(a.sigs, syscall.SIGINT, syscall.SIGTERM)
 	go a.watchSignals()
 	return a
@@ -64,8 +64,7 @@ func (a *app) watchSignals() {
 		case <-a.sigs:
 			n++
 			if n == 1 {
-				close(a.drain)
-				a.drainCancel()
+				a.stopLaunch(exec.ErrInterrupted)
 				if rep := a.run.Load(); rep != nil {
 					rep.Notice(fmt.Sprintf("stopping: waiting for %d operation(s) in flight (Ctrl-C again to abandon them)", rep.InFlight()))
 				}
@@ -85,14 +84,7 @@ func (a *app) stopSignals() {
 	a.cancel()
 }
 
-func (a *app) interrupted() bool {
-	select {
-	case <-a.drain:
-		return true
-	default:
-		return false
-	}
-}
+func (a *app) interrupted() bool { return errors.Is(context.Cause(a.launch), exec.ErrInterrupted) }
 
 func (a *app) warn(format string, args ...any) { report.Warn(a.streams.Err, format, args...) }
 
@@ -223,7 +215,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 		for i, u := range sel.Units {
 			names[i] = u.Name
 		}
-		locks, err = lock.Acquire(a.drainCtx, lock.Dir(a.globals.User), names, lock.Options{
+		locks, err = lock.Acquire(a.launch, lock.Dir(a.globals.User), names, lock.Options{
 			NoWait: f.NoWait,
 			OnWait: func(pid int) {
 				if pid > 0 {
@@ -285,7 +277,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	sum, err := exec.Run(a.ctx, exec.Config{
 		Operation: op, MaxParallel: int(f.MaxParallel), Timeout: f.Timeout, MaxFail: plan.MaxFailUnits, Canary: f.Canary,
 		Verify: !f.NoVerify, Settle: f.Settle, TunnelDeadline: f.TunnelDeadline, NoTunnel: f.NoTunnelCheck, User: a.globals.User, LogDir: logDir(),
-		Journal: exec.JournalReader(a.mgr, a.globals.User), Runner: a.mgr, Drain: a.drain, API: a.api,
+		Journal: exec.JournalReader(a.mgr, a.globals.User), Runner: a.mgr, Launch: a.launch, API: a.api,
 	}, work, rep)
 	if err != nil {
 		// Nothing ran: no summary line that scripts would read as one.

@@ -9,12 +9,12 @@ import (
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
 )
 
-// BenchmarkForEach measures the pool's own cost per item, without systemctl.
-func BenchmarkForEach(b *testing.B) {
-	items := make([]string, 1000)
+// BenchmarkForEachGroup measures the pool's own cost per item, without
+// systemctl.
+func BenchmarkForEachGroup(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		ForEach(context.Background(), nil, nil, 50, items, func(int, string) {})
+		ForEachGroup(context.Background(), context.Background(), 50, 1000, groupsOf(1), func(int, int) {})
 	}
 }
 

@@ -2,6 +2,7 @@ package exec
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,81 +13,89 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/moonfrp/moonfrp-bulk/discover"
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
 )
 
-func TestForEachHoldsTheLimitAtEveryInstant(t *testing.T) {
-	for _, limit := range []int{1, 3, 10} {
-		t.Run(fmt.Sprint(limit), func(t *testing.T) {
-			items := make([]string, 40)
+// groupsOf sizes every group k.
+func groupsOf(k int) func(context.Context) int { return func(context.Context) int { return k } }
+
+// At no instant are more than limit items in flight, counting every item
+// of a group: a group of k holds k slots.
+func TestForEachGroupHoldsTheLimitAtEveryInstant(t *testing.T) {
+	for _, c := range []struct{ limit, k int }{{1, 1}, {3, 1}, {10, 1}, {10, 4}, {10, 10}} {
+		t.Run(fmt.Sprintf("limit %d groups of %d", c.limit, c.k), func(t *testing.T) {
 			var cur, peak atomic.Int32
-			n := ForEach(context.Background(), nil, nil, limit, items, func(int, string) {
-				c := cur.Add(1)
+			n := ForEachGroup(context.Background(), context.Background(), c.limit, 40, groupsOf(c.k), func(lo, hi int) {
+				now := cur.Add(int32(hi - lo))
 				for {
 					p := peak.Load()
-					if c <= p || peak.CompareAndSwap(p, c) {
+					if now <= p || peak.CompareAndSwap(p, now) {
 						break
 					}
 				}
-				time.Sleep(time.Millisecond) // hold the slot so others pile up
-				cur.Add(-1)
+				time.Sleep(time.Millisecond) // hold the slots so others pile up
+				cur.Add(-int32(hi - lo))
 			})
-			if n != len(items) {
-				t.Errorf("launched %d, want %d", n, len(items))
+			if n != 40 {
+				t.Errorf("launched %d, want 40", n)
 			}
-			if p := int(peak.Load()); p > limit || p < 1 {
-				t.Errorf("peak %d with limit %d", p, limit)
+			if p := int(peak.Load()); p > c.limit || p < c.k {
+				t.Errorf("peak %d items in flight with limit %d and groups of %d", p, c.limit, c.k)
 			}
 		})
 	}
 }
 
-// A slot passes to the next item the moment one call returns: with one
-// slot, item i+1 starts only after item i returned, and without waiting
-// for anything else (no polling interval): well within 50 ms, though
-// each item holds its slot for 100 ms.
-func TestForEachHandsOverSlotsAtOnce(t *testing.T) {
-	const hold = 100 * time.Millisecond
-	var mu sync.Mutex
-	var starts, ends []time.Time
-	ForEach(context.Background(), nil, nil, 1, make([]string, 5), func(i int, _ string) {
-		mu.Lock()
-		starts = append(starts, time.Now())
-		mu.Unlock()
-		time.Sleep(hold)
-		mu.Lock()
-		ends = append(ends, time.Now())
-		mu.Unlock()
+// Slots pass to the next group the moment a call returns: with one slot,
+// item i+1 starts only after item i returned, at once, in fake time
+// (where a wait of any length would show).
+func TestForEachGroupHandsOverSlotsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const hold = 100 * time.Millisecond
+		var mu sync.Mutex
+		var starts, ends []time.Time
+		ForEachGroup(context.Background(), context.Background(), 1, 5, groupsOf(1), func(lo, hi int) {
+			mu.Lock()
+			starts = append(starts, time.Now())
+			mu.Unlock()
+			time.Sleep(hold)
+			mu.Lock()
+			ends = append(ends, time.Now())
+			mu.Unlock()
+		})
+		if len(starts) != 5 {
+			t.Fatalf("%d items ran", len(starts))
+		}
+		for i := 1; i < 5; i++ {
+			if gap := starts[i].Sub(ends[i-1]); gap != 0 {
+				t.Errorf("item %d started %s after item %d ended, want at once", i, gap, i-1)
+			}
+		}
 	})
-	if len(starts) != 5 {
-		t.Fatalf("%d items ran", len(starts))
-	}
-	for i := 1; i < 5; i++ {
-		gap := starts[i].Sub(ends[i-1])
-		if gap < 0 {
-			t.Errorf("item %d started %s before item %d ended: two ran in one slot", i, -gap, i-1)
-		}
-		if gap > 50*time.Millisecond {
-			t.Errorf("item %d started %s after item %d ended: the slot was not handed over at once", i, gap, i-1)
-		}
-	}
 }
 
-func TestForEachStopsLaunchingOnDrain(t *testing.T) {
-	drain := make(chan struct{})
-	var once sync.Once
-	n := ForEach(context.Background(), drain, nil, 2, make([]string, 20), func(i int, _ string) {
-		if i == 3 {
-			once.Do(func() { close(drain) })
+// When launch ends, nothing more is launched: only the groups that had
+// their slots already ran, and its cause is the caller's to read.
+func TestForEachGroupStopsLaunchingWhenLaunchEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		launch, stop := context.WithCancelCause(context.Background())
+		n := ForEachGroup(context.Background(), launch, 2, 20, groupsOf(1), func(lo, _ int) {
+			if lo == 3 {
+				stop(ErrInterrupted)
+			}
+			time.Sleep(5 * time.Millisecond)
+		})
+		if n != 4 {
+			t.Errorf("launched %d after launching stopped at item 3, want 4 (items 0-3)", n)
 		}
-		time.Sleep(5 * time.Millisecond)
+		if !errors.Is(context.Cause(launch), ErrInterrupted) {
+			t.Errorf("cause %v", context.Cause(launch))
+		}
 	})
-	if n < 4 || n > 6 {
-		t.Errorf("launched %d after a drain at item 3, want 4 to 6 (only what already had a slot)", n)
-	}
 }
 
 // planOf is the plan for names, as discovery would make it without facts.
@@ -373,17 +382,26 @@ func TestRunWithoutVerificationTrustsExitCodes(t *testing.T) {
 	}
 }
 
-func TestRunDrainLeavesUnitsNotStarted(t *testing.T) {
-	units, names := alike(10, 30*time.Millisecond)
-	drain := make(chan struct{})
-	close(drain)
-	obs := &collector{}
-	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 2, Runner: newFake(units), Drain: drain}, planOf("restart", names), obs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !sum.Interrupted || sum.NotStarted != 10 || len(obs.finished) != 10 {
-		t.Errorf("summary %+v with %d finished, want all 10 not started", sum, len(obs.finished))
+func TestRunStoppedLaunchLeavesUnitsNotStarted(t *testing.T) {
+	for _, c := range []struct {
+		cause       error
+		interrupted bool
+		reason      string
+	}{
+		{ErrInterrupted, true, "not started (interrupted)"},
+		{ErrTerminalLost, false, "not started (the terminal was lost)"},
+	} {
+		units, names := alike(10, 30*time.Millisecond)
+		launch, stop := context.WithCancelCause(context.Background())
+		stop(c.cause)
+		obs := &collector{}
+		sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 2, Runner: newFake(units), Launch: launch}, planOf("restart", names), obs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum.Interrupted != c.interrupted || !errors.Is(sum.Stopped, c.cause) || sum.NotStarted != 10 || len(obs.finished) != 10 || sum.Results[0].Reason != c.reason {
+			t.Errorf("%v: summary %+v with %d finished, want all 10 not started", c.cause, sum, len(obs.finished))
+		}
 	}
 }
 
@@ -985,10 +1003,10 @@ func TestRunHeldClientsAreStoppedBeforeTheServer(t *testing.T) {
 func TestRunHeldClientsOutliveADrainButNotACancel(t *testing.T) {
 	t.Run("drain", func(t *testing.T) {
 		plan, units := heldPlan()
-		drain := make(chan struct{})
-		units["moonfrp-server.service"].onOp = func() { close(drain) }
+		launch, stop := context.WithCancelCause(context.Background())
+		units["moonfrp-server.service"].onOp = func() { stop(ErrInterrupted) }
 		f := newFake(units)
-		sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 10, Runner: f, Drain: drain}, plan, &collector{})
+		sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 10, Runner: f, Launch: launch}, plan, &collector{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,7 +6,7 @@ import "time"
 // false, never an error: errors are kept for the tool's own failures.
 type Result struct {
 	Index     int    // position in the plan, for stable ordering
-	Phase     int    // 0-based phase the unit ran in
+	Phase     int    // the phase the unit ran in, counted from 1
 	Unit      string // full unit name
 	Operation string
 	OK        bool
@@ -74,7 +74,12 @@ type Summary struct {
 	Lost string
 	// Halted says why the run stopped launching on its own brake: the
 	// failure limit reached, or a canary that failed ("" otherwise).
-	Halted   string
+	Halted string
+	// Stopped is why the run stopped launching (the cause of its launch
+	// context: ErrInterrupted, ErrTerminalLost, ErrManagerLost or a
+	// *BrakeError), nil when it launched every unit it meant to. Lost,
+	// Halted and Interrupted say the same for the report and JSON.
+	Stopped  error
 	Duration time.Duration
 	// Notes are run-level findings shown above the failures, such as a
 	// server that was not ready when its clients started.

@@ -16,8 +16,8 @@ import (
 // tunnelRow is one real-frp measurement: n frpc tunnels (one proxy each)
 // of frp version, restarted alone or together with their server.
 type tunnelRow struct {
-	n         int
-	version   string
+	n          int
+	version    string
 	withServer bool
 }
 
