@@ -42,15 +42,20 @@ type app struct {
 	launch     context.Context
 	stopLaunch context.CancelCauseFunc
 	sigs       chan os.Signal
-	sigDone    chan struct{}
+	// hup takes SIGHUP (the terminal is gone: stop writing to it, and go
+	// on) and SIGPIPE (handled, so that a write to a closed pipe is an
+	// error that the streams keep, not the end of the process).
+	hup     chan os.Signal
+	sigDone chan struct{}
 }
 
 func newApp(s *report.Streams, g Globals) *app {
 	a := &app{streams: s, globals: g, mgr: systemctl.Manager{Path: g.Systemctl, User: g.User},
-		mode: report.Mode(g.Output), api: frp.NewAPI(), sigs: make(chan os.Signal, 2), sigDone: make(chan struct{})}
+		mode: report.Mode(g.Output), api: frp.NewAPI(), sigs: make(chan os.Signal, 2), hup: make(chan os.Signal, 2), sigDone: make(chan struct{})}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.launch, a.stopLaunch = context.WithCancelCause(a.ctx)
-	signal.Notify(a.sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(a.sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT)
+	signal.Notify(a.hup, syscall.SIGHUP, syscall.SIGPIPE)
 	go a.watchSignals()
 	return a
 }
@@ -61,6 +66,14 @@ func (a *app) watchSignals() {
 		select {
 		case <-a.sigDone:
 			return
+		case sig := <-a.hup:
+			// A hangup (the ssh session dropped) is no request to stop:
+			// the run goes on to its end, as if nobody were watching,
+			// and records itself in the job log for 'moonfrp-bulk last'.
+			// Stopping half-way would leave a fleet half restarted.
+			if sig == syscall.SIGHUP {
+				a.streams.HangUp()
+			}
 		case <-a.sigs:
 			n++
 			if n == 1 {
@@ -70,16 +83,18 @@ func (a *app) watchSignals() {
 				}
 				continue
 			}
-			// Second signal: kill what runs and leave. The summary still
-			// prints if it can within a moment; then the process exits.
+			// Second signal: kill what runs and leave. The summary and
+			// the job log's record are still written if they can be
+			// within a few seconds; then the process exits.
 			a.cancel()
-			time.AfterFunc(2*time.Second, func() { os.Exit(exitInterrupted) })
+			time.AfterFunc(5*time.Second, func() { os.Exit(exitInterrupted) })
 		}
 	}
 }
 
 func (a *app) stopSignals() {
 	signal.Stop(a.sigs)
+	signal.Stop(a.hup)
 	close(a.sigDone)
 	a.cancel()
 }
@@ -167,6 +182,26 @@ func (a *app) writeStatus(sum exec.Summary) {
 	}
 	defer f.Close()
 	fmt.Fprintf(f, "succeeded=%d failed=%d not_started=%d total=%d abandoned=%d\n", sum.Succeeded, sum.Failed, sum.NotStarted, sum.Total, sum.Abandoned)
+}
+
+// last prints the newest runs of the job log.
+func (a *app) last(c LastCmd) error {
+	if c.N < 1 {
+		return usageErr("-n must be at least 1, got %d (for example -n 5)", c.N)
+	}
+	dir, err := joblog.Dir(a.globals.User)
+	if err != nil {
+		return &exitError{exitCannotRun, err.Error()}
+	}
+	recs, skipped, err := joblog.Recent(dir, c.N)
+	switch {
+	case errors.Is(err, joblog.ErrNoRuns):
+		return usageErr("%v; a run of start, stop, restart or reload records itself there", err)
+	case err != nil:
+		return &exitError{exitCannotRun, err.Error()}
+	}
+	report.Last(a.streams, a.mode, recs, skipped)
+	return nil
 }
 
 func (a *app) list(c ListCmd) error {

@@ -29,6 +29,7 @@ const (
 	exitCannotRun   = 3   // systemctl or the service manager could not be used
 	exitBusy        = 4   // --no-wait and another run holds some of the units
 	exitUnknownMoon = 5   // integrate: MoonFRP's service functions are not the ones the shim replaces
+	exitOutputLost  = 6   // the output could not be written (a closed pipe, a full disk, a hung-up terminal)
 	exitInterrupted = 130 // SIGINT or SIGTERM
 )
 
@@ -67,6 +68,9 @@ Exit codes:
   4    --no-wait, and another moonfrp-bulk run is acting on the same units
   5    integrate: this MoonFRP defines service functions that moonfrp-bulk
        does not know (or lacks ones it replaces); nothing was changed
+  6    the output (JSON, the list, the summary) could not be written: a
+       closed pipe, a full disk, a terminal that hung up; a run still went
+       on to its end and is in the job log (moonfrp-bulk last)
   130  interrupted (SIGINT or SIGTERM); the summary counts units not started`
 
 // maxParallel bounds -j: beyond it systemd's single-threaded manager is
@@ -181,6 +185,14 @@ type ListCmd struct {
 	Names  bool     `help:"Print only the service names, one a line, without .service (as MoonFRP's get_moonfrp_services)."`
 }
 
+// LastCmd shows the newest runs from the job log.
+type LastCmd struct {
+	N int `short:"n" default:"1" placeholder:"N" help:"How many of the newest runs to show (newest first)."`
+}
+
+// Run carries out `moonfrp-bulk last`.
+func (c *LastCmd) Run(a *app) error { return a.last(*c) }
+
 // shim is the bash shim, carried in the binary so that `integrate`
 // installs the one that matches it.
 //
@@ -282,6 +294,7 @@ type CLI struct {
 	Restart    RestartCmd    `cmd:"" help:"Restart units (the server first)."`
 	Reload     ReloadCmd     `cmd:"" help:"Reload units (ExecReload, e.g. SIGHUP to frpc)."`
 	List       ListCmd       `cmd:"" help:"List MoonFRP services with their load, active and sub state, and tags."`
+	Last       LastCmd       `cmd:"" help:"Show how the newest runs ended, from the job log: what to type after a lost ssh session. -n N for more, -o json for the records."`
 	Bulk       BulkCmd       `cmd:"" help:"Run an operation with MoonFRP's 'service bulk' flags (--operation=... --filter=... --max-parallel=N --dry-run)."`
 	Integrate  IntegrateCmd  `cmd:"" help:"Make MoonFRP's menus and 'moonfrp service' commands run through moonfrp-bulk: installs the shim and sources it at the end of moonfrp-services.sh, so that MoonFRP's repeated loading of that file keeps it. --check and --undo."`
 	Version    VersionCmd    `cmd:"" help:"Print the version."`
@@ -370,7 +383,12 @@ func runWith(streams *report.Streams, args []string) int {
 	}
 	a := newApp(streams, cli.Globals)
 	defer a.stopSignals()
-	err = kctx.Run(a)
+	return outputLost(streams, exitCode(streams, kctx.Run(a)))
+}
+
+// exitCode turns a command's ending into its exit code, saying why on
+// Err.
+func exitCode(streams *report.Streams, err error) int {
 	var ee *exitError
 	switch {
 	case err == nil:
@@ -384,4 +402,19 @@ func runWith(streams *report.Streams, args []string) int {
 		fmt.Fprintf(streams.Err, "moonfrp-bulk: %v\n", err)
 		return exitCannotRun
 	}
+}
+
+// outputLost makes a command whose output could not be written end with
+// exitOutputLost, whatever it did otherwise (0 or 1): its caller could
+// not tell. Usage errors, an unusable manager, a busy lock and an
+// interrupt keep their own codes.
+func outputLost(streams *report.Streams, code int) int {
+	out, errs := streams.Lost()
+	if (out == nil && errs == nil) || (code != exitOK && code != exitFailed) {
+		return code
+	}
+	if errs == nil {
+		fmt.Fprintf(streams.Err, "moonfrp-bulk: the output could not be written (%v); a run went on to its end all the same: see 'moonfrp-bulk last'\n", out)
+	}
+	return exitOutputLost
 }

@@ -322,7 +322,7 @@ func TestApplyLastSelectsFromThePreviousRun(t *testing.T) {
 	}
 	// client-1 ok, client-2 failed, client-3 not started; client-4 was
 	// not in that run at all.
-	rec := `{"results":[{"unit":"moonfrp-client-1.service","ok":true},{"unit":"moonfrp-client-2.service","ok":false},` +
+	rec := `{"event":"job","time":"2026-12-06T05:00:00Z","operation":"restart","units":3,"results":[{"unit":"moonfrp-client-1.service","ok":true},{"unit":"moonfrp-client-2.service","ok":false},` +
 		`{"unit":"moonfrp-client-3.service","ok":false,"not_started":true}]}`
 	if err := joblog.Append(dir, []byte(rec)); err != nil {
 		t.Fatal(err)

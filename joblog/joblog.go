@@ -156,67 +156,117 @@ func openOwn(path string, flags int) (*os.File, error) {
 	return os.NewFile(uintptr(fd), path), nil
 }
 
-// Record is what Last reads of a recorded run.
+// Record is one run in the job log: the summary's counts and each unit's
+// outcome, without log tails. report.JobRecord writes it; Last and
+// Recent read it.
 type Record struct {
-	Time      string  `json:"time"`
-	Operation string  `json:"operation"`
-	Manager   string  `json:"manager"`
-	Results   []Entry `json:"results"`
+	SchemaVersion int      `json:"schema_version"`
+	Event         string   `json:"event"` // "job"
+	Time          string   `json:"time"`  // when the run ended, RFC 3339 UTC
+	Operation     string   `json:"operation"`
+	Manager       string   `json:"manager"`
+	Filters       []string `json:"filters"`
+	Units         int      `json:"units"`
+	Succeeded     int      `json:"succeeded"`
+	Failed        int      `json:"failed"` // abandoned units included
+	NotStarted    int      `json:"not_started"`
+	Interrupted   bool     `json:"interrupted"`
+	Halted        string   `json:"halted"`
+	DurationMS    int64    `json:"duration_ms"`
+	Results       []Entry  `json:"results"`
 }
 
 // Entry is one unit's outcome in a Record.
 type Entry struct {
-	Unit       string `json:"unit"`
-	OK         bool   `json:"ok"`
-	NotStarted bool   `json:"not_started"`
+	Unit        string `json:"unit"`
+	OK          bool   `json:"ok"`
+	NotStarted  bool   `json:"not_started"`
+	Abandoned   bool   `json:"abandoned"`
+	TimedOut    bool   `json:"timed_out"`
+	State       string `json:"state"`
+	TunnelState string `json:"tunnel_state"`
+	Reason      string `json:"reason"`
+}
+
+// whole reports whether r is a run's record: a line that is valid JSON
+// but not a record (null, {}, a record without its results) is not.
+func (r Record) whole() bool {
+	return r.Event == "job" && r.Operation != "" && r.Time != "" && r.Results != nil && len(r.Results) == r.Units
 }
 
 // Last returns the most recent record in dir's log, or ErrNoRuns. A log
 // just rotated (empty or missing a moment) is read in its older file.
 func Last(dir string) (Record, error) {
-	if dir == "" {
-		return Record{}, errors.New("job log: no state directory (set XDG_STATE_HOME or HOME)")
+	recs, _, err := Recent(dir, 1)
+	if err != nil {
+		return Record{}, err
 	}
-	path := filepath.Join(dir, FileName)
-	rec, err := lastIn(path)
-	if errors.Is(err, ErrNoRuns) {
-		if older, err2 := lastIn(path + ".1"); err2 == nil {
-			return older, nil
-		}
-	}
-	return rec, err
+	return recs[0], nil
 }
 
-// lastIn reads the newest complete record of one log file.
-func lastIn(path string) (Record, error) {
+// Recent returns up to n of the newest records in dir's log and its
+// rotated file, newest first, and how many lines it passed over because
+// they are not records (torn, damaged, or valid JSON of another shape).
+// It fails with ErrNoRuns when there is none.
+func Recent(dir string, n int) ([]Record, int, error) {
+	if dir == "" {
+		return nil, 0, errors.New("job log: no state directory (set XDG_STATE_HOME or HOME)")
+	}
+	path := filepath.Join(dir, FileName)
+	var recs []Record
+	skipped := 0
+	for _, p := range []string{path, path + ".1"} {
+		got, skip, err := readRecords(p, n-len(recs))
+		skipped += skip
+		if err != nil && !errors.Is(err, ErrNoRuns) {
+			return nil, skipped, err
+		}
+		recs = append(recs, got...)
+		if len(recs) >= n {
+			break
+		}
+	}
+	if len(recs) == 0 {
+		return nil, skipped, fmt.Errorf("%w in %s", ErrNoRuns, path)
+	}
+	return recs, skipped, nil
+}
+
+// readRecords reads up to n of the newest records of one log file,
+// newest first.
+func readRecords(path string, n int) ([]Record, int, error) {
 	f, err := safefile.Open(path, safefile.Options{})
 	if errors.Is(err, fs.ErrNotExist) {
-		return Record{}, fmt.Errorf("%w in %s", ErrNoRuns, path)
+		return nil, 0, fmt.Errorf("%w in %s", ErrNoRuns, path)
 	}
 	if err != nil {
-		return Record{}, fmt.Errorf("job log: %w; remove it (a run recreates it)", err)
+		return nil, 0, fmt.Errorf("job log: %w; remove it (a run recreates it)", err)
 	}
 	defer f.Close()
 	if f.UID != os.Geteuid() {
-		return Record{}, fmt.Errorf("job log: %s belongs to uid %d, not to you; remove it (a run recreates it)", path, f.UID)
+		return nil, 0, fmt.Errorf("job log: %s belongs to uid %d, not to you; remove it (a run recreates it)", path, f.UID)
 	}
 	data, err := f.ReadFrom(0, MaxBytes+1)
 	if err != nil {
-		return Record{}, fmt.Errorf("job log: %w", err)
+		return nil, 0, fmt.Errorf("job log: %w", err)
 	}
-	// The newest line that reads as a record: a torn or damaged line is
-	// passed over for the one before it.
+	// Newest first; a line that is not a whole record is passed over for
+	// the one before it.
 	lines := bytes.Split(completeLines(data), []byte("\n"))
-	for i := len(lines) - 1; i >= 0; i-- {
+	var recs []Record
+	skipped := 0
+	for i := len(lines) - 1; i >= 0 && len(recs) < n; i-- {
 		if len(bytes.TrimSpace(lines[i])) == 0 {
 			continue
 		}
 		var r Record
-		if json.Unmarshal(lines[i], &r) == nil {
-			return r, nil
+		if json.Unmarshal(lines[i], &r) != nil || !r.whole() {
+			skipped++
+			continue
 		}
+		recs = append(recs, r)
 	}
-	return Record{}, fmt.Errorf("%w in %s", ErrNoRuns, path)
+	return recs, skipped, nil
 }
 
 // completeLines drops what follows data's last newline: a record still

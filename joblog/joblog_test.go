@@ -12,7 +12,7 @@ import (
 )
 
 func record(unit string, ok bool) []byte {
-	return []byte(fmt.Sprintf(`{"operation":"restart","results":[{"unit":%q,"ok":%v,"not_started":false}]}`, unit, ok))
+	return []byte(fmt.Sprintf(`{"event":"job","time":"2026-12-06T05:00:00Z","operation":"restart","units":1,"results":[{"unit":%q,"ok":%v,"not_started":false}]}`, unit, ok))
 }
 
 func TestLastReturnsTheNewestRecord(t *testing.T) {
@@ -170,5 +170,24 @@ func TestLastReadsTheRotatedFileMeanwhile(t *testing.T) {
 	}
 	if r, err := Last(dir); err != nil || r.Results[0].Unit != "before.service" {
 		t.Errorf("Last mid-rotation = %+v, %v", r, err)
+	}
+}
+
+// A line that is valid JSON but not a run's record (null, {}, a record
+// without its results, or with fewer results than units) is passed over
+// and counted, like a torn one: the record before it is the last run.
+func TestRecentSkipsLinesThatAreNotRecords(t *testing.T) {
+	dir := t.TempDir()
+	if err := Append(dir, record("real.service", false)); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"null", "{}", `{"results":null}`, `{"event":"job","time":"x","operation":"start","units":2,"results":[{"unit":"a"}]}`, "[1,2]", "7"} {
+		if err := Append(dir, []byte(line)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, skipped, err := Recent(dir, 5)
+	if err != nil || len(recs) != 1 || recs[0].Results[0].Unit != "real.service" || skipped != 6 {
+		t.Errorf("Recent = %+v, %d skipped, %v; want the one real record and 6 lines passed over", recs, skipped, err)
 	}
 }

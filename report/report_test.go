@@ -139,6 +139,20 @@ func TestRunJSONEvents(t *testing.T) {
 	}
 }
 
+// With JSON piped to a program that writes to the same terminal as
+// stderr (`-o json | jq`), stderr carries warnings and errors only: not
+// even the header, which could land between the program's lines.
+func TestRunSharedTerminalGetsNoHeader(t *testing.T) {
+	s, out, errb := testStreams(true)
+	runEvents(NewRun(s, JSON, Plan{Operation: "restart", MaxParallel: 4, Phases: []discover.Phase{{Number: 1, Name: "all units", Units: []string{"a", "b"}}}}))
+	if errb.Len() != 0 {
+		t.Errorf("stderr on a shared terminal: %q", errb.String())
+	}
+	if n := strings.Count(out.String(), "\n"); n != 4 {
+		t.Errorf("%d JSON lines, want 4", n)
+	}
+}
+
 // gh's rule for the live line: only on a terminal that can redraw, and
 // never when stdout carries JSON to a program behind the same terminal
 // (`moonfrp-bulk restart -o json | jq` garbled jq's output).

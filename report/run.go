@@ -13,6 +13,7 @@ import (
 
 	"github.com/moonfrp/moonfrp-bulk/discover"
 	"github.com/moonfrp/moonfrp-bulk/exec"
+	"github.com/moonfrp/moonfrp-bulk/joblog"
 	"github.com/moonfrp/moonfrp-bulk/sanitize"
 	"golang.org/x/sys/unix"
 )
@@ -283,9 +284,10 @@ func (r *Run) Begin() {
 	r.start = r.now()
 	p := r.plan
 	r.mu.Lock()
-	// The header first: a program reading the JSON cannot have printed
-	// anything yet, so the two cannot cross on a shared terminal.
-	if !r.s.Quiet {
+	// Not on a terminal that a program reading the JSON writes to as
+	// well (see Shared): its output comes at times of its choosing, and
+	// the header could land between its lines.
+	if !r.s.Quiet && !r.s.Shared(r.mode) {
 		fmt.Fprintf(r.s.Err, "%s %d service(s), up to %d at a time...\n", gerund(p.Operation), r.total, p.MaxParallel)
 	}
 	r.emit(startEvent{SchemaVersion: SchemaVersion, Event: "start", Time: stamp(r.start), settings: p.settings()})
@@ -578,36 +580,6 @@ func fit(line string, width int) string {
 	return string(rs[:width-2]) + "…"
 }
 
-// jobRecord is one run in the job log (see package joblog): the summary's
-// counts and each unit's outcome, without log tails.
-type jobRecord struct {
-	SchemaVersion int         `json:"schema_version"`
-	Event         string      `json:"event"`
-	Time          string      `json:"time"`
-	Operation     string      `json:"operation"`
-	Manager       string      `json:"manager"`
-	Filters       []string    `json:"filters"`
-	Units         int         `json:"units"`
-	Succeeded     int         `json:"succeeded"`
-	Failed        int         `json:"failed"`
-	NotStarted    int         `json:"not_started"`
-	Interrupted   bool        `json:"interrupted"`
-	Halted        string      `json:"halted"`
-	DurationMS    int64       `json:"duration_ms"`
-	Results       []jobResult `json:"results"`
-}
-
-type jobResult struct {
-	Unit        string `json:"unit"`
-	OK          bool   `json:"ok"`
-	NotStarted  bool   `json:"not_started"`
-	Abandoned   bool   `json:"abandoned"`
-	TimedOut    bool   `json:"timed_out"`
-	State       string `json:"state"`
-	TunnelState string `json:"tunnel_state"`
-	Reason      string `json:"reason"`
-}
-
 // JobRecord is the job log's line for a run of plan that ended in sum:
 // one JSON object, event "job", in schema SchemaVersion.
 func JobRecord(plan Plan, sum exec.Summary, end time.Time) []byte {
@@ -615,12 +587,12 @@ func JobRecord(plan Plan, sum exec.Summary, end time.Time) []byte {
 	if filters == nil {
 		filters = []string{}
 	}
-	rec := jobRecord{SchemaVersion: SchemaVersion, Event: "job", Time: stamp(end), Operation: sum.Operation,
+	rec := joblog.Record{SchemaVersion: SchemaVersion, Event: "job", Time: stamp(end), Operation: sum.Operation,
 		Manager: plan.Manager, Filters: filters, Units: sum.Total, Succeeded: sum.Succeeded, Failed: sum.Failed,
 		NotStarted: sum.NotStarted, Interrupted: sum.Interrupted, Halted: sum.Halted,
-		DurationMS: sum.Duration.Milliseconds(), Results: make([]jobResult, 0, len(sum.Results))}
+		DurationMS: sum.Duration.Milliseconds(), Results: make([]joblog.Entry, 0, len(sum.Results))}
 	for _, r := range sum.Results {
-		j := jobResult{Unit: r.Unit, OK: r.OK, NotStarted: r.NotStarted, Abandoned: r.Abandoned, TimedOut: r.TimedOut,
+		j := joblog.Entry{Unit: r.Unit, OK: r.OK, NotStarted: r.NotStarted, Abandoned: r.Abandoned, TimedOut: r.TimedOut,
 			State: r.State, Reason: sanitize.Line(r.Reason)}
 		if r.Tunnel != nil {
 			j.TunnelState = string(r.Tunnel.State)

@@ -71,6 +71,7 @@ func System() *Streams {
 	if s.Width == 0 {
 		s.Width, _ = strconv.Atoi(os.Getenv("COLUMNS"))
 	}
+	s.Guard()
 	return s
 }
 
