@@ -52,7 +52,9 @@ __moonfrp_bulk_bin() {
         printf '%s\n' "moonfrp-bulk: MOONFRP_BULK_BIN=$MOONFRP_BULK_BIN is not an executable file; fix or unset it" >&2
         return 127
     fi
-    if __mfb_candidate=$(command -v moonfrp-bulk 2>/dev/null); then
+    # type -P: a file on PATH only, never a caller's function or alias of
+    # that name.
+    if __mfb_candidate=$(type -P moonfrp-bulk 2>/dev/null) && [[ -n "$__mfb_candidate" ]]; then
         printf '%s\n' "$__mfb_candidate"
         return 0
     fi
@@ -140,8 +142,19 @@ __moonfrp_bulk_op() {
 }
 
 # Whole positive number?
+# MoonFRP's MAX position: digits, or empty (its callers pass
+# "$max_parallel", which may be unset); 0 or empty mean the default, as
+# MoonFRP's own ${2:-10} does for empty.
 __moonfrp_bulk_is_count() {
-    [[ "${1:-}" =~ ^[1-9][0-9]*$ ]]
+    [[ "${1-}" =~ ^[0-9]*$ ]]
+}
+
+# Prints the flag for MAX, or nothing for the default (0 or empty).
+__moonfrp_bulk_jobs_flag() {
+    if [[ "${1-}" =~ ^0*$ ]]; then
+        return 0
+    fi
+    printf '%s\n' "--max-parallel=$1"
 }
 
 # Runs an operation for people: a live line on a terminal, plain lines
@@ -159,9 +172,7 @@ __moonfrp_bulk_human() {
 __moonfrp_bulk_all() {
     local __mfb_op="$1" __mfb_max="${2:-}"
     local -a __mfb_jobs=()
-    if [[ -n "$__mfb_max" ]]; then
-        __mfb_jobs=(--max-parallel="$__mfb_max")
-    fi
+    mapfile -t __mfb_jobs < <(__moonfrp_bulk_jobs_flag "$__mfb_max")
     __moonfrp_bulk_human "$__mfb_op" "${__mfb_jobs[@]}"
 }
 
@@ -189,9 +200,7 @@ bulk_service_operation() {
         return 0
     fi
     local -a __mfb_jobs=()
-    if [[ -n "$__mfb_max" ]]; then
-        __mfb_jobs=(--max-parallel="$__mfb_max")
-    fi
+    mapfile -t __mfb_jobs < <(__moonfrp_bulk_jobs_flag "$__mfb_max")
     __moonfrp_bulk_human "$__mfb_op" "${__mfb_jobs[@]}" -- "${__mfb_services[@]}"
 }
 
@@ -215,9 +224,7 @@ bulk_operation_filtered() {
         printf '%s\n' "bulk_operation_filtered: missing filter value after '$__mfb_type'" >&2
         return 125
     fi
-    if [[ -n "$__mfb_max" ]]; then
-        __mfb_jobs=(--max-parallel="$__mfb_max")
-    fi
+    mapfile -t __mfb_jobs < <(__moonfrp_bulk_jobs_flag "$__mfb_max")
     __moonfrp_bulk_human "$__mfb_op" "${__mfb_jobs[@]}" --filter="$__mfb_type:$__mfb_value"
 }
 
@@ -244,7 +251,7 @@ restart_all_services() { __moonfrp_bulk_all restart; }
 # is found through MOONFRP_BULK_BIN (which `moonfrp-bulk integrate` sets)
 # or PATH, never relative to the caller's working directory.
 export -f __moonfrp_bulk_shim __moonfrp_bulk_bin __moonfrp_bulk_exec __moonfrp_bulk_op \
-    __moonfrp_bulk_is_count __moonfrp_bulk_human __moonfrp_bulk_all \
+    __moonfrp_bulk_is_count __moonfrp_bulk_jobs_flag __moonfrp_bulk_human __moonfrp_bulk_all \
     get_moonfrp_services bulk_service_operation bulk_start_services bulk_stop_services \
     bulk_restart_services bulk_reload_services bulk_operation_filtered get_services_by_tag \
     start_all_services stop_all_services restart_all_services

@@ -214,11 +214,14 @@ func Apply(ctx context.Context, r systemctl.Runner, units []Unit, filters []Filt
 	for _, f := range filters {
 		switch f.Kind {
 		case "last":
-			rec, err := joblog.Last(opt.StateDir)
+			recs, skipped, err := joblog.Recent(opt.StateDir, 1)
 			if err != nil {
 				return sel, fmt.Errorf("%w: %s: %w; last: filters select from the previous operation's results", ErrUsage, f.Raw, err)
 			}
-			outcome := lastOutcomes(rec)
+			if skipped > 0 {
+				sel.Warnings = append(sel.Warnings, fmt.Sprintf("%s: %d line(s) of the job log are not a run's record and were passed over", f.Raw, skipped))
+			}
+			outcome := lastOutcomes(recs[0])
 			keep(f, func(u Unit) bool { return outcome[u.Name].matches(f.Value) })
 		case "tag":
 			tagFilters = append(tagFilters, f)

@@ -32,6 +32,16 @@ caller() {
     [[ "$stderr" == *"Bulk restart complete: 2 succeeded, 0 failed"* ]]
 }
 
+@test "bulk_service_operation OP 0 SERVICE... and OP '' SERVICE...: MoonFRP's MAX position, the default" {
+    run --separate-stderr caller 'bulk_service_operation restart 0 moonfrp-client-1'
+    [ "$status" -eq 0 ]
+    [[ "$stderr" == *"Restarting 1 service(s), up to 10 at a time"* ]]
+    [[ "$stderr" == *"Bulk restart complete: 1 succeeded, 0 failed"* ]]
+    run --separate-stderr caller 'bulk_service_operation restart "" moonfrp-client-2'
+    [ "$status" -eq 0 ]
+    [[ "$stderr" == *"Bulk restart complete: 1 succeeded, 0 failed"* ]]
+}
+
 @test "bulk_service_operation OP SERVICE... (the story's form)" {
     run --separate-stderr caller 'bulk_service_operation stop moonfrp-client-3'
     [ "$status" -eq 0 ]
@@ -185,6 +195,17 @@ caller() {
         [[ "$stderr" == *"moonfrp-bulk: binary not found; install it"* ]]
         [[ "$stderr" != *ORIGINAL* ]]
     done
+    rm -rf "$dir"
+}
+
+@test "the binary missing, and a caller's function named moonfrp-bulk: still the install hint" {
+    local dir
+    dir=$(mktemp -d)
+    cp "$SHIM" "$dir/moonfrp-bulk.sh"
+    run -127 --separate-stderr env -u MOONFRP_BULK_BIN PATH=/usr/bin:/bin bash -c "moonfrp-bulk() { echo CALLER; }; source \"\$SERVICES_SH\"; source \"$dir/moonfrp-bulk.sh\"; bulk_restart_services"
+    [ "$status" -eq 127 ]
+    [[ "$stderr" == *"moonfrp-bulk: binary not found; install it"* ]]
+    [[ "$output" != *CALLER* ]]
     rm -rf "$dir"
 }
 
