@@ -19,8 +19,11 @@ func (a *app) integrate(c IntegrateCmd) error {
 		return &exitError{code, "integrate: " + err.Error()}
 	}
 	dir, err := integrate.Find(c.MoonfrpDir)
-	if err != nil {
+	switch {
+	case errors.Is(err, integrate.ErrNotMoonFRP):
 		return fail(exitUsage, err)
+	case err != nil:
+		return fail(exitCannotRun, err)
 	}
 	bin, err := os.Executable()
 	if err == nil {

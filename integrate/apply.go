@@ -178,6 +178,9 @@ func readModuleStat(path string) ([]byte, unix.Stat_t, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, st, fmt.Errorf("%s is not a regular file", path)
 	}
+	if err := trusted(path, st); err != nil {
+		return nil, st, err
+	}
 	if st.Size > maxModuleBytes {
 		return nil, st, fmt.Errorf("%s is larger than %d bytes", path, maxModuleBytes)
 	}
@@ -225,6 +228,33 @@ func writeAtomic(path string, data []byte, mode, uid, gid uint32) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// trusted refuses a MoonFRP file or directory that another user could
+// have written: root's MoonFRP sources its modules, so one of them owned
+// by another user, or writable by its group or by anyone, would run that
+// user's code as root. It must belong to root, or, for an integration by
+// another user, to that user.
+func trusted(path string, st unix.Stat_t) error {
+	euid := uint32(os.Geteuid())
+	owner := "root"
+	if euid != 0 {
+		owner = fmt.Sprintf("uid %d (you)", euid)
+	}
+	if (st.Uid != 0 && st.Uid != euid) || st.Mode&0o022 != 0 {
+		return fmt.Errorf("%s belongs to uid %d with mode %04o, and root's MoonFRP would run it: it must be %s's and writable by nobody else (chown %d %s; chmod go-w %s), then run integrate again",
+			path, st.Uid, st.Mode&0o7777, owner, euid, path, path)
+	}
+	return nil
+}
+
+// trustedDir is trusted for a directory (see Find).
+func trustedDir(dir string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return &os.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	return trusted(dir, st)
 }
 
 // trustedBinary refuses, when root integrates, a binary that root's

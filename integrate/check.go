@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,6 +82,12 @@ func Check(ctx context.Context, dir string) (Status, error) {
 	st.Modules, err = loadOrder(dir)
 	if err != nil {
 		return st, err
+	}
+	// Nothing is sourced that integrate would refuse (see trusted).
+	for _, m := range st.Modules {
+		if _, err := readModule(filepath.Join(dir, m)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return st, err
+		}
 	}
 	var script strings.Builder
 	script.WriteString("set -euo pipefail\nSCRIPT_DIR=\"$1\"\nshift\n")

@@ -17,6 +17,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -133,16 +134,25 @@ func Find(dir string) (string, error) {
 	if r, err := filepath.EvalSymlinks(abs); err == nil {
 		abs = r
 	}
+	if err := trustedDir(abs); err != nil {
+		return "", err
+	}
 	main, err := readModule(filepath.Join(abs, "moonfrp.sh"))
-	if err != nil {
+	if err != nil && errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("%w at %s: %v; point --moonfrp-dir at the directory that holds moonfrp.sh", ErrNotMoonFRP, abs, err)
+	}
+	if err != nil {
+		return "", err
 	}
 	if !bytes.Contains(main, []byte(ServicesFile)) {
 		return "", fmt.Errorf("%w at %s: moonfrp.sh does not load %s", ErrNotMoonFRP, abs, ServicesFile)
 	}
 	svc, err := readModule(filepath.Join(abs, ServicesFile))
-	if err != nil {
+	if err != nil && errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("%w at %s: %v", ErrNotMoonFRP, abs, err)
+	}
+	if err != nil {
+		return "", err
 	}
 	for _, fn := range mustDefine {
 		if !defines(svc, fn) {

@@ -2,11 +2,14 @@ package integrate
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 const services = `# shellcheck shell=bash
@@ -151,4 +154,59 @@ func TestApplyRefusesUnknownServiceFunctions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A MoonFRP file or directory that another user could have written is
+// refused, by Find, Apply and Check alike, with what to fix; it is left
+// as it was (and its owner too), and Check sources nothing it refuses.
+func TestHostileOwnershipIsRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give files away")
+	}
+	opts := func(dir string) Options {
+		return Options{Dir: dir, ShimDir: filepath.Join(t.TempDir(), "share"), Shim: []byte("shim"), Bin: fakeBin(t)}
+	}
+	t.Run("services file of another user", func(t *testing.T) {
+		dir := tree(t, services)
+		svc := filepath.Join(dir, ServicesFile)
+		if err := os.Chown(svc, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Apply(opts(dir))
+		if err == nil || !strings.Contains(err.Error(), "belongs to uid 65534") || !strings.Contains(err.Error(), "chown 0") {
+			t.Fatalf("Apply: %v", err)
+		}
+		var st unix.Stat_t
+		if data, _ := os.ReadFile(svc); string(data) != services || unix.Stat(svc, &st) != nil || st.Uid != 65534 {
+			t.Error("the refused file was changed")
+		}
+	})
+	t.Run("world-writable services file", func(t *testing.T) {
+		dir := tree(t, services)
+		os.Chmod(filepath.Join(dir, ServicesFile), 0o666)
+		if _, err := Apply(opts(dir)); err == nil || !strings.Contains(err.Error(), "mode 0666") {
+			t.Fatalf("Apply: %v", err)
+		}
+	})
+	t.Run("world-writable directory", func(t *testing.T) {
+		dir := tree(t, services)
+		os.Chmod(dir, 0o777)
+		if _, err := Find(dir); err == nil || errors.Is(err, ErrNotMoonFRP) || !strings.Contains(err.Error(), "mode 0777") {
+			t.Fatalf("Find: %v", err)
+		}
+	})
+	t.Run("a module of another user is never sourced", func(t *testing.T) {
+		dir := tree(t, services)
+		marker := filepath.Join(t.TempDir(), "sourced")
+		os.WriteFile(filepath.Join(dir, "moonfrp.sh"), []byte("#!/bin/bash\nsource \"$SCRIPT_DIR/moonfrp-services.sh\"\nsource \"$SCRIPT_DIR/moonfrp-ui.sh\"\n"), 0o755)
+		ui := filepath.Join(dir, "moonfrp-ui.sh")
+		os.WriteFile(ui, []byte("touch "+marker+"\n"), 0o644)
+		os.Chown(ui, 65534, 65534)
+		if _, err := Check(context.Background(), dir); err == nil || !strings.Contains(err.Error(), "moonfrp-ui.sh belongs to uid 65534") {
+			t.Fatalf("Check: %v", err)
+		}
+		if _, err := os.Stat(marker); err == nil {
+			t.Error("Check sourced a module it refuses")
+		}
+	})
 }

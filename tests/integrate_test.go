@@ -244,3 +244,49 @@ func TestIntegrateTakesEffectThroughMoonFRPsEntryPoints(t *testing.T) {
 }
 
 func atou(s string) uint64 { n, _ := strconv.ParseUint(s, 10, 64); return n }
+
+// On a booted host, as root: integrate refuses a MoonFRP file that
+// another user owns (and leaves it, and its owner, as they were), a
+// MoonFRP directory that anyone may write, and --check never sources a
+// module it refuses.
+func TestHostIntegrateRefusesHostileOwnership(t *testing.T) {
+	h := newHost(t)
+	installStandInOnHost(t, h)
+	if err := h.Install(binary, "/usr/local/bin/moonfrp-bulk", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	services := "/usr/local/bin/moonfrp-services.sh"
+	before, err := os.ReadFile(h.Proc(services))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, hostRun(t, h, "chown", "nobody:nogroup", services), 0)
+	r := hostRun(t, h, "moonfrp-bulk", "integrate")
+	wantCode(t, r, 3)
+	if lines := strings.Split(strings.TrimSpace(r.stderr), "\n"); len(lines) != 1 || !strings.Contains(lines[0], services+" belongs to uid 65534") {
+		t.Errorf("integrate on a file of nobody's: want one line naming it, got:\n%s", r.stderr)
+	}
+	after, _ := os.ReadFile(h.Proc(services))
+	owner, _ := h.Run(context.Background(), "stat", "-c", "%U", services)
+	if string(after) != string(before) || strings.TrimSpace(owner) != "nobody" {
+		t.Errorf("the refused file changed (owner now %q)", owner)
+	}
+	wantCode(t, hostRun(t, h, "chown", "root:root", services), 0)
+
+	// A module of nobody's that --check would source: it is refused, and
+	// never runs.
+	ui := "/usr/local/bin/moonfrp-ui.sh"
+	wantCode(t, hostRun(t, h, "sh", "-c", "echo 'touch /tmp/sourced-as-root' >> "+ui+" && chown nobody "+ui), 0)
+	r = hostRun(t, h, "moonfrp-bulk", "integrate", "--check")
+	wantCode(t, r, 3)
+	wantContains(t, "integrate --check", r.stderr, ui+" belongs to uid 65534")
+	if _, err := os.Stat(h.Proc("/tmp/sourced-as-root")); err == nil {
+		t.Error("integrate --check sourced a module of nobody's as root")
+	}
+	wantCode(t, hostRun(t, h, "chown", "root", ui), 0)
+
+	wantCode(t, hostRun(t, h, "chmod", "777", "/usr/local/bin"), 0)
+	r = hostRun(t, h, "moonfrp-bulk", "integrate")
+	wantCode(t, r, 3)
+	wantContains(t, "integrate in a world-writable directory", r.stderr, "/usr/local/bin belongs to uid 0 with mode 0777")
+}
