@@ -118,12 +118,24 @@ func (a *app) selectUnits(args, filters []string) (discover.Selection, error) {
 	case errors.Is(err, discover.ErrUsage):
 		return sel, usageErr("%s", strings.TrimPrefix(err.Error(), discover.ErrUsage.Error()+": "))
 	case errors.Is(err, discover.ErrManager):
-		return sel, &exitError{exitCannotRun, fmt.Sprintf("%s; is the %s manager running?",
-			strings.TrimPrefix(err.Error(), discover.ErrManager.Error()+": "), a.mgr.Scope())}
+		return sel, &exitError{exitCannotRun, a.managerAdvice(err, strings.TrimPrefix(err.Error(), discover.ErrManager.Error()+": "))}
 	case err != nil:
 		return sel, err
 	}
 	return sel, nil
+}
+
+// managerAdvice says what to do about err, a failure to ask the service
+// manager (msg is its text): a process out of file descriptors is told
+// so, and how to raise the limit; anything else may be a manager that is
+// not running.
+func (a *app) managerAdvice(err error, msg string) string {
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+		var lim syscall.Rlimit
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+		return fmt.Sprintf("%s: out of file descriptors (limit %d); raise it (ulimit -n, or LimitNOFILE= for a service) and run again", msg, lim.Cur)
+	}
+	return fmt.Sprintf("%s; is the %s manager running?", msg, a.mgr.Scope())
 }
 
 // needSystemctl finds systemctl once, not on every one of possibly
@@ -282,7 +294,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	if sel.Facts == nil && len(sel.Units) > 0 {
 		// What each unit runs decides its phase: one batched show.
 		if sel.Facts, err = discover.ReadFacts(a.ctx, a.mgr, sel.Units); err != nil {
-			return &exitError{exitCannotRun, fmt.Sprintf("%v; is the %s manager running?", err, a.mgr.Scope())}
+			return &exitError{exitCannotRun, a.managerAdvice(err, err.Error())}
 		}
 	}
 	work := discover.NewPlan(op, sel.Units, sel.Facts)
@@ -317,7 +329,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	if err != nil {
 		// Nothing ran: no summary line that scripts would read as one.
 		rep.Abort()
-		return &exitError{exitCannotRun, fmt.Sprintf("%v; is the %s manager running?", err, a.mgr.Scope())}
+		return &exitError{exitCannotRun, a.managerAdvice(err, err.Error())}
 	}
 	rep.End(sum)
 	a.writeStatus(sum)

@@ -1,17 +1,23 @@
 // Package lock keeps two moonfrp-bulk runs from acting on the same unit at
-// the same time. Each unit has its own advisory lock file (flock) in a
-// directory scoped to the service manager, so runs over disjoint units, or
-// against different users' managers, never wait for each other.
+// the same time. Each unit has its own lock: one byte of a lock file
+// (units.lock) in a directory scoped to the service manager, at an offset
+// that the unit's name hashes to, locked with an open file description
+// lock (F_OFD_SETLK). Such locks belong to the open file, not to the
+// process, and one open file holds any number of them: a run over 1,000
+// units holds one descriptor, not 1,000, and fits under a 1,024 limit.
+// Runs over disjoint units, or against different users' managers, never
+// wait for each other. Beside each held lock, a small file (FileName)
+// names the holder's pid, for the message of a run that waits.
 //
 // The tool runs as root beside less trusted users, so the directory must
-// belong to the caller and be writable by nobody else, lock files are
-// created 0600 without following links, and a lock file is removed by the
-// run that held it, while it still holds it.
+// belong to the caller and be writable by nobody else, and its files are
+// created 0600 without following links.
 package lock
 
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -33,7 +39,10 @@ var ErrBusy = errors.New("another moonfrp-bulk run is acting on the same units")
 // ErrUnsafeDir means the lock directory could be tampered with by others.
 var ErrUnsafeDir = errors.New("unsafe lock directory")
 
-// maxNameBytes is the longest unit name used as a lock file name as it
+// LockFile is the name of the file whose bytes are the units' locks.
+const LockFile = "units.lock"
+
+// maxNameBytes is the longest unit name used as a pid file name as it
 // is; longer ones (systemd allows 255 bytes) get a hashed name.
 const maxNameBytes = 200
 
@@ -49,30 +58,34 @@ func Dir(user bool) string {
 	return filepath.Join(os.TempDir(), fmt.Sprintf("moonfrp-bulk-%d", os.Geteuid()))
 }
 
-// held is one lock: the open file and the path it was opened at.
-type held struct {
+// Set is a held set of unit locks: one open lock file, and the pid files
+// written beside it.
+type Set struct {
 	f    *os.File
-	path string
+	pids []string
 }
 
-// Set is a held set of unit locks.
-type Set struct{ locks []held }
-
-// Release removes each lock file and drops its lock. The file is removed
-// while the lock is still held, so a run that was waiting on it notices
-// (its file is no longer the one at the path) and opens the new one.
+// Release removes the pid files that are still this run's and drops every
+// lock (closing the lock file drops them all at once). It is safe on a
+// nil Set and more than once.
 func (s *Set) Release() {
-	for _, l := range s.locks {
-		// Only our own file: if someone replaced it, it is not ours to
-		// remove (it may be another run's live lock).
-		var mine, now unix.Stat_t
-		if unix.Fstat(int(l.f.Fd()), &mine) == nil && unix.Lstat(l.path, &now) == nil &&
-			mine.Ino == now.Ino && mine.Dev == now.Dev {
-			unix.Unlink(l.path)
-		}
-		l.f.Close()
+	if s == nil || s.f == nil {
+		return
 	}
-	s.locks = nil
+	s.removePids()
+	s.f.Close()
+	s.f = nil
+}
+
+// removePids removes the pid files that still name this process.
+func (s *Set) removePids() {
+	me := strconv.Itoa(os.Getpid())
+	for _, p := range s.pids {
+		if data, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(data)) == me {
+			os.Remove(p)
+		}
+	}
+	s.pids = nil
 }
 
 // Options tunes Acquire.
@@ -84,35 +97,160 @@ type Options struct {
 	OnWait func(pid int)
 }
 
-// FileName is the lock file name of a unit.
+// FileName is the name of a unit's pid file.
 func FileName(unit string) string {
 	if len(unit) <= maxNameBytes && !strings.ContainsAny(unit, "/\x00") {
-		return unit + ".lock"
+		return unit + ".pid"
 	}
 	sum := sha256.Sum256([]byte(unit))
-	return "h-" + hex.EncodeToString(sum[:16]) + ".lock"
+	return "h-" + hex.EncodeToString(sum[:16]) + ".pid"
 }
 
-// Acquire locks every unit in dir. Locks are taken in sorted order so that
-// two runs waiting for each other cannot deadlock. It returns when all are
-// held, when ctx ends, or with NoWait as soon as one is busy.
+// offset is the byte of the lock file that is unit's lock: 62 bits of its
+// name's hash, so that two names share a byte only by a chance that does
+// not arise in practice (and would make two runs take turns, no worse).
+func offset(unit string) int64 {
+	sum := sha256.Sum256([]byte(unit))
+	return int64(binary.BigEndian.Uint64(sum[:8]) >> 2)
+}
+
+// Acquire locks every unit in dir. Locks are taken in the order of their
+// offsets, so that two runs waiting for each other cannot deadlock. It
+// returns when all are held, when ctx ends, or with NoWait as soon as one
+// is busy.
 func Acquire(ctx context.Context, dir string, units []string, opt Options) (*Set, error) {
 	if err := safeDir(dir); err != nil {
 		return nil, err
 	}
-	names := append([]string(nil), units...)
-	sort.Strings(names)
-	set := &Set{}
+	f, err := openLockFile(filepath.Join(dir, LockFile))
+	if err != nil {
+		return nil, err
+	}
+	byOffset := map[int64]string{}
+	for _, u := range units {
+		byOffset[offset(u)] = u
+	}
+	offs := make([]int64, 0, len(byOffset))
+	for o := range byOffset {
+		offs = append(offs, o)
+	}
+	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
+	set := &Set{f: f}
 	warned := false
-	for _, u := range names {
-		l, err := lockOne(ctx, filepath.Join(dir, FileName(u)), u, opt, &warned)
-		if err != nil {
+	for _, off := range offs {
+		u := byOffset[off]
+		if err := lockByte(ctx, set, dir, u, off, opt, &warned); err != nil {
 			set.Release()
 			return nil, err
 		}
-		set.locks = append(set.locks, l)
+		p := filepath.Join(dir, FileName(u))
+		if err := writePid(p); err != nil {
+			set.Release()
+			return nil, fmt.Errorf("lock %s: %w", u, err)
+		}
+		set.pids = append(set.pids, p)
 	}
 	return set, nil
+}
+
+// openLockFile opens (creating it 0600, never through a link) the lock
+// file, which must be a regular file of the caller's.
+func openLockFile(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o600)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return nil, fmt.Errorf("%w: lock %s is a symlink; remove it", ErrUnsafeDir, path)
+		}
+		return nil, fmt.Errorf("lock file %s: %w", path, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || int(st.Uid) != os.Geteuid() {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%w: lock %s is not a regular file of yours; remove it", ErrUnsafeDir, path)
+	}
+	if st.Mode&0o077 != 0 {
+		_ = unix.Fchmod(fd, 0o600)
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// byteLock is the F_OFD_SETLK(W) argument for one byte at off.
+func byteLock(off int64, typ int16) *unix.Flock_t {
+	return &unix.Flock_t{Type: typ, Whence: 0, Start: off, Len: 1}
+}
+
+// lockByte takes unit's byte, waiting (unless NoWait) while another run
+// holds it.
+func lockByte(ctx context.Context, set *Set, dir, unit string, off int64, opt Options, warned *bool) error {
+	err := unix.FcntlFlock(set.f.Fd(), unix.F_OFD_SETLK, byteLock(off, unix.F_WRLCK))
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("lock %s: %w", unit, err)
+	}
+	pid := holder(filepath.Join(dir, FileName(unit)))
+	if opt.NoWait {
+		if pid > 0 {
+			return fmt.Errorf("%w (pid %d holds %s)", ErrBusy, pid, unit)
+		}
+		return fmt.Errorf("%w (%s is held)", ErrBusy, unit)
+	}
+	if !*warned && opt.OnWait != nil {
+		opt.OnWait(pid)
+		*warned = true
+	}
+	if err := waitLock(ctx, set, off); err != nil {
+		return fmt.Errorf("lock %s: %w", unit, err)
+	}
+	return nil
+}
+
+// waitLock blocks in F_OFD_SETLKW until the byte is free or ctx ends. The
+// call cannot be interrupted from Go, so it runs in its own goroutine.
+// When ctx ends first, that goroutine takes the lock file over and closes
+// it once the call returns, so that a lock obtained too late is dropped
+// at once (with every other lock of the set).
+func waitLock(ctx context.Context, set *Set, off int64) error {
+	f := set.f
+	done := make(chan error) // unbuffered: a send happens only if someone waits
+	abandoned := make(chan struct{})
+	go func() {
+		err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLKW, byteLock(off, unix.F_WRLCK))
+		select {
+		case done <- err:
+		case <-abandoned:
+			f.Close()
+		}
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		close(abandoned)
+		set.removePids()
+		set.f = nil // the goroutine closes it
+		return ctx.Err()
+	}
+}
+
+// writePid writes this process's pid into the pid file at path (0600,
+// never through a link), replacing whatever a run that died left there.
+func writePid(path string) error {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o600)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return fmt.Errorf("%w: %s is a symlink; remove it", ErrUnsafeDir, path)
+		}
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%w: %s is not a regular file of yours; remove it", ErrUnsafeDir, path)
+	}
+	_, err = unix.Write(fd, []byte(strconv.Itoa(os.Getpid())+"\n"))
+	return err
 }
 
 // safeDir creates dir if needed and checks that nobody else may tamper
@@ -138,104 +276,22 @@ func isDir(path string) bool {
 	return err == nil && st.IsDir()
 }
 
-// lockOne opens (creating it 0600, never through a link) and locks one
-// lock file. If the file was removed or replaced while this run waited,
-// it starts over with the file now at the path.
-func lockOne(ctx context.Context, path, unit string, opt Options, warned *bool) (held, error) {
-	for {
-		fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o600)
-		if err != nil {
-			if errors.Is(err, unix.ELOOP) {
-				return held{}, fmt.Errorf("%w: lock %s is a symlink; remove it", ErrUnsafeDir, path)
-			}
-			return held{}, fmt.Errorf("lock %s: %w", unit, err)
-		}
-		f := os.NewFile(uintptr(fd), path)
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || int(st.Uid) != os.Geteuid() {
-			f.Close()
-			return held{}, fmt.Errorf("%w: lock %s is not a regular file of yours; remove it", ErrUnsafeDir, path)
-		}
-		if st.Mode&0o077 != 0 {
-			// Made by an older version: nobody else may even open it.
-			_ = unix.Fchmod(fd, 0o600)
-		}
-		err = unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			pid := holder(f)
-			if opt.NoWait {
-				f.Close()
-				if pid > 0 {
-					return held{}, fmt.Errorf("%w (pid %d holds %s)", ErrBusy, pid, unit)
-				}
-				return held{}, fmt.Errorf("%w (%s is held)", ErrBusy, unit)
-			}
-			if !*warned && opt.OnWait != nil {
-				opt.OnWait(pid)
-				*warned = true
-			}
-			if err = waitLock(ctx, f); err != nil {
-				// waitLock's goroutine owns f now and closes it.
-				return held{}, fmt.Errorf("lock %s: %w", unit, err)
-			}
-		}
-		if err != nil {
-			f.Close()
-			return held{}, fmt.Errorf("lock %s: %w", unit, err)
-		}
-		var now unix.Stat_t
-		if unix.Lstat(path, &now) != nil || now.Ino != st.Ino || now.Dev != st.Dev {
-			f.Close() // released and removed meanwhile: lock the new file
-			continue
-		}
-		// Fixed width, written in place: a reader never sees a half pid.
-		if _, err := f.WriteAt([]byte(fmt.Sprintf("%10d\n", os.Getpid())), 0); err != nil {
-			f.Close()
-			return held{}, fmt.Errorf("lock %s: %w", unit, err)
-		}
-		return held{f: f, path: path}, nil
-	}
-}
-
-// waitLock blocks in flock until the lock is free or ctx ends. flock
-// cannot be interrupted from Go, so it runs in its own goroutine. When ctx
-// ends first, that goroutine keeps f and closes it once flock returns, so
-// a lock obtained too late is dropped at once.
-func waitLock(ctx context.Context, f *os.File) error {
-	fd := int(f.Fd())
-	done := make(chan error) // unbuffered: a send happens only if someone waits
-	abandoned := make(chan struct{})
-	go func() {
-		err := unix.Flock(fd, unix.LOCK_EX)
-		select {
-		case done <- err:
-		case <-abandoned:
-			f.Close()
-		}
-	}()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		close(abandoned)
-		return ctx.Err()
-	}
-}
-
-// holder reads the pid of the run that holds f's lock and returns it only
-// if that process is alive and is moonfrp-bulk; otherwise 0 (unknown), so
-// that nobody is told to kill an unrelated process. The holder writes its
-// pid just after its flock succeeds, so a reader can come in between; it
-// looks again for up to 50 ms.
-func holder(f *os.File) int {
-	buf := make([]byte, 16)
+// holder reads the pid of the run that holds a unit from its pid file,
+// and returns it only if that process is alive and is moonfrp-bulk;
+// otherwise 0 (unknown), so that nobody is told to kill an unrelated
+// process. The holder writes its pid just after it takes the lock, so a
+// reader can come in between; it looks again for up to 50 ms.
+func holder(path string) int {
 	for try := 0; try < 10; try++ {
-		n, _ := f.ReadAt(buf, 0)
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(buf[:n]))); err == nil && pid > 0 {
-			if isMoonfrpBulk(pid) {
-				return pid
+		if f, err := safefile.Open(path, safefile.Options{}); err == nil {
+			data, _ := f.ReadFrom(0, 32)
+			f.Close()
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
+				if isMoonfrpBulk(pid) {
+					return pid
+				}
+				return 0
 			}
-			return 0
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -18,7 +18,7 @@ func TestOverlappingSetsWaitDisjointDoNot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// flock locks belong to open file descriptions, so a second Acquire in
+	// OFD locks belong to open file descriptions, so a second Acquire in
 	// this process contends just as another process would.
 	other, err := Acquire(ctx, dir, []string{"c.service"}, Options{NoWait: true})
 	if err != nil {
@@ -71,28 +71,50 @@ func TestWaitEndsWithContext(t *testing.T) {
 	}
 }
 
-func TestLockFilesArePrivateAndRemovedOnRelease(t *testing.T) {
+func TestLockFilesArePrivateAndPidFilesRemovedOnRelease(t *testing.T) {
 	dir := t.TempDir()
 	long := strings.Repeat("x", 247) + ".service" // 255 bytes, as systemd allows
 	s, err := Acquire(context.Background(), dir, []string{"a.service", long}, Options{})
 	if err != nil {
 		t.Fatalf("lock a 255-byte unit name: %v", err)
 	}
-	for _, u := range []string{"a.service", long} {
-		st, err := os.Lstat(filepath.Join(dir, FileName(u)))
+	for _, name := range []string{LockFile, FileName("a.service"), FileName(long)} {
+		st, err := os.Lstat(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if st.Mode().Perm() != 0o600 {
-			t.Errorf("%s: mode %o, want 0600: anyone who can open it can flock it", FileName(u), st.Mode().Perm())
+			t.Errorf("%s: mode %o, want 0600: anyone who can open it can lock it", name, st.Mode().Perm())
 		}
 	}
 	if len(FileName(long)) > 255 {
-		t.Errorf("lock name of a long unit is %d bytes", len(FileName(long)))
+		t.Errorf("pid file name of a long unit is %d bytes", len(FileName(long)))
 	}
 	s.Release()
-	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
-		t.Errorf("lock files left after release: %v", ents)
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 || ents[0].Name() != LockFile {
+		t.Errorf("files left after release: %v, want only %s", ents, LockFile)
+	}
+}
+
+// A run over 1,000 units holds one descriptor for all its locks, so that
+// it fits under a 1,024 limit with room for systemctl.
+func TestThousandLocksHoldOneDescriptor(t *testing.T) {
+	count := func() int {
+		ents, _ := os.ReadDir("/proc/self/fd")
+		return len(ents)
+	}
+	units := make([]string, 1000)
+	for i := range units {
+		units[i] = fmt.Sprintf("moonfrp-client-%d.service", i)
+	}
+	before := count()
+	s, err := Acquire(context.Background(), t.TempDir(), units, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Release()
+	if held := count() - before; held > 1 {
+		t.Errorf("1,000 locks hold %d descriptors, want 1", held)
 	}
 }
 
@@ -109,7 +131,7 @@ func TestUnsafeLockDirectoriesAreRefused(t *testing.T) {
 	os.Mkdir(planted, 0o755)
 	victim := filepath.Join(base, "victim")
 	os.WriteFile(victim, []byte("precious\n"), 0o644)
-	os.Symlink(victim, filepath.Join(planted, "a.service.lock"))
+	os.Symlink(victim, filepath.Join(planted, LockFile))
 	for _, dir := range []string{link, open, planted} {
 		_, err := Acquire(context.Background(), dir, []string{"a.service"}, Options{})
 		if !errors.Is(err, ErrUnsafeDir) {
