@@ -230,6 +230,11 @@ func (a *app) list(c ListCmd) error {
 	if err := discover.Describe(a.ctx, a.mgr, &sel, a.discoverOptions()); err != nil {
 		return &exitError{exitCannotRun, fmt.Sprintf("list: %v", err)}
 	}
+	if a.mode == report.JSON {
+		if sel.Aliases, err = discover.Aliases(a.ctx, a.mgr); err != nil {
+			return &exitError{exitCannotRun, fmt.Sprintf("list: %v", err)}
+		}
+	}
 	if err := report.List(a.streams, a.mode, sel); err != nil {
 		return fmt.Errorf("list: %w", err)
 	}

@@ -93,7 +93,9 @@ func All(ctx context.Context, r systemctl.Runner) ([]Unit, error) {
 		dirs = append(dirs, strings.Fields(p["UnitPath"])...)
 	}
 	for _, f := range unitFiles(dirs) {
-		if seen[f.name] {
+		if seen[f.name] || f.alias != "" {
+			// An alias is its unit under another name: listed once, by
+			// its Id (see Canonical).
 			continue
 		}
 		seen[f.name] = true
@@ -110,6 +112,9 @@ func All(ctx context.Context, r systemctl.Runner) ([]Unit, error) {
 type unitFile struct {
 	name   string
 	masked bool
+	// alias is the unit this file's name is an alias of (a link to
+	// another unit's file), "" for a unit of its own.
+	alias string
 }
 
 // unitFiles lists the MoonFRP service files in the unit search path. The
@@ -130,7 +135,11 @@ func unitFiles(dirs []string) []unitFile {
 			}
 			seen[name] = true
 			target, _ := filepath.EvalSymlinks(filepath.Join(d, name))
-			files = append(files, unitFile{name: name, masked: target == os.DevNull})
+			f := unitFile{name: name, masked: target == os.DevNull}
+			if base := filepath.Base(target); !f.masked && target != "" && base != name && strings.HasSuffix(base, ".service") {
+				f.alias = base
+			}
+			files = append(files, f)
 		}
 	}
 	return files
@@ -143,6 +152,62 @@ const OwnPrefix = "moonfrp-bulk-"
 func isMoonFRPService(name string) bool {
 	return strings.HasPrefix(name, Prefix) && strings.HasSuffix(name, ".service") &&
 		!strings.HasSuffix(name, "@.service") && !strings.HasPrefix(name, OwnPrefix)
+}
+
+// searchPath returns the manager's unit search path.
+func searchPath(ctx context.Context, r systemctl.Runner) ([]string, error) {
+	out, err := r.Run(ctx, "show", "--no-pager", "-p", "UnitPath")
+	if err != nil {
+		return nil, fmt.Errorf("unit search path: %w", err)
+	}
+	if out.ExitCode != 0 {
+		return nil, fmt.Errorf("unit search path: systemctl: %s", systemctl.Failure(out))
+	}
+	var dirs []string
+	for _, p := range systemctl.ParseShow(out.Stdout) {
+		dirs = append(dirs, strings.Fields(p["UnitPath"])...)
+	}
+	return dirs, nil
+}
+
+// Canonical maps each of names that is an alias (its unit file is a link
+// to another unit's file, as systemctl enable makes for Alias=) to the
+// unit's Id, its own name; names that are no alias are not in the map.
+// A unit is one unit whatever it is called: selection, locks and results
+// key on the Id.
+func Canonical(ctx context.Context, r systemctl.Runner, names []string) (map[string]string, error) {
+	dirs, err := searchPath(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	ids := map[string]string{}
+	for _, f := range unitFiles(dirs) {
+		if f.alias != "" {
+			ids[f.name] = f.alias
+		}
+	}
+	out := map[string]string{}
+	for _, n := range names {
+		if id, ok := ids[n]; ok {
+			out[n] = id
+		}
+	}
+	return out, nil
+}
+
+// Aliases returns, for each unit that has aliases, their names.
+func Aliases(ctx context.Context, r systemctl.Runner) (map[string][]string, error) {
+	dirs, err := searchPath(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for _, f := range unitFiles(dirs) {
+		if f.alias != "" {
+			out[f.alias] = append(out[f.alias], f.name)
+		}
+	}
+	return out, nil
 }
 
 // Sort orders units by name, comparing runs of digits as numbers so that

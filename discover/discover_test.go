@@ -58,6 +58,10 @@ func TestAll(t *testing.T) {
 	if err := os.Symlink(os.DevNull, filepath.Join(run, "moonfrp-client-9.service")); err != nil {
 		t.Fatal(err)
 	}
+	// An alias of client-2: the same unit, listed once.
+	if err := os.Symlink(filepath.Join(etc, "moonfrp-client-2.service"), filepath.Join(run, "moonfrp-client-two.service")); err != nil {
+		t.Fatal(err)
+	}
 	// Shadowed by the file in the first directory of the path.
 	if err := os.Symlink(os.DevNull, filepath.Join(run, "moonfrp-visitor-1.service")); err != nil {
 		t.Fatal(err)

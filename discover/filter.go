@@ -173,6 +173,8 @@ type Selection struct {
 	Units []Unit
 	// Warnings are non-fatal problems, such as a corrupt index file.
 	Warnings []string
+	// Aliases are the other names of units that have some (for list).
+	Aliases map[string][]string
 	// Empty names the first filter after which nothing was left, if any.
 	Empty string
 	// Facts, Tags and Tunnels are filled as filters need them, and by

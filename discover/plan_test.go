@@ -57,10 +57,13 @@ func TestNewPlan(t *testing.T) {
 }
 
 func TestSelect(t *testing.T) {
+	unitDir := t.TempDir()
+	os.WriteFile(filepath.Join(unitDir, "moonfrp-client-1.service"), []byte("[Service]\n"), 0o644)
+	os.Symlink(filepath.Join(unitDir, "moonfrp-client-1.service"), filepath.Join(unitDir, "moonfrp-client-alias.service"))
 	f := &fakeSystemctl{
 		listUnits: "moonfrp-client-1.service loaded active running x\nmoonfrp-client-2.service loaded failed failed x\n" +
 			"moonfrp-client-3.service loaded activating auto-restart x\nmoonfrp-server.service loaded active running x\n",
-		unitPath: t.TempDir(),
+		unitPath: unitDir,
 		show:     func(units []string) string { return "" },
 	}
 	cases := []struct {
@@ -76,6 +79,9 @@ func TestSelect(t *testing.T) {
 		{"named, in the order given, once", []string{"moonfrp-server", "moonfrp-client-1", "moonfrp-server.service"}, nil,
 			[]string{"moonfrp-server.service", "moonfrp-client-1.service"}, nil, "", false},
 		{"a unit systemd does not list is kept", []string{"moonfrp-client-9"}, nil, []string{"moonfrp-client-9.service"}, nil, "", false},
+		{"an alias is its unit, once", []string{"moonfrp-client-1", "moonfrp-client-alias"}, nil, []string{"moonfrp-client-1.service"}, nil,
+			"moonfrp-client-alias is an alias of moonfrp-client-1", false},
+		{"an alias alone is its unit", []string{"moonfrp-client-alias"}, nil, []string{"moonfrp-client-1.service"}, nil, "", false},
 		{"glob", []string{"moonfrp-client-*"}, nil, []string{"moonfrp-client-1.service", "moonfrp-client-2.service", "moonfrp-client-3.service"}, nil, "", true},
 		{"glob matching nothing", []string{"nope-*"}, nil, nil, nil, `"nope-*" matches no MoonFRP service`, true},
 		{"filter", nil, []string{"status:failed"}, []string{"moonfrp-client-2.service"}, nil, "", true},
@@ -105,7 +111,11 @@ func TestSelect(t *testing.T) {
 			if c.warning != "" && !strings.Contains(strings.Join(sel.Warnings, "\n"), c.warning) {
 				t.Errorf("warnings %q, want %q", sel.Warnings, c.warning)
 			}
-			if discovered := len(f.calls) > 0; discovered != c.discovers {
+			discovered := false
+			for _, call := range f.calls {
+				discovered = discovered || call[0] == "list-units"
+			}
+			if discovered != c.discovers {
 				t.Errorf("discovery ran: %v, want %v (%v)", discovered, c.discovers, f.calls)
 			}
 		})

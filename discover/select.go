@@ -47,7 +47,27 @@ func Select(ctx context.Context, r systemctl.Runner, args, filterExprs []string,
 			return Selection{}, fmt.Errorf("%w: %w", ErrManager, err)
 		}
 	}
-	units, warnings := pick(all, args, names)
+	var explicit []string
+	for _, n := range names {
+		if !IsPattern(n) {
+			explicit = append(explicit, n)
+		}
+	}
+	var warnings []string
+	if len(explicit) > 0 {
+		ids, err := Canonical(ctx, r, explicit)
+		if err != nil {
+			return Selection{}, fmt.Errorf("%w: %w", ErrManager, err)
+		}
+		for i, n := range names {
+			if id, ok := ids[n]; ok {
+				names[i] = id
+				warnings = append(warnings, fmt.Sprintf("%s is an alias of %s: acting on %s", ShortName(n), ShortName(id), ShortName(id)))
+			}
+		}
+	}
+	units, picked := pick(all, args, names)
+	warnings = append(warnings, picked...)
 	sel, err := Apply(ctx, r, units, filters, opt)
 	sel.Warnings = append(warnings, sel.Warnings...)
 	if err != nil {

@@ -26,6 +26,8 @@ type listEntry struct {
 	Tunnel     string `json:"tunnel"`
 	TunnelWhy  string `json:"tunnel_why"`
 	TunnelNote string `json:"tunnel_note,omitempty"`
+	// Aliases are the unit's other names (links to its file).
+	Aliases []string `json:"aliases"`
 }
 
 // List prints a selection: a table for people, or one JSON object per
@@ -41,7 +43,7 @@ func List(s *Streams, mode Mode, sel discover.Selection) error {
 			tun := sel.Tunnels[u.Name]
 			if err := enc.Encode(listEntry{SchemaVersion: SchemaVersion, Unit: u.Name, Name: u.Short(), Type: u.Type(),
 				Load: u.Load, Active: u.Active, Sub: u.Sub, Tags: t, Tunnel: string(tun.State), TunnelWhy: sanitize.Line(tun.Why),
-				TunnelNote: sanitize.Line(tun.Note)}); err != nil {
+				TunnelNote: sanitize.Line(tun.Note), Aliases: aliases(sel.Aliases[u.Name])}); err != nil {
 				return fmt.Errorf("write list: %w", err)
 			}
 		}
@@ -126,4 +128,13 @@ func DryRun(s *Streams, mode Mode, p Plan) error {
 		}
 	}
 	return nil
+}
+
+// aliases is names without .service, [] for none.
+func aliases(names []string) []string {
+	out := []string{}
+	for _, n := range names {
+		out = append(out, sanitize.Line(discover.ShortName(n)))
+	}
+	return out
 }

@@ -1,7 +1,12 @@
 package tests
 
 import (
+	"context"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -46,4 +51,60 @@ func TestOutOfDescriptorsSaysSo(t *testing.T) {
 	if code != 3 || !strings.Contains(stderr.String(), "out of file descriptors (limit 8); raise it") || strings.Contains(stderr.String(), "manager running") {
 		t.Errorf("exit %d, stderr:\n%s\nwant exit 3 saying that descriptors ran out", code, stderr.String())
 	}
+}
+
+// A unit with an alias is one unit, whatever it is called: named twice it
+// is restarted once, list shows it once, by its Id, and its lock is the
+// same under either name.
+func TestAliasIsOneUnit(t *testing.T) {
+	specs := sandbox.SlowStop("moonfrp-client-al", 1, 2*time.Second)
+	specs[0].Name = "moonfrp-client-al"
+	sb := newSandbox(t, specs...)
+	if err := os.Symlink(filepath.Join(sb.UnitDir, "moonfrp-client-al.service"), filepath.Join(sb.UnitDir, "moonfrp-client-alias.service")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(filepath.Join(sb.UnitDir, "moonfrp-client-alias.service"), sb.UID, sb.GID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.Systemctl(context.Background(), "daemon-reload"); err != nil {
+		t.Fatal(err)
+	}
+	startAll(t, sb, specs)
+	before := monotonic(t, sb, "moonfrp-client-al", "ExecMainStartTimestampMonotonic")
+
+	r := bulk(t, sb, nil, "restart", "-j", "1", "-o", "json", "moonfrp-client-al", "moonfrp-client-alias")
+	wantCode(t, r, 0)
+	res := results(t, r.stdout)
+	if len(res) != 1 || res["moonfrp-client-al"] == nil {
+		t.Fatalf("results %v, want one, for moonfrp-client-al", res)
+	}
+	wantContains(t, "warning", r.stderr, "moonfrp-client-alias is an alias of moonfrp-client-al")
+	if after := monotonic(t, sb, "moonfrp-client-al", "ExecMainStartTimestampMonotonic"); after == before {
+		t.Error("the unit was not restarted")
+	}
+	if n := sb.Show(context.Background(), "moonfrp-client-al", "NRestarts"); n != "0" {
+		t.Errorf("NRestarts %s: restarted more than once", n)
+	}
+
+	l := bulk(t, sb, nil, "list", "--names")
+	wantCode(t, l, 0)
+	if strings.TrimSpace(l.stdout) != "moonfrp-client-al" {
+		t.Errorf("list shows %q, want the unit once, by its Id", l.stdout)
+	}
+	l = bulk(t, sb, nil, "list", "-o", "json")
+	wantCode(t, l, 0)
+	if evs := parseEvents(t, l.stdout); len(evs) != 1 || fmt.Sprint(evs[0]["aliases"]) != "[moonfrp-client-alias]" {
+		t.Errorf("list -o json: %s, want one unit with its alias", l.stdout)
+	}
+
+	// One run holds the unit by one name; another, naming the alias,
+	// finds it busy.
+	first := bulkCmd(sb, nil, "restart", "moonfrp-client-al")
+	stderr, done := startAndWaitFor(t, first, regexp.MustCompile(`^Restarting 1 service`))
+	second := bulk(t, sb, nil, "restart", "--no-wait", "moonfrp-client-alias")
+	wantCode(t, second, 4)
+	if err := first.Wait(); err != nil {
+		t.Errorf("first run: %v\n%s", err, stderr)
+	}
+	<-done
 }
