@@ -204,32 +204,50 @@ func (v *verifier) prove(u *unitRun) {
 			return
 		}
 	}
+	// refusedBy is the earliest frp can have refused the tunnel: the look
+	// before the one that saw the refusal.
+	var refusedBy time.Time
+	lookedAt := u.opEnd
 	for {
+		before := time.Now()
 		verdict := v.look(u, mainPID, deadline)
 		if verdict.State == frp.Online {
 			// A verdict from a socket of the main process that a state
 			// read after the operation named (admin API, port) is that
 			// process's: a crash or restart since would have made it
 			// another's. A log's verdict is confirmed by one more read.
-			owned := mainPID > 0 && verdict.Check != frp.CheckLog
-			if owned || !crashed() {
+			if verdict.Owned || !crashed() {
 				u.res.Tunnel.State = frp.Online
 			}
 			return
 		}
-		if u.tun.fromTail && verdict.State == frp.Unchecked && verdict.Check == frp.CheckLog {
-			// Running since before the operation, and its log (rotated
-			// since?) tells nothing: systemd's word is all there is.
+		if verdict.State == frp.Unchecked {
+			// Nothing can prove this tunnel (no log to read, an admin
+			// API that cannot be asked; or, running since before the
+			// operation, a log with no login in it): systemd's word is
+			// all there is, as `list` says.
 			if !crashed() {
 				u.res.Tunnel.State, u.res.Tunnel.Check = frp.Unchecked, "systemd"
-				u.res.Tunnel.Fallback = "running since before the " + v.cfg.Operation + ", and its log holds no login to judge by; checked at systemd level"
+				u.res.Tunnel.Fallback = verdict.Why + "; checked at systemd level"
+				if u.tun.fromTail {
+					u.res.Tunnel.Fallback = "running since before the " + v.cfg.Operation + ", and its log holds no login to judge by; checked at systemd level"
+				}
 			}
 			return
 		}
 		if time.Since(lastRead) >= crashCheckGap && crashed() {
 			return
 		}
-		if verdict.Refused && (verdict.Retry == 0 || time.Now().Add(verdict.Retry).After(deadline)) {
+		switch {
+		case !verdict.Refused:
+			refusedBy = time.Time{}
+		case refusedBy.IsZero():
+			refusedBy = lookedAt
+		}
+		lookedAt = before
+		// frp asks again no sooner than Retry after its refusal: when
+		// that is past the deadline, its answer cannot change in time.
+		if verdict.Refused && (verdict.Retry == 0 || refusedBy.Add(verdict.Retry).After(deadline)) {
 			// frp's answer cannot change before the deadline: say it now.
 			u.res.OK = false
 			u.res.Tunnel.State = verdict.State

@@ -158,8 +158,8 @@ func errorBody(body []byte) string {
 		text = j.Msg
 	}
 	text = strings.TrimSpace(sanitize.Line(text))
-	if len(text) > maxErrorBody {
-		text = text[:maxErrorBody] + "..."
+	if r := []rune(text); len(r) > maxErrorBody {
+		text = string(r[:maxErrorBody]) + "..."
 	}
 	return text
 }
@@ -179,24 +179,6 @@ func (a *API) Status(ctx context.Context, e Endpoint, at netip.Addr) (Status, er
 	}
 	sort.Slice(st.Proxies, func(i, j int) bool { return st.Proxies[i].Name < st.Proxies[j].Name })
 	return st, nil
-}
-
-// DashboardProxy is one proxy as frps's dashboard lists it.
-type DashboardProxy struct {
-	Name   string `json:"name"`
-	Status string `json:"status"` // online or offline
-}
-
-// ServerProxies asks frps's dashboard, at the address at (see get), for
-// its proxies of one type (tcp, udp, http, ...).
-func (a *API) ServerProxies(ctx context.Context, e Endpoint, at netip.Addr, typ string) ([]DashboardProxy, error) {
-	var resp struct {
-		Proxies []DashboardProxy `json:"proxies"`
-	}
-	if err := a.get(ctx, e, at, "/api/proxy/"+typ, &resp); err != nil {
-		return nil, err
-	}
-	return resp.Proxies, nil
 }
 
 // Accepts reports whether something accepts TCP connections at at:port.

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -206,17 +207,25 @@ func readConfig(path string, opt safefile.Options) ([]byte, int, error) {
 	return data, f.UID, nil
 }
 
-// maxIncludes bounds the files that a config's includes may add.
-const maxIncludes = 1000
+// maxIncludes and maxIncludeBytes bound what a config's includes may
+// make the tool read.
+const (
+	maxIncludes     = 1000
+	maxIncludeBytes = 4 << 20
+)
 
 // include adds the proxies and visitors of every file that the config's
-// includes match. frp takes a relative pattern as relative to its working
-// directory, dir (see Load), and matches file names, not directories.
+// includes match, as frp does: a pattern's directory is taken as it is
+// (relative to frp's working directory, dir; see Load), and its last
+// element is matched against the regular files in that directory. The
+// files are read as log.to is (see LogOptions): a config of another user
+// cannot make root read root's files.
 func (c *Config) include(data []byte, dir string, opt safefile.Options) error {
 	var r raw
 	if err := decode(data, &r); err != nil || len(r.Includes) == 0 {
 		return nil // Parse has already judged the file itself
 	}
+	read := 0
 	for _, pattern := range r.Includes {
 		if !filepath.IsAbs(pattern) {
 			if !filepath.IsAbs(dir) {
@@ -224,17 +233,28 @@ func (c *Config) include(data []byte, dir string, opt safefile.Options) error {
 			}
 			pattern = filepath.Join(dir, pattern)
 		}
-		files, err := filepath.Glob(pattern)
-		if err != nil {
+		incDir, base := filepath.Dir(pattern), filepath.Base(pattern)
+		if _, err := filepath.Match(base, ""); err != nil {
 			return fmt.Errorf("frp config %s: includes pattern %q: %w", c.Path, pattern, err)
 		}
-		for _, f := range files {
+		ents, err := os.ReadDir(incDir)
+		if err != nil {
+			return fmt.Errorf("frp config %s: includes %q: %w", c.Path, pattern, err)
+		}
+		for _, e := range ents {
+			if ok, _ := filepath.Match(base, e.Name()); !ok || e.IsDir() {
+				continue
+			}
+			f := filepath.Join(incDir, e.Name())
 			if len(c.Includes) == maxIncludes {
 				return fmt.Errorf("frp config %s includes more than %d files; not checked", c.Path, maxIncludes)
 			}
-			inc, _, err := readConfig(f, opt)
+			inc, _, err := readConfig(f, c.LogOptions(opt))
 			if err != nil {
 				return fmt.Errorf("included by %s: %w", c.Path, err)
+			}
+			if read += len(inc); read > maxIncludeBytes {
+				return fmt.Errorf("frp config %s includes more than %d bytes; not checked", c.Path, maxIncludeBytes)
 			}
 			if bytes.Contains(inc, []byte("{{")) || nesting(inc) > maxNesting {
 				return fmt.Errorf("frp config %s, included by %s: %w", f, c.Path, ErrTemplate)
@@ -386,6 +406,8 @@ func Binary(argv []string) (binary, config string, ok bool) {
 			config = argv[i+2]
 		case len(a) > len("--config=") && a[:len("--config=")] == "--config=":
 			config = a[len("--config="):]
+		case len(a) > 3 && a[:3] == "-c=":
+			config = a[3:]
 		case len(a) > 2 && a[:2] == "-c" && a[2] != '-':
 			config = a[2:]
 		}

@@ -3,9 +3,11 @@ package frp
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -18,8 +20,13 @@ import (
 // ErrNotListening means no socket listens where a connection would go.
 var ErrNotListening = errors.New("nothing listens there")
 
-// errCannotTell means the process's descriptors could not be read.
+// errCannotTell means the process's descriptors could not be read (not
+// ours to read).
 var errCannotTell = errors.New("cannot tell whose socket it is")
+
+// ErrNoProcess means the unit has no main process (any more): no socket
+// can be its.
+var ErrNoProcess = errors.New("the unit has no running main process")
 
 // maxTreeProcs bounds the processes of a unit's tree whose descriptors
 // are read: frp runs one process.
@@ -30,14 +37,16 @@ const maxTreeProcs = 64
 // connection to a socket bound to exactly that address if there is one,
 // else to one bound to the wildcard address of its family (or to [::],
 // which takes IPv4 too unless it is IPv6-only), so those are the sockets
-// that must belong to the process. It reads the listening sockets from
+// that must belong to the process. Whether a [::] socket is IPv6-only
+// cannot be seen in /proc: it is always counted, so another process's
+// IPv6-only [::] socket keeps the credentials here (the safe way). It reads the listening sockets from
 // /proc/net/tcp and tcp6 (this process's network namespace, where the
 // connection would be made) and looks for their inodes among the tree's
 // descriptors. The error is ErrNotListening when nothing would take the
 // connection, and another error when the descriptors cannot be read.
 func HeldBy(pid int, ip netip.Addr, port int) (bool, error) {
 	exact, wild := map[string]bool{}, map[string]bool{}
-	ip = ip.Unmap()
+	ip = ip.Unmap().WithZone("")
 	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		for _, s := range listeners(f, port) {
 			switch {
@@ -102,15 +111,15 @@ func listeners(file string, port int) []listener {
 	return out
 }
 
-// procAddr decodes an address as /proc/net/tcp writes it: the bytes of
-// each 32-bit word in host order (little-endian here).
+// procAddr decodes an address as /proc/net/tcp writes it: each 32-bit
+// word in the host's byte order.
 func procAddr(h string) (netip.Addr, bool) {
 	b, err := hex.DecodeString(h)
 	if err != nil || (len(b) != 4 && len(b) != 16) {
 		return netip.Addr{}, false
 	}
 	for i := 0; i < len(b); i += 4 {
-		b[i], b[i+1], b[i+2], b[i+3] = b[i+3], b[i+2], b[i+1], b[i]
+		binary.BigEndian.PutUint32(b[i:], binary.NativeEndian.Uint32(b[i:]))
 	}
 	a, ok := netip.AddrFromSlice(b)
 	return a, ok
@@ -119,7 +128,7 @@ func procAddr(h string) (netip.Addr, bool) {
 // treeSockets returns the socket inodes held by pid and its descendants.
 func treeSockets(pid int) (map[string]bool, error) {
 	if pid <= 0 {
-		return nil, errors.New("the unit has no main process")
+		return nil, ErrNoProcess
 	}
 	held := map[string]bool{}
 	queue := []int{pid}
@@ -128,10 +137,12 @@ func treeSockets(pid int) (map[string]bool, error) {
 		queue = queue[1:]
 		dir := fmt.Sprintf("/proc/%d/fd", p)
 		ents, err := os.ReadDir(dir)
-		if err != nil {
-			if p == pid {
-				return nil, fmt.Errorf("read descriptors of pid %d: %w", pid, err)
-			}
+		switch {
+		case err != nil && p == pid && errors.Is(err, fs.ErrNotExist):
+			return nil, ErrNoProcess
+		case err != nil && p == pid:
+			return nil, fmt.Errorf("%w: read descriptors of pid %d: %v", errCannotTell, pid, err)
+		case err != nil:
 			continue // a child that ended meanwhile
 		}
 		for _, e := range ents {
@@ -211,6 +222,8 @@ func Owned(ctx context.Context, addr string, port, pid int) (netip.Addr, error) 
 		switch {
 		case err == nil && own:
 			return a, nil
+		case errors.Is(err, ErrNoProcess):
+			return netip.Addr{}, err
 		case errors.Is(err, ErrNotListening):
 			free = true
 		case err != nil:
@@ -221,7 +234,7 @@ func Owned(ctx context.Context, addr string, port, pid int) (netip.Addr, error) 
 	case free:
 		return netip.Addr{}, ErrNotListening
 	case lastErr != nil:
-		return netip.Addr{}, fmt.Errorf("%s: %w (%v)", hostPort(addr, port), errCannotTell, lastErr)
+		return netip.Addr{}, fmt.Errorf("%s: %w", hostPort(addr, port), lastErr)
 	}
 	return netip.Addr{}, fmt.Errorf("%s is held by another process, not the unit's (pid %d)", hostPort(addr, port), pid)
 }

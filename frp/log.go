@@ -77,8 +77,13 @@ func (s *LogState) Add(raw string) {
 		if msg := strings.TrimPrefix(l.Message, loginError); rejectedLogin(msg) {
 			s.Rejected = l.Message
 		}
-	case strings.Contains(l.Message, "start frpc service"), strings.Contains(l.Message, "try to connect to server"):
-		// A new process, or a new login after a lost session.
+	case strings.Contains(l.Message, "start frpc service"):
+		// A new process: nothing the one before it logged holds for it,
+		// not even a refusal (its config may have been fixed since).
+		*s = LogState{Seen: true}
+		return
+	case strings.Contains(l.Message, "try to connect to server"):
+		// A new login after a lost session, or a retry.
 		s.Seen, s.LoggedIn, s.Started, s.Refused = true, false, nil, nil
 	case l.Level == "I" && strings.HasPrefix(l.Message, "login to server success"):
 		s.Seen, s.LoggedIn, s.Rejected = true, true, ""
@@ -112,7 +117,7 @@ const loginError = "connect to server error: "
 // refusal (its token, its plugin, its OIDC check), which trying again
 // cannot cure, rather than a network failure, which can.
 func rejectedLogin(why string) bool {
-	for _, s := range []string{"token in login doesn't match", "authorization failed", "authenticate", "reject", "not allowed"} {
+	for _, s := range []string{"token in login doesn't match", "authorization failed", "reject login"} {
 		if strings.Contains(why, s) {
 			return true
 		}

@@ -52,6 +52,10 @@ type Verdict struct {
 	// credentials were refused, it is not frp, its socket is another
 	// process's): the log decides from then on.
 	AdminUseless bool
+	// Owned says that the verdict came from a socket that belongs to the
+	// process Input.PID names (see Owned): a crash or restart since that
+	// pid was read would have made it another's.
+	Owned bool
 	// Note is what a verdict that holds leaves unchecked, or why it was
 	// reached another way than usual.
 	Note string
@@ -99,6 +103,9 @@ func (p serverProbe) Look(ctx context.Context, in Input) Verdict {
 	v := Verdict{Check: CheckPort, State: NotListening}
 	at, err := Owned(ctx, p.c.BindAddr, p.c.BindPort, in.PID)
 	switch {
+	case errors.Is(err, ErrNoProcess):
+		v.Why = "frps is not running"
+		return v
 	case errors.Is(err, ErrNotListening):
 		v.Why = fmt.Sprintf("nothing listens on %s yet", hostPort(p.c.BindAddr, p.c.BindPort))
 		return v
@@ -110,7 +117,14 @@ func (p serverProbe) Look(ctx context.Context, in Input) Verdict {
 			v.Why = aerr.Error()
 			return v
 		}
-		at, v.Note = as[0], "whose socket accepts could not be read"
+		for _, a := range as {
+			if err = Accepts(ctx, a, p.c.BindPort); err == nil {
+				v.State, v.Note = Online, "whose socket accepts could not be read"
+				return v
+			}
+		}
+		v.Why = err.Error()
+		return v
 	case err != nil:
 		v.Why = err.Error()
 		return v
@@ -119,7 +133,7 @@ func (p serverProbe) Look(ctx context.Context, in Input) Verdict {
 		v.Why = err.Error()
 		return v
 	}
-	v.State = Online
+	v.State, v.Owned = Online, true
 	return v
 }
 
@@ -140,11 +154,15 @@ func (p clientProbe) Look(ctx context.Context, in Input) Verdict {
 		// The server's word on the latest login: no look can undo it.
 		return Verdict{State: LoginFailed, Why: in.Log.Rejected, Check: p.check(in), Refused: true}
 	}
-	if p.c.Admin == nil || in.NoAdmin {
+	if p.c.Admin == nil || in.NoAdmin || len(p.c.Proxies) == 0 {
+		// Without proxies (all disabled, say), /api/status says {} both
+		// before the login and after it: only the log tells.
 		return fromLog(p.c, in, "")
 	}
 	at, err := Owned(ctx, p.c.Admin.Addr, p.c.Admin.Port, in.PID)
 	switch {
+	case errors.Is(err, ErrNoProcess):
+		return Verdict{State: Down, Check: CheckAdmin, Why: "frpc is not running"}
 	case errors.Is(err, ErrNotListening):
 		// frpc binds its admin port just after it starts.
 		return Verdict{State: LoggingIn, Check: CheckAdmin, Why: fmt.Sprintf("its admin API %s is not listening yet", p.c.Admin)}
@@ -162,9 +180,11 @@ func (p clientProbe) Look(ctx context.Context, in Input) Verdict {
 		return v
 	}
 	if err != nil {
-		return Verdict{State: judgeLog(p.c, in.Log), Check: CheckAdmin, Why: err.Error()}
+		// A timeout or an error answer: frp's log says what it can
+		// meanwhile, and the admin API is asked again next time.
+		return fromLog(p.c, in, err.Error())
 	}
-	v := Verdict{Check: CheckAdmin, Proxies: st.Proxies, Note: p.c.storeNote()}
+	v := Verdict{Check: CheckAdmin, Proxies: st.Proxies, Note: p.c.storeNote(), Owned: true}
 	if !st.LoggedIn {
 		v.State, v.Why = LoggingIn, "not logged in to its server yet"
 		if in.Log.LastError != "" {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -172,6 +173,10 @@ func TestIncludesAndDisabled(t *testing.T) {
 	write("frpc.toml", "user = \"u\"\nincludes = [\"inc/*.toml\"]\n[[proxies]]\nname = \"a\"\n[[proxies]]\nname = \"off\"\nenabled = false\n")
 	write("inc/one.toml", "[[proxies]]\nname = \"b\"\n[[visitors]]\nname = \"v\"\n")
 	write("inc/skip.txt", "[[proxies]]\nname = \"no\"\n")
+	// A directory that the glob matches is no file to include (frp skips it).
+	if err := os.MkdirAll(dir+"/inc/dir.toml", 0o755); err != nil {
+		t.Fatal(err)
+	}
 	c, err := Load(dir+"/frpc.toml", "frpc", safefile.Options{}, dir)
 	if err != nil {
 		t.Fatal(err)
@@ -184,5 +189,44 @@ func TestIncludesAndDisabled(t *testing.T) {
 	}
 	if _, err := Load(dir+"/frpc.toml", "frpc", safefile.Options{}, ""); err == nil {
 		t.Error("relative includes without a working directory were read")
+	}
+}
+
+// A new process starts with a clean slate: a login that the process
+// before it had rejected is no verdict on it (its config may be fixed).
+func TestANewProcessForgetsTheOldRefusal(t *testing.T) {
+	l := versionLines["0.71"]
+	log := logOf(l.tokenW, "2026-12-06 05:20:00.000 [I] [sub/root.go:194] start frpc service for config file [/etc/frp/frpc-1.toml]",
+		"2026-12-06 05:20:00.010 [I] [client/service.go:312] try to connect to server...")
+	c := Config{Kind: Client, User: "u1", Proxies: []string{"p1"}, LogTo: "/x"}
+	if v := c.Probe().Look(context.Background(), Input{Log: log}); v.Refused || v.State != LoggingIn || log.LastError != "" {
+		t.Errorf("after a new start: %+v (last error %q), want logging in, nothing refused", v, log.LastError)
+	}
+}
+
+// A server whose main process is gone (pid 0, or one that exited) is not
+// up, whoever else listens on its port.
+func TestServerProbeWithoutItsProcess(t *testing.T) {
+	port := listen(t, "127.0.0.1:0")
+	c := Config{Kind: Server, BindAddr: "127.0.0.1", BindPort: port}
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range []int{0, gone.Process.Pid} {
+		if v := c.Probe().Look(context.Background(), Input{PID: pid}); v.State != NotListening || v.Owned {
+			t.Errorf("pid %d: %+v, want not listening", pid, v)
+		}
+	}
+}
+
+// A client whose proxies are all disabled answers {} on its admin API
+// whether logged in or not: its log decides.
+func TestClientWithoutProxiesIsJudgedByItsLog(t *testing.T) {
+	admin := Endpoint{Addr: "127.0.0.1", Port: 1}
+	c := Config{Kind: Client, User: "u1", Admin: &admin, LogTo: "/x"}
+	v := c.Probe().Look(context.Background(), Input{Log: logOf(versionLines["0.71"].login), PID: os.Getpid()})
+	if v.State != Online || v.Check != CheckLog {
+		t.Errorf("%+v, want online from its log", v)
 	}
 }
