@@ -327,7 +327,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	a.run.Store(rep)
 	defer a.run.Store(nil)
 	sum, err := exec.Run(a.ctx, exec.Config{
-		Operation: op, MaxParallel: int(f.MaxParallel), Timeout: f.Timeout, MaxFail: plan.MaxFailUnits, Canary: f.Canary,
+		Operation: op, MaxParallel: int(f.MaxParallel), Timeout: f.Timeout, MaxFail: plan.MaxFailUnits, Canary: f.Canary, RestartIfNeeded: f.RestartIfNeeded,
 		Verify: !f.NoVerify, Settle: f.Settle, TunnelDeadline: f.TunnelDeadline, NoTunnel: f.NoTunnelCheck, User: a.globals.User, LogDir: logDir(),
 		Journal: exec.JournalReader(a.mgr, a.globals.User), Runner: a.mgr, Launch: a.launch, API: a.api,
 	}, work, rep)
@@ -349,6 +349,8 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 		return &exitError{exitInterrupted, ""}
 	case sum.Failed > 0:
 		return &exitError{exitFailed, ""}
+	case sum.NeedsRestart > 0:
+		return &exitError{exitNeedRestart, ""}
 	}
 	return nil
 }

@@ -30,6 +30,7 @@ const (
 	exitBusy        = 4   // --no-wait and another run holds some of the units
 	exitUnknownMoon = 5   // integrate: MoonFRP's service functions are not the ones the shim replaces
 	exitOutputLost  = 6   // the output could not be written (a closed pipe, a full disk, a hung-up terminal)
+	exitNeedRestart = 7   // reload: some frp units need a restart to take their config, and were left running
 	exitInterrupted = 130 // SIGINT or SIGTERM
 )
 
@@ -71,6 +72,9 @@ Exit codes:
   6    the output (JSON, the list, the summary) could not be written: a
        closed pipe, a full disk, a terminal that hung up; a run still went
        on to its end and is in the job log (moonfrp-bulk last)
+  7    reload: every unit that was reloaded succeeded, but some frp units
+       cannot be reloaded in place and were left running as they were
+       (--restart-if-needed restarts them)
   130  interrupted (SIGINT or SIGTERM); the summary counts units not started`
 
 // maxParallel bounds -j: beyond it systemd's single-threaded manager is
@@ -154,17 +158,18 @@ type Globals struct {
 
 // OpFlags are the flags of start, stop, restart, reload and bulk.
 type OpFlags struct {
-	MaxParallel    Parallel      `short:"j" env:"MOONFRP_MAX_PARALLEL" default:"10" placeholder:"N" help:"At most N units in flight at once (default 10; fast units may share one systemctl call, holding a slot each)."`
-	Filter         []string      `sep:"none" placeholder:"EXPR" predictor:"filter" help:"Only units matching EXPR: tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor, tunnel:STATE, last:failed|not-started|unfinished (from the previous run's job log). Repeat to AND them."`
-	DryRun         bool          `help:"Print the units that would be acted on, by phase, and change nothing."`
-	Timeout        time.Duration `default:"2m" help:"Bound on each unit's operation (0: none); a unit that takes longer fails and its systemd job is cancelled."`
-	Settle         time.Duration `default:"1s" help:"How long a started unit that is not an frp unit must stay up, without restarting, to count as a success."`
-	TunnelDeadline time.Duration `default:"10s" placeholder:"DUR" help:"How long an frp tunnel may take to be proven up (logged in, every proxy running; a server accepting) before its unit fails."`
-	NoTunnelCheck  bool          `help:"Judge frp units by systemd's state and the settle window alone, as other units, without proving their tunnels."`
-	NoVerify       bool          `help:"Trust systemctl's exit code; do not check the units' state afterwards."`
-	NoWait         bool          `help:"Fail at once (exit 4) if another moonfrp-bulk run is acting on the same units, instead of waiting."`
-	MaxFail        FailLimit     `env:"MOONFRP_BULK_MAX_FAIL" placeholder:"N|N%" help:"Stop launching once N units (or N% of them) have failed; operations in flight finish, the rest are reported not started (exit 1). Default: no limit."`
-	Canary         int           `env:"MOONFRP_BULK_CANARY" placeholder:"N" help:"In each phase, act on N units first and go on only if all of them succeed (verified, tunnels up). Default: 0, no canary."`
+	MaxParallel     Parallel      `short:"j" env:"MOONFRP_MAX_PARALLEL" default:"10" placeholder:"N" help:"At most N units in flight at once (default 10; fast units may share one systemctl call, holding a slot each)."`
+	Filter          []string      `sep:"none" placeholder:"EXPR" predictor:"filter" help:"Only units matching EXPR: tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor, tunnel:STATE, last:failed|not-started|unfinished (from the previous run's job log). Repeat to AND them."`
+	DryRun          bool          `help:"Print the units that would be acted on, by phase, and change nothing."`
+	Timeout         time.Duration `default:"2m" help:"Bound on each unit's operation (0: none); a unit that takes longer fails and its systemd job is cancelled."`
+	Settle          time.Duration `default:"1s" help:"How long a started unit that is not an frp unit must stay up, without restarting, to count as a success."`
+	TunnelDeadline  time.Duration `default:"10s" placeholder:"DUR" help:"How long an frp tunnel may take to be proven up (logged in, every proxy running; a server accepting) before its unit fails."`
+	NoTunnelCheck   bool          `help:"Judge frp units by systemd's state and the settle window alone, as other units, without proving their tunnels."`
+	NoVerify        bool          `help:"Trust systemctl's exit code; do not check the units' state afterwards."`
+	NoWait          bool          `help:"Fail at once (exit 4) if another moonfrp-bulk run is acting on the same units, instead of waiting."`
+	MaxFail         FailLimit     `env:"MOONFRP_BULK_MAX_FAIL" placeholder:"N|N%" help:"Stop launching once N units (or N% of them) have failed; operations in flight finish, the rest are reported not started (exit 1). Default: no limit."`
+	Canary          int           `env:"MOONFRP_BULK_CANARY" placeholder:"N" help:"In each phase, act on N units first and go on only if all of them succeed (verified, tunnels up). Default: 0, no canary."`
+	RestartIfNeeded bool          `help:"On reload, restart the frp units that frp cannot reload in place (frps, an frpc without webServer, a changed server address) instead of leaving them running and reporting them (exit 7)."`
 }
 
 // OpCmd is start, stop, restart or reload.
@@ -292,7 +297,7 @@ type CLI struct {
 	Start      StartCmd      `cmd:"" help:"Start units."`
 	Stop       StopCmd       `cmd:"" help:"Stop units (clients and visitors before the server)."`
 	Restart    RestartCmd    `cmd:"" help:"Restart units (the server first)."`
-	Reload     ReloadCmd     `cmd:"" help:"Reload units (ExecReload, e.g. SIGHUP to frpc)."`
+	Reload     ReloadCmd     `cmd:"" help:"Reload units: an frpc with an admin API through frp's own reload (no signal, no new login; proxies that changed restart); frps and an frpc without one need a restart, and are reported (--restart-if-needed restarts them); other units by systemctl reload."`
 	List       ListCmd       `cmd:"" help:"List MoonFRP services with their load, active and sub state, and tags."`
 	Last       LastCmd       `cmd:"" help:"Show how the newest runs ended, from the job log: what to type after a lost ssh session. -n N for more, -o json for the records."`
 	Bulk       BulkCmd       `cmd:"" help:"Run an operation with MoonFRP's 'service bulk' flags (--operation=... --filter=... --max-parallel=N --dry-run)."`

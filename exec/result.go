@@ -19,6 +19,9 @@ type Result struct {
 	Abandoned bool
 	// TimedOut is set when the operation did not finish within the timeout.
 	TimedOut bool
+	// NeedsRestart is set, on reload, for an frp unit that frp cannot
+	// reload in place (Reason says why): it was left running as it was.
+	NeedsRestart bool
 	// Start and End bound the whole unit: operation plus verification.
 	Start, End time.Time
 	// OpDuration is how long the systemctl call itself took; for units
@@ -62,13 +65,16 @@ type Observer interface {
 
 // Summary counts a run's outcomes.
 type Summary struct {
-	Operation   string
-	Total       int
-	Succeeded   int
-	Failed      int // abandoned units included
-	NotStarted  int
-	Abandoned   int
-	Interrupted bool
+	Operation  string
+	Total      int
+	Succeeded  int
+	Failed     int // abandoned units included
+	NotStarted int
+	// NeedsRestart counts the units that a reload left running because
+	// frp cannot reload them in place (see Result.NeedsRestart).
+	NeedsRestart int
+	Abandoned    int
+	Interrupted  bool
 	// Lost says why the run stopped launching when the service manager
 	// stopped answering mid-run ("" otherwise).
 	Lost string

@@ -47,6 +47,9 @@ type Config struct {
 	// Canary, when above 0, runs that many units of each phase first,
 	// and goes on only if every one of them succeeds.
 	Canary int
+	// RestartIfNeeded makes a reload restart the frp units that frp
+	// cannot reload in place (see reload.go), instead of saying so.
+	RestartIfNeeded bool
 	// Launch, when set, ends when the caller wants launching to stop
 	// (the first interrupt, a lost terminal); its cause says why, and
 	// becomes the summary's. Operations already running finish and are
@@ -82,6 +85,12 @@ type unitRun struct {
 	// held is set once the unit was stopped before its server's restart
 	// (see discover.Phase.Held).
 	held bool
+	// verb is the unit's own operation when it is not cfg.Operation: on
+	// reload, frp's reload (verbFRPReload), a restart, or none at all
+	// (verbNeedsRestart); see classifyReload.
+	verb string
+	// pidBefore is the unit's main process before its operation.
+	pidBefore int
 }
 
 // decided waits until every one of units is finished (its verdict
@@ -212,9 +221,14 @@ func prepare(ctx context.Context, cfg Config, plan discover.Plan) ([]*unitRun, e
 			facts := plan.Facts[name]
 			u := &unitRun{res: Result{Index: len(runs), Phase: ph.Number, Unit: name, Operation: cfg.Operation},
 				done: make(chan struct{}), opt: safefile.ForUser(facts.User), user: cfg.User}
-			if facts.FRPBinary != "" && !cfg.NoTunnel && cfg.Operation != "stop" {
-				// (A stopped tunnel is judged by systemd alone.)
+			u.pidBefore = facts.MainPID
+			if facts.FRPBinary != "" && (!cfg.NoTunnel || cfg.Operation == "reload") && cfg.Operation != "stop" {
+				// (A stopped tunnel is judged by systemd alone. frp's
+				// reload is proven by frp, whatever --no-tunnel-check.)
 				u.tun, u.res.Tunnel = loadTunnel(facts.FRPBinary, facts.FRPConfig, facts.WorkDir, u.opt)
+			}
+			if cfg.Operation == "reload" {
+				classifyReload(cfg, u, facts)
 			}
 			p := preByName[name]
 			if u.tun != nil && cfg.Operation != "restart" && p["ActiveState"] == "active" {

@@ -147,7 +147,7 @@ func (r *run) launchAs(launch context.Context, batch []*unitRun, op string) int 
 	cfg.Operation = op
 	return ForEachGroup(r.ctx, launch, cfg.MaxParallel, len(batch), r.size.next, func(lo, hi int) {
 		start, since, calls := time.Now(), monotonicMicros(), r.size.begin()
-		clean := operateGroup(r.ctx, cfg, batch[lo:hi], r.obs)
+		clean := r.operate(cfg, batch[lo:hi])
 		r.size.end(time.Since(start), hi-lo, calls, clean)
 		if clean && hi-lo == 1 {
 			if probe, gen := r.size.loneUnit(batch[lo].res.Unit, since, batch[lo].res.OK); probe != nil {
@@ -170,7 +170,7 @@ func (r *run) launchAs(launch context.Context, batch []*unitRun, op string) int 
 				// The manager's failure, not the unit's: it stops the
 				// run on its own, and is no brake's business.
 				u.counted = true
-			case !u.res.OK && !u.cancelled:
+			case !u.res.OK && !u.cancelled && !u.res.NeedsRestart:
 				// Known now: brake before the next launch, not after
 				// this unit's reason has been gathered.
 				r.failed(u)
@@ -181,7 +181,11 @@ func (r *run) launchAs(launch context.Context, batch []*unitRun, op string) int 
 			if managerLost(u.res.Stderr) {
 				r.lost(u)
 			}
-			if u.res.OK && !r.cfg.Verify {
+			if u.res.NeedsRestart {
+				r.finish(u) // left as it was: nothing to verify
+				continue
+			}
+			if u.res.OK && !r.cfg.Verify && u.verb != verbFRPReload {
 				r.finish(u) // a trusted exit code: nothing to query
 				continue
 			}
@@ -195,6 +199,45 @@ func (r *run) launchAs(launch context.Context, batch []*unitRun, op string) int 
 			decided(r.ctx, batch[lo:hi]...)
 		}
 	})
+}
+
+// operate runs the operation of a group of units: one systemctl call per
+// verb among them (a reload's units may differ: see classifyReload), frp's
+// reload for each unit that gets it, and nothing for those that need a
+// restart. It reports whether every call ran to its end, alone.
+func (r *run) operate(cfg Config, units []*unitRun) bool {
+	byVerb := map[string][]*unitRun{}
+	var verbs []string
+	for _, u := range units {
+		v := u.verb
+		if v == "" {
+			v = cfg.Operation
+		}
+		if byVerb[v] == nil {
+			verbs = append(verbs, v)
+		}
+		byVerb[v] = append(byVerb[v], u)
+	}
+	clean := true
+	for _, v := range verbs {
+		switch v {
+		case verbNeedsRestart:
+			for _, u := range byVerb[v] {
+				r.obs.Launched(u.res.Unit)
+				u.res.NeedsRestart = true
+				r.obs.OpEnded(u.res.Unit, false)
+			}
+		case verbFRPReload:
+			for _, u := range byVerb[v] {
+				frpReload(r.ctx, r.cfg, r.api, u, r.obs)
+			}
+		default:
+			c := cfg
+			c.Operation = v
+			clean = operateGroup(r.ctx, c, byVerb[v], r.obs) && clean
+		}
+	}
+	return clean && len(verbs) == 1
 }
 
 // failed counts a failure towards cfg.MaxFail once per unit: as soon as
@@ -219,6 +262,16 @@ func (r *run) lost(u *unitRun) {
 // finish decides a unit whose operation and verification are done: its
 // reason, if it failed, and its Finished call.
 func (r *run) finish(u *unitRun) {
+	if u.res.NeedsRestart {
+		// Left running as it was: no failure, nothing to explain.
+		u.res.OK, u.res.End = false, time.Now()
+		r.mu.Lock()
+		r.sum.Results = append(r.sum.Results, u.res)
+		r.mu.Unlock()
+		r.obs.Finished(u.res)
+		close(u.done)
+		return
+	}
 	if u.cancelled {
 		// Cut short by a second interrupt: decided in settle, once.
 		r.mu.Lock()
@@ -305,6 +358,8 @@ func (r *run) settle(unlaunched []*unitRun) {
 			r.sum.Abandoned++
 		}
 		switch {
+		case res.NeedsRestart:
+			r.sum.NeedsRestart++
 		case res.NotStarted:
 			r.sum.NotStarted++
 		case res.OK:

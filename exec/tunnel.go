@@ -64,7 +64,8 @@ func (t *tunnel) mark() {
 		if t.fromTail && t.offset > 0 {
 			t.offset = max(0, t.offset-maxPriorLog)
 			t.readLog()
-			t.lines = nil // what came before the operation is no reason
+			t.lines = nil    // what came before the operation is no reason
+			t.log.Logins = 0 // nor a login
 		}
 	}
 }

@@ -216,9 +216,21 @@ func (v *verifier) prove(u *unitRun) {
 			// read after the operation named (admin API, port) is that
 			// process's: a crash or restart since would have made it
 			// another's. A log's verdict is confirmed by one more read.
-			if verdict.Owned || !crashed() {
-				u.res.Tunnel.State = frp.Online
+			if !verdict.Owned && crashed() {
+				return
 			}
+			if u.verb == verbFRPReload {
+				// frp's reload keeps the process and its session.
+				switch {
+				case mainPID != u.pidBefore:
+					v.fail(u, fmt.Sprintf("frpc was replaced during the reload (pid %d, then %d)", u.pidBefore, mainPID))
+					return
+				case u.tun.log.Logins > 0:
+					v.fail(u, "frpc logged in to its server again during the reload: its session was lost")
+					return
+				}
+			}
+			u.res.Tunnel.State = frp.Online
 			return
 		}
 		if verdict.State == frp.Unchecked {

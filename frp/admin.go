@@ -164,6 +164,43 @@ func errorBody(body []byte) string {
 	return text
 }
 
+// Reload asks frpc, through its admin API at the address at (see get),
+// to read its config again: frp's own reload (what `frpc reload -c`
+// does). frpc answers 200 when it took the new config; otherwise, with
+// frp's words, it keeps the config it had.
+func (a *API) Reload(ctx context.Context, e Endpoint, at netip.Addr) error {
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
+	scheme := "http"
+	if e.TLS {
+		scheme = "https"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+netip.AddrPortFrom(at, uint16(e.Port)).String()+"/api/reload", nil)
+	if err != nil {
+		return fmt.Errorf("admin API %s: %w", e, err)
+	}
+	if e.User != "" || e.password != "" {
+		req.SetBasicAuth(e.User, e.password)
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API %s: reload request failed: %s", e, sanitize.Line(err.Error()))
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxAPIBytes))
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return nil
+	case resp.StatusCode == http.StatusUnauthorized:
+		return &APIError{Endpoint: e, Code: resp.StatusCode, Useless: true, msg: "refused the config's credentials (401)"}
+	}
+	msg := "answered " + strconv.Itoa(resp.StatusCode)
+	if m := errorBody(body); m != "" {
+		msg += ": " + m
+	}
+	return &APIError{Endpoint: e, Code: resp.StatusCode, msg: msg}
+}
+
 // Status asks frpc's admin API for its proxies' status.
 func (a *API) Status(ctx context.Context, e Endpoint, at netip.Addr) (Status, error) {
 	var byType map[string][]ProxyStatus

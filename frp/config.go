@@ -87,6 +87,10 @@ type Config struct {
 	// Store is set when the config keeps proxies in frp's store
 	// (store.path): those are not in any file, and are not checked.
 	Store bool
+	// DirectTCP says that frpc reaches its server over plain TCP, without
+	// a proxy (transport.protocol tcp, no transport.proxyURL): its session
+	// is then a TCP connection to ServerAddr:ServerPort (see ConnectedTo).
+	DirectTCP bool
 	// Owner is the uid that owns the config file (set by Load).
 	Owner int
 }
@@ -126,8 +130,12 @@ type raw struct {
 	Log struct {
 		To string `json:"to"`
 	} `json:"log"`
-	Includes []string `json:"includes"`
-	Store    struct {
+	Includes  []string `json:"includes"`
+	Transport struct {
+		Protocol string `json:"protocol"`
+		ProxyURL string `json:"proxyURL"`
+	} `json:"transport"`
+	Store struct {
 		Path string `json:"path"`
 	} `json:"store"`
 	Proxies  []named `json:"proxies"`
@@ -325,6 +333,7 @@ func Parse(data []byte, binary string) (Config, error) {
 			c.ServerPort = *r.ServerPort
 		}
 		c.User, c.Store = r.User, r.Store.Path != ""
+		c.DirectTCP = (r.Transport.Protocol == "" || r.Transport.Protocol == "tcp") && r.Transport.ProxyURL == ""
 		c.Proxies, c.Visitors = enabledNames(r.Proxies), enabledNames(r.Visitors)
 		if len(c.Proxies) == 0 && len(c.Visitors) > 0 {
 			c.Kind = Visitor

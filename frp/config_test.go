@@ -49,7 +49,7 @@ func TestParse(t *testing.T) {
 		want               Config
 		err                error
 	}{
-		{"moonfrp client", "frpc", moonfrpClient, Config{Kind: Client, ServerAddr: "127.0.0.1", ServerPort: 17100,
+		{"moonfrp client", "frpc", moonfrpClient, Config{Kind: Client, DirectTCP: true, ServerAddr: "127.0.0.1", ServerPort: 17100,
 			Admin: &Endpoint{Addr: "127.0.0.1", Port: 7405, User: "admin", password: "pw-XYZ"},
 			LogTo: "/var/log/frp/frpc-5.log", User: "u5", Proxies: []string{"p5", "web"}}, nil},
 		{"server defaults", "frps", "auth.token = \"x\"\n", Config{Kind: Server, BindPort: 7000}, nil},
@@ -57,12 +57,12 @@ func TestParse(t *testing.T) {
 			Config{Kind: Server, BindAddr: "0.0.0.0", BindPort: 17100, Admin: &Endpoint{Addr: "127.0.0.1", Port: 7500, User: "a", password: "b"},
 				LogTo: "/var/log/frp/frps.log"}, nil},
 		{"visitor", "frpc", "serverAddr = \"1.2.3.4\"\n[[visitors]]\nname = \"v\"\ntype = \"stcp\"\nserverName = \"p\"\nsecretKey = \"k\"\nbindPort = 6000\n",
-			Config{Kind: Visitor, ServerAddr: "1.2.3.4", ServerPort: 7000, Visitors: []string{"v"}}, nil},
-		{"console log", "frpc", "log.to = \"console\"\n[[proxies]]\nname = \"a\"\n", Config{Kind: Client, ServerAddr: "0.0.0.0", ServerPort: 7000, Proxies: []string{"a"}}, nil},
+			Config{Kind: Visitor, DirectTCP: true, ServerAddr: "1.2.3.4", ServerPort: 7000, Visitors: []string{"v"}}, nil},
+		{"console log", "frpc", "log.to = \"console\"\n[[proxies]]\nname = \"a\"\n", Config{Kind: Client, DirectTCP: true, ServerAddr: "0.0.0.0", ServerPort: 7000, Proxies: []string{"a"}}, nil},
 		{"yaml", "frpc", "serverAddr: 10.0.0.1\nserverPort: 7001\nproxies:\n  - name: ssh\n    type: tcp\n",
-			Config{Kind: Client, ServerAddr: "10.0.0.1", ServerPort: 7001, Proxies: []string{"ssh"}}, nil},
+			Config{Kind: Client, DirectTCP: true, ServerAddr: "10.0.0.1", ServerPort: 7001, Proxies: []string{"ssh"}}, nil},
 		{"json", "frpc", `{"serverAddr": "10.0.0.2", "webServer": {"port": 7400}, "proxies": [{"name": "x"}]}`,
-			Config{Kind: Client, ServerAddr: "10.0.0.2", ServerPort: 7000, Admin: &Endpoint{Addr: "127.0.0.1", Port: 7400}, Proxies: []string{"x"}}, nil},
+			Config{Kind: Client, DirectTCP: true, ServerAddr: "10.0.0.2", ServerPort: 7000, Admin: &Endpoint{Addr: "127.0.0.1", Port: 7400}, Proxies: []string{"x"}}, nil},
 		{"legacy ini", "frpc", "[common]\nserver_addr = 1.2.3.4\n", Config{}, ErrLegacy},
 		{"template", "frpc", "serverAddr = \"{{ .Envs.FRP_SERVER }}\"\n", Config{}, ErrTemplate},
 	}

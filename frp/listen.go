@@ -238,3 +238,50 @@ func Owned(ctx context.Context, addr string, port, pid int) (netip.Addr, error) 
 	}
 	return netip.Addr{}, fmt.Errorf("%s is held by another process, not the unit's (pid %d)", hostPort(addr, port), pid)
 }
+
+// ConnectedTo reports whether process pid (or a descendant) holds an
+// established TCP connection to one of addrs at port: for frpc, whether
+// its session is with the server its config names now.
+func ConnectedTo(pid int, addrs []netip.Addr, port int) (bool, error) {
+	want := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		want[a.Unmap().WithZone("")] = true
+	}
+	inodes := map[string]bool{}
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		fh, err := os.Open(file)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(fh)
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			if len(f) < 10 || f[3] != "01" { // 01: ESTABLISHED
+				continue
+			}
+			hexAddr, hexPort, ok := strings.Cut(f[2], ":")
+			if !ok {
+				continue
+			}
+			p, err := strconv.ParseUint(hexPort, 16, 16)
+			a, aok := procAddr(hexAddr)
+			if err == nil && aok && int(p) == port && want[a.Unmap()] {
+				inodes["socket:["+f[9]+"]"] = true
+			}
+		}
+		fh.Close()
+	}
+	if len(inodes) == 0 {
+		return false, nil
+	}
+	held, err := treeSockets(pid)
+	if err != nil {
+		return false, err
+	}
+	for inode := range inodes {
+		if held[inode] {
+			return true, nil
+		}
+	}
+	return false, nil
+}

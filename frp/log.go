@@ -54,6 +54,8 @@ type LogState struct {
 	Refused map[string]string
 	// LastError is the newest warning or error message.
 	LastError string
+	// Logins counts the logins seen ("login to server success").
+	Logins int
 }
 
 // ProxyRetry is how long frpc waits before it asks its server again for
@@ -87,6 +89,7 @@ func (s *LogState) Add(raw string) {
 		s.Seen, s.LoggedIn, s.Started, s.Refused = true, false, nil, nil
 	case l.Level == "I" && strings.HasPrefix(l.Message, "login to server success"):
 		s.Seen, s.LoggedIn, s.Rejected = true, true, ""
+		s.Logins++
 	case l.Level == "I" && startedRE.MatchString(l.Message):
 		// Only frp's own info line, "[NAME] start proxy success": a
 		// warning that quotes a server's words cannot pass for it.

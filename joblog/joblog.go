@@ -170,6 +170,7 @@ type Record struct {
 	Succeeded     int      `json:"succeeded"`
 	Failed        int      `json:"failed"` // abandoned units included
 	NotStarted    int      `json:"not_started"`
+	NeedsRestart  int      `json:"needs_restart"`
 	Interrupted   bool     `json:"interrupted"`
 	Halted        string   `json:"halted"`
 	DurationMS    int64    `json:"duration_ms"`

@@ -73,14 +73,15 @@ type Run struct {
 	start time.Time
 	now   func() time.Time
 
-	mu       sync.Mutex
-	json     *json.Encoder
-	running  int
-	settling int
-	proving  map[string]bool // frp units whose tunnel is being proven
-	ok       int
-	failed   int
-	lastLine string
+	mu           sync.Mutex
+	json         *json.Encoder
+	running      int
+	settling     int
+	proving      map[string]bool // frp units whose tunnel is being proven
+	ok           int
+	failed       int
+	needsRestart int
+	lastLine     string
 	// drawnCols is the width lastLine was drawn for.
 	drawnCols int
 	winch     chan os.Signal
@@ -147,6 +148,7 @@ type resultEvent struct {
 	NotStarted    bool     `json:"not_started"`
 	Abandoned     bool     `json:"abandoned"`
 	TimedOut      bool     `json:"timed_out"`
+	NeedsRestart  bool     `json:"needs_restart"`
 	DurationMS    int64    `json:"duration_ms"`
 	OpDurationMS  int64    `json:"op_duration_ms"`
 	GroupSize     int      `json:"group_size"`
@@ -200,6 +202,7 @@ type summaryEvent struct {
 	Succeeded     int      `json:"succeeded"`
 	Failed        int      `json:"failed"`
 	NotStarted    int      `json:"not_started"`
+	NeedsRestart  int      `json:"needs_restart"`
 	Abandoned     int      `json:"abandoned"`
 	Interrupted   bool     `json:"interrupted"`
 	Lost          string   `json:"manager_lost"`
@@ -367,9 +370,12 @@ func (r *Run) Finished(res exec.Result) {
 		} else {
 			r.settling--
 		}
-		if res.OK {
+		switch {
+		case res.OK:
 			r.ok++
-		} else {
+		case res.NeedsRestart:
+			r.needsRestart++
+		default:
 			r.failed++
 		}
 	}
@@ -379,7 +385,7 @@ func (r *Run) Finished(res exec.Result) {
 	}
 	r.emit(resultEvent{SchemaVersion: SchemaVersion, Event: "result", Time: stamp(r.now()),
 		Unit: res.Unit, Operation: res.Operation, Phase: res.Phase,
-		OK: res.OK, NotStarted: res.NotStarted, Abandoned: res.Abandoned, TimedOut: res.TimedOut,
+		OK: res.OK, NotStarted: res.NotStarted, Abandoned: res.Abandoned, TimedOut: res.TimedOut, NeedsRestart: res.NeedsRestart,
 		DurationMS: res.Duration().Milliseconds(), OpDurationMS: res.OpDuration.Milliseconds(), GroupSize: max(1, res.GroupSize),
 		ExitCode: res.ExitCode, State: res.State, Result: res.SDResult, NRestarts: res.NRestarts,
 		Reason: sanitize.Line(res.Reason), Detail: sanitize.Text(res.Detail), LogTail: tail, Tunnel: tunnelOf(res.Tunnel)})
@@ -387,7 +393,7 @@ func (r *Run) Finished(res exec.Result) {
 		return
 	}
 	if r.live {
-		if !res.OK {
+		if !res.OK && !res.NeedsRestart {
 			// Each failure as it happens, above the live line (Ansible
 			// style): on a long run the names are there to act on.
 			// Cut to the width: the summary repeats it whole, and a line
@@ -401,10 +407,13 @@ func (r *Run) Finished(res exec.Result) {
 		return // failures come in the summary
 	}
 	verdict := "ok"
-	if !res.OK {
+	switch {
+	case res.NeedsRestart:
+		verdict = "needs a restart"
+	case !res.OK:
 		verdict = "FAILED"
 	}
-	fmt.Fprintf(r.s.Err, "Progress: %d/%d services... %s %s\n", r.ok+r.failed, r.total, short(res.Unit), verdict)
+	fmt.Fprintf(r.s.Err, "Progress: %d/%d services... %s %s\n", r.ok+r.failed+r.needsRestart, r.total, short(res.Unit), verdict)
 }
 
 // draw rewrites the live line in place. Callers hold r.mu.
@@ -433,7 +442,7 @@ func (r *Run) draw() {
 // of its forms, longest first, that fits. Every form keeps the failed
 // count and the elapsed time, at its end.
 func (r *Run) liveLine(cols int) string {
-	done := fmt.Sprintf("%d/%d", r.ok+r.failed, r.total)
+	done := fmt.Sprintf("%d/%d", r.ok+r.failed+r.needsRestart, r.total)
 	elapsed := Elapsed(r.now().Sub(r.start))
 	busy := fmt.Sprintf("%d running", r.running)
 	if r.settling > 0 {
@@ -487,7 +496,7 @@ func (r *Run) End(sum exec.Summary) {
 	}
 	r.emit(summaryEvent{SchemaVersion: SchemaVersion, Event: "summary", Time: stamp(r.now()),
 		Operation: sum.Operation, Units: sum.Total, Succeeded: sum.Succeeded, Failed: sum.Failed,
-		NotStarted: sum.NotStarted, Abandoned: sum.Abandoned, Interrupted: sum.Interrupted, Lost: sum.Lost,
+		NotStarted: sum.NotStarted, NeedsRestart: sum.NeedsRestart, Abandoned: sum.Abandoned, Interrupted: sum.Interrupted, Lost: sum.Lost,
 		Halted: sum.Halted, DurationMS: sum.Duration.Milliseconds(),
 		Notes: notes})
 	if sum.Total > 0 && !r.s.Shared(r.mode) {
@@ -526,6 +535,9 @@ func WriteSummary(s *Streams, sum exec.Summary) {
 			line += " (" + sum.Halted + ")"
 		}
 	}
+	if sum.NeedsRestart > 0 {
+		line += fmt.Sprintf(", %d need a restart", sum.NeedsRestart)
+	}
 	if sum.Abandoned > 0 {
 		line += fmt.Sprintf(", %d abandoned in flight", sum.Abandoned)
 	}
@@ -535,9 +547,14 @@ func WriteSummary(s *Streams, sum exec.Summary) {
 		fmt.Fprintf(w, "  ! %s\n", sanitize.Line(n))
 	}
 	for _, res := range sum.Results {
-		if !res.OK && !res.NotStarted {
+		if !res.OK && !res.NotStarted && !res.NeedsRestart {
 			// Abandoned units too: each says the state it was left in.
 			fmt.Fprintf(w, "  - %s: %s\n", s.bold(short(res.Unit)), sanitize.Line(res.Reason))
+		}
+	}
+	for _, res := range sum.Results {
+		if res.NeedsRestart {
+			fmt.Fprintf(w, "  ~ %s: %s (left running; --restart-if-needed restarts it)\n", s.bold(short(res.Unit)), sanitize.Line(res.Reason))
 		}
 	}
 }
@@ -589,7 +606,7 @@ func JobRecord(plan Plan, sum exec.Summary, end time.Time) []byte {
 	}
 	rec := joblog.Record{SchemaVersion: SchemaVersion, Event: "job", Time: stamp(end), Operation: sum.Operation,
 		Manager: plan.Manager, Filters: filters, Units: sum.Total, Succeeded: sum.Succeeded, Failed: sum.Failed,
-		NotStarted: sum.NotStarted, Interrupted: sum.Interrupted, Halted: sum.Halted,
+		NotStarted: sum.NotStarted, NeedsRestart: sum.NeedsRestart, Interrupted: sum.Interrupted, Halted: sum.Halted,
 		DurationMS: sum.Duration.Milliseconds(), Results: make([]joblog.Entry, 0, len(sum.Results))}
 	for _, r := range sum.Results {
 		j := joblog.Entry{Unit: r.Unit, OK: r.OK, NotStarted: r.NotStarted, Abandoned: r.Abandoned, TimedOut: r.TimedOut,

@@ -36,6 +36,8 @@ type FRPScene struct {
 	Specs      []Spec
 	// Proxies maps each tcp client unit to its proxy's name on frps.
 	Proxies map[string]string
+	// RemotePorts maps each tcp client unit to its proxy's remotePort.
+	RemotePorts map[string]int
 	// AdminPorts maps each client unit with an admin API to its port.
 	AdminPorts map[string]int
 	ports      []int
@@ -60,7 +62,7 @@ func NewFRPScene(ctx context.Context, sb *Sandbox, clients int, version string) 
 		return nil, err
 	}
 	s := &FRPScene{sb: sb, FRP: dir, Version: version, CfgDir: filepath.Join(sb.StateDir, "frp"), Bind: ports[0], Dash: ports[1],
-		ports: ports[2:], Proxies: map[string]string{}, AdminPorts: map[string]int{}}
+		ports: ports[2:], Proxies: map[string]string{}, RemotePorts: map[string]int{}, AdminPorts: map[string]int{}}
 	if err := os.MkdirAll(s.CfgDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -129,6 +131,8 @@ type ClientOpts struct {
 	STCP       string // an stcp proxy with this secret instead of tcp
 	// AdminAddr is webServer.addr (default 127.0.0.1).
 	AdminAddr string
+	// LocalPort is the proxy's localPort (default a reserved port).
+	LocalPort int
 	// IncludePort, when set, adds a second proxy, "i<id>", with this
 	// remotePort, in a file that the config includes by a glob.
 	IncludePort int
@@ -155,6 +159,9 @@ func (s *FRPScene) Client(id string, o ClientOpts) error {
 	}
 	if o.RemotePort == 0 {
 		o.RemotePort = p[1]
+	}
+	if o.LocalPort != 0 {
+		p[2] = o.LocalPort
 	}
 	user := "u" + id
 	var b strings.Builder
@@ -195,6 +202,7 @@ func (s *FRPScene) Client(id string, o ClientOpts) error {
 	} else {
 		fmt.Fprintf(&b, "\n[[proxies]]\nname = %q\ntype = \"tcp\"\nlocalIP = \"127.0.0.1\"\nlocalPort = %d\nremotePort = %d\n", name, p[2], o.RemotePort)
 		s.Proxies["moonfrp-client-"+id] = user + "." + name
+		s.RemotePorts["moonfrp-client-"+id] = o.RemotePort
 	}
 	cfg, err := s.write("frpc-"+id+".toml", b.String())
 	if err != nil {
@@ -286,6 +294,15 @@ func (s *FRPScene) LateFRPS(delay time.Duration) (string, error) {
 	p := filepath.Join(dir, "frps")
 	body := fmt.Sprintf("#!/bin/sh\nsleep %.3f\nexec %s \"$@\"\n", delay.Seconds(), filepath.Join(s.FRP, "frps"))
 	return p, os.WriteFile(p, []byte(body), 0o755)
+}
+
+// ConfigPath is the config file of client or visitor unit.
+func (s *FRPScene) ConfigPath(unit string) string {
+	id := strings.TrimPrefix(strings.TrimPrefix(unit, "moonfrp-client-"), "moonfrp-visitor-")
+	if strings.HasPrefix(unit, "moonfrp-visitor-") {
+		return filepath.Join(s.CfgDir, "visitor-"+id+".toml")
+	}
+	return filepath.Join(s.CfgDir, "frpc-"+id+".toml")
 }
 
 // Install writes the units and reloads the manager.
