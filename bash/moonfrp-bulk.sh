@@ -115,7 +115,9 @@ __moonfrp_bulk_op() {
     # fd 3 carries the counts back; stdout goes where it was going (fd 4).
     { __mfb_status=$(__moonfrp_bulk_exec --status-fd=3 "$@" 3>&1 1>&4 4>&-) || __mfb_rc=$?; } 4>&1
     case "$__mfb_rc" in
-        0 | 1 | 130) ;;
+        # 6: the output was lost, 7: a reload left frp units that need a
+        # restart running; the counts still say what failed.
+        0 | 1 | 6 | 7 | 130) ;;
         2) return 125 ;;
         4) return 124 ;;
         127) return 127 ;;
