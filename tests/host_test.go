@@ -217,10 +217,12 @@ func TestHostLocksAndUsers(t *testing.T) {
 		if err := first.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// Wait until the first run holds its locks: its lock files exist.
+		// Wait until the first run holds its locks: its pid files exist
+		// (written once each lock is held), beside the lock file.
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			if ents, _ := os.ReadDir(h.Proc("/run/moonfrp-bulk")); len(ents) == 3 {
+			pids, _ := filepath.Glob(h.Proc("/run/moonfrp-bulk/*.pid"))
+			if len(pids) == 3 {
 				break
 			}
 			if time.Now().After(deadline) {
