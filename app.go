@@ -17,6 +17,7 @@ import (
 	"github.com/moonfrp/moonfrp-bulk/frp"
 	"github.com/moonfrp/moonfrp-bulk/joblog"
 	"github.com/moonfrp/moonfrp-bulk/lock"
+	"github.com/moonfrp/moonfrp-bulk/preflight"
 	"github.com/moonfrp/moonfrp-bulk/report"
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
 )
@@ -313,6 +314,11 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 			plan.Missing[name] = true
 		}
 	}
+	if !f.NoPreflight && op != "stop" {
+		// frp's verify of every frp unit's config, before anything is
+		// touched: a config that cannot start leaves its unit as it is.
+		plan.Refused = preflight.Check(a.ctx, names, sel.Facts, int(f.MaxParallel))
+	}
 	if f.DryRun {
 		return report.DryRun(a.streams, a.mode, plan)
 	}
@@ -329,7 +335,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	sum, err := exec.Run(a.ctx, exec.Config{
 		Operation: op, MaxParallel: int(f.MaxParallel), Timeout: f.Timeout, MaxFail: plan.MaxFailUnits, Canary: f.Canary, RestartIfNeeded: f.RestartIfNeeded,
 		Verify: !f.NoVerify, Settle: f.Settle, TunnelDeadline: f.TunnelDeadline, NoTunnel: f.NoTunnelCheck, User: a.globals.User, LogDir: logDir(),
-		Journal: exec.JournalReader(a.mgr, a.globals.User), Runner: a.mgr, Launch: a.launch, API: a.api,
+		Journal: exec.JournalReader(a.mgr, a.globals.User), Runner: a.mgr, Launch: a.launch, API: a.api, Refused: plan.Refused,
 	}, work, rep)
 	if err != nil {
 		// Nothing ran: no summary line that scripts would read as one.

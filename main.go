@@ -169,6 +169,7 @@ type OpFlags struct {
 	NoWait          bool          `help:"Fail at once (exit 4) if another moonfrp-bulk run is acting on the same units, instead of waiting."`
 	MaxFail         FailLimit     `env:"MOONFRP_BULK_MAX_FAIL" placeholder:"N|N%" help:"Stop launching once N units (or N% of them) have failed; operations in flight finish, the rest are reported not started (exit 1). Default: no limit."`
 	Canary          int           `env:"MOONFRP_BULK_CANARY" placeholder:"N" help:"In each phase, act on N units first and go on only if all of them succeed (verified, tunnels up). Default: 0, no canary."`
+	NoPreflight     bool          `help:"Do not check frp units' configs with frp's own verify before start, restart and reload (a unit whose config frp refuses is otherwise left as it is, and fails)."`
 	RestartIfNeeded bool          `help:"On reload, restart the frp units that frp cannot reload in place (frps, an frpc without webServer, a changed server address) instead of leaving them running and reporting them (exit 7)."`
 }
 

@@ -18,8 +18,8 @@ type Facts struct {
 	// Configs are the -c/--config arguments of its ExecStart commands.
 	Configs []string
 	// FRPBinary ("frpc" or "frps") and FRPConfig are set when ExecStart
-	// runs frp with a config.
-	FRPBinary, FRPConfig string
+	// runs frp with a config; FRPPath is the binary as ExecStart names it.
+	FRPBinary, FRPConfig, FRPPath string
 	// WorkDir is the unit's WorkingDirectory= when it is an absolute
 	// path: frp resolves a relative config path, log.to and includes
 	// against it. "" when unset (or "~"): such paths are then refused.
@@ -64,7 +64,7 @@ func FactsFromProps(p systemctl.Properties) Facts {
 	}
 	for _, argv := range systemctl.ExecArgv(p["ExecStart"]) {
 		if bin, cfg, ok := frp.Binary(argv); ok {
-			f.FRPBinary, f.FRPConfig = bin, cfg
+			f.FRPBinary, f.FRPConfig, f.FRPPath = bin, cfg, argv[0]
 			break
 		}
 	}

@@ -20,6 +20,9 @@ const (
 	// verbNeedsRestart is a unit that frp cannot reload in place, left
 	// running as it is and reported (see Result.NeedsRestart).
 	verbNeedsRestart = "needs-restart"
+	// verbRefused is a unit whose config frp's verify refused: it is
+	// left as it is, and fails (see Config.Refused).
+	verbRefused = "refused"
 )
 
 // classifyReload decides how a reload reaches u: units that do not run

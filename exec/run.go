@@ -50,6 +50,10 @@ type Config struct {
 	// RestartIfNeeded makes a reload restart the frp units that frp
 	// cannot reload in place (see reload.go), instead of saying so.
 	RestartIfNeeded bool
+	// Refused holds, by unit, frp's words on a config that its preflight
+	// refused (see package preflight): such a unit is left as it is, and
+	// fails with them.
+	Refused map[string]string
 	// Launch, when set, ends when the caller wants launching to stop
 	// (the first interrupt, a lost terminal); its cause says why, and
 	// becomes the summary's. Operations already running finish and are
@@ -229,6 +233,14 @@ func prepare(ctx context.Context, cfg Config, plan discover.Plan) ([]*unitRun, e
 			}
 			if cfg.Operation == "reload" {
 				classifyReload(cfg, u, facts)
+			}
+			if why, ok := cfg.Refused[name]; ok {
+				u.verb = verbRefused
+				left := "left running"
+				if preByName[name]["ActiveState"] != "active" {
+					left = "not started"
+				}
+				u.res.Reason = left + ": config invalid: " + why
 			}
 			p := preByName[name]
 			if u.tun != nil && cfg.Operation != "restart" && p["ActiveState"] == "active" {

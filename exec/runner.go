@@ -181,7 +181,7 @@ func (r *run) launchAs(launch context.Context, batch []*unitRun, op string) int 
 			if managerLost(u.res.Stderr) {
 				r.lost(u)
 			}
-			if u.res.NeedsRestart {
+			if u.res.NeedsRestart || u.verb == verbRefused {
 				r.finish(u) // left as it was: nothing to verify
 				continue
 			}
@@ -221,10 +221,10 @@ func (r *run) operate(cfg Config, units []*unitRun) bool {
 	clean := true
 	for _, v := range verbs {
 		switch v {
-		case verbNeedsRestart:
+		case verbNeedsRestart, verbRefused:
 			for _, u := range byVerb[v] {
 				r.obs.Launched(u.res.Unit)
-				u.res.NeedsRestart = true
+				u.res.NeedsRestart = v == verbNeedsRestart
 				r.obs.OpEnded(u.res.Unit, false)
 			}
 		case verbFRPReload:
@@ -262,11 +262,18 @@ func (r *run) lost(u *unitRun) {
 // finish decides a unit whose operation and verification are done: its
 // reason, if it failed, and its Finished call.
 func (r *run) finish(u *unitRun) {
-	if u.res.NeedsRestart {
-		// Left running as it was: no failure, nothing to explain.
+	if u.res.NeedsRestart || u.verb == verbRefused {
+		// Left as it was: frp's words are the reason; nothing ran whose
+		// logs could say more. A refused config is a failure.
 		u.res.OK, u.res.End = false, time.Now()
+		if u.res.Detail == "" {
+			u.res.Detail = u.res.Reason
+		}
 		r.mu.Lock()
 		r.sum.Results = append(r.sum.Results, u.res)
+		if u.verb == verbRefused {
+			r.failed(u)
+		}
 		r.mu.Unlock()
 		r.obs.Finished(u.res)
 		close(u.done)
@@ -382,9 +389,14 @@ func stopHeld(ctx context.Context, cfg Config, units []*unitRun) {
 		hi := min(len(units), lo+max(1, cfg.MaxParallel))
 		names := make([]string, 0, hi-lo)
 		for _, u := range units[lo:hi] {
+			if u.verb == verbRefused {
+				continue // its config would not start: it stays up
+			}
 			u.held = true
 			names = append(names, u.res.Unit)
 		}
-		_, _ = cfg.Runner.Run(ctx, append([]string{"stop", "--"}, names...)...)
+		if len(names) > 0 {
+			_, _ = cfg.Runner.Run(ctx, append([]string{"stop", "--"}, names...)...)
+		}
 	}
 }

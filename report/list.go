@@ -80,12 +80,19 @@ type planEvent struct {
 	Phases     [][]string `json:"phases"`
 	PhaseNames []string   `json:"phase_names"`
 	Missing    []string   `json:"missing"`
+	// Refused are the units whose config frp's verify refused, with its
+	// words: they would be left as they are.
+	Refused map[string]string `json:"refused"`
 }
 
 // DryRun prints the plan: the exact units by phase and the settings.
 func DryRun(s *Streams, mode Mode, p Plan) error {
 	if mode == JSON {
-		ev := planEvent{SchemaVersion: SchemaVersion, Event: "plan", settings: p.settings(), Phases: [][]string{}, PhaseNames: []string{}, Missing: []string{}}
+		ev := planEvent{SchemaVersion: SchemaVersion, Event: "plan", settings: p.settings(), Phases: [][]string{}, PhaseNames: []string{}, Missing: []string{},
+			Refused: map[string]string{}}
+		for u, why := range p.Refused {
+			ev.Refused[u] = sanitize.Line(why)
+		}
 		for _, ph := range p.Phases {
 			ev.Phases = append(ev.Phases, ph.Units)
 			ev.PhaseNames = append(ev.PhaseNames, ph.Name)
@@ -122,6 +129,10 @@ func DryRun(s *Streams, mode Mode, p Plan) error {
 			}
 			if p.Missing[u] {
 				fmt.Fprintf(w, "  %s (not found: systemctl will refuse it)\n", short(u))
+				continue
+			}
+			if why, ok := p.Refused[u]; ok {
+				fmt.Fprintf(w, "  %s (config invalid, so left as it is: %s)\n", short(u), sanitize.Line(why))
 				continue
 			}
 			fmt.Fprintf(w, "  %s\n", short(u))

@@ -52,6 +52,9 @@ type Plan struct {
 	Phases []discover.Phase
 	// Missing are units systemd does not know (LoadState not-found).
 	Missing map[string]bool
+	// Refused holds frp's words on the configs that its verify refused
+	// (see package preflight): those units are left as they are.
+	Refused map[string]string
 }
 
 // Units counts the units in the plan.

@@ -220,3 +220,66 @@ func TestReloadOfAMovedServerNeedsARestart(t *testing.T) {
 		}
 	})
 }
+
+// A config with a typo never takes a working tunnel down: restart leaves
+// the unit as it was (its process, an open connection through it) and
+// names frp's own words on the config; with --no-preflight it is
+// restarted, and fails, as before.
+func TestPreflightLeavesAWorkingTunnelUp(t *testing.T) {
+	eachFRP(t, func(t *testing.T, version string) {
+		sb := newSandbox(t)
+		s := newFRPScene(t, sb, version)
+		s.server("")
+		s.client("1", sandbox.ClientOpts{LocalPort: echoServer(t)})
+		s.client("2", sandbox.ClientOpts{})
+		s.install()
+		wantCode(t, bulk(t, sb, nil, "start"), 0)
+		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.RemotePorts["moonfrp-client-1"]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		r := bufio.NewReader(conn)
+		if err := echo(conn, r, "before"); err != nil {
+			t.Fatal(err)
+		}
+		p := s.ConfigPath("moonfrp-client-1")
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, append(data, []byte("\n[[proxies]\nname = \"typo\"\n")...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		names := []string{"moonfrp-client-1", "moonfrp-client-2"}
+		before := mainPIDs(t, sb, names)
+
+		dry := bulk(t, sb, nil, "restart", "--dry-run", "moonfrp-client-1", "moonfrp-client-2")
+		wantCode(t, dry, 0)
+		wantContains(t, "dry run", dry.stdout, "moonfrp-client-1 (config invalid, so left as it is: ")
+
+		res := bulk(t, sb, nil, "restart", "-o", "json", "moonfrp-client-1", "moonfrp-client-2")
+		wantCode(t, res, 1)
+		got := results(t, res.stdout)
+		wantContains(t, "reason", got["moonfrp-client-1"]["reason"].(string), "left running: config invalid: ")
+		if got["moonfrp-client-2"]["ok"] != true {
+			t.Errorf("client 2, whose config is fine, was not restarted: %v", got["moonfrp-client-2"]["reason"])
+		}
+		after := mainPIDs(t, sb, names)
+		if after["moonfrp-client-1"] != before["moonfrp-client-1"] {
+			t.Error("a unit whose config frp refuses was restarted")
+		}
+		if after["moonfrp-client-2"] == before["moonfrp-client-2"] {
+			t.Error("client 2 was not restarted")
+		}
+		if err := echo(conn, r, "after"); err != nil {
+			t.Errorf("the open connection broke: %v", err)
+		}
+
+		res = bulk(t, sb, nil, "restart", "--no-preflight", "--tunnel-deadline=3s", "moonfrp-client-1")
+		wantCode(t, res, 1)
+		if pid := sb.Show(context.Background(), "moonfrp-client-1", "MainPID"); pid == before["moonfrp-client-1"] {
+			t.Error("--no-preflight did not restart the unit")
+		}
+	})
+}

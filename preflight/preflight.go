@@ -1,0 +1,123 @@
+// Package preflight checks frp units' configs the way frp will read them,
+// before an operation touches the units: each unit's own binary, in its
+// verify mode (`frpc verify -c CONFIG`, `frps verify -c CONFIG`; every
+// frp release since 0.52 has it), as the unit's User=, in its working
+// directory (where frp resolves a relative path and includes). A unit
+// whose config frp refuses is left as it is: a restart would stop a
+// working tunnel for a config that cannot start (nginx -t's habit).
+package preflight
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/moonfrp/moonfrp-bulk/discover"
+	"github.com/moonfrp/moonfrp-bulk/sanitize"
+)
+
+// Timeout bounds one check: frp's verify reads a few files and exits.
+const Timeout = 10 * time.Second
+
+// maxOutput bounds what of frp's answer is kept.
+const maxOutput = 4 << 10
+
+// Check verifies the config of every frp unit of units (see
+// discover.Facts), at most parallel at a time, and returns frp's words
+// for each config that frp refuses. A check that cannot run (no binary,
+// a timeout) refuses nothing: the operation then says what is wrong.
+func Check(ctx context.Context, units []string, facts map[string]discover.Facts, parallel int) map[string]string {
+	refused := map[string]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(1, parallel))
+	for _, u := range units {
+		f := facts[u]
+		if f.FRPBinary == "" || f.FRPPath == "" || f.FRPConfig == "" {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if why := verify(ctx, f); why != "" {
+				mu.Lock()
+				refused[u] = why
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return refused
+}
+
+// verify runs the unit's binary in verify mode and returns frp's words
+// when it refuses the config ("" when it accepts it, or cannot tell).
+func verify(ctx context.Context, f discover.Facts) string {
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, f.FRPPath, "verify", "-c", f.FRPConfig)
+	cmd.Dir = "/"
+	if f.WorkDir != "" {
+		cmd.Dir = f.WorkDir
+	}
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}
+	if cred := credential(f.User); cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = time.Second
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err == nil || !errors.As(err, &ee) || ctx.Err() != nil || ee.ExitCode() < 0 {
+		return ""
+	}
+	return words(out.Bytes())
+}
+
+// credential is the unit's User= (and its group) for a root run; nil
+// when the check runs as the caller (no User=, or not root).
+func credential(name string) *syscall.Credential {
+	if name == "" || os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return nil
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+}
+
+// words is frp's answer in one line: its lines, sanitised, joined, and
+// bounded.
+func words(out []byte) string {
+	if len(out) > maxOutput {
+		out = out[:maxOutput]
+	}
+	var parts []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if l = strings.TrimSpace(sanitize.Line(l)); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	if len(parts) == 0 {
+		return "frp's verify refused it without a word"
+	}
+	return fmt.Sprint(strings.Join(parts, "; "))
+}
