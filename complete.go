@@ -74,7 +74,7 @@ func predictUnits(a complete.Args) []string {
 // and the open ones up to their colon.
 func filterForms() []string {
 	forms := []string{"tag:", "name:", "status:down", "type:server", "type:client", "type:visitor",
-		"tunnel:" + discover.TunnelDown, "last:" + discover.LastFailed, "last:" + discover.LastNotStarted, "last:" + discover.LastUnfinished}
+		"tunnel:" + discover.TunnelDown, "config:" + discover.ConfigChanged, "config:" + discover.ConfigUnchanged, "last:" + discover.LastFailed, "last:" + discover.LastNotStarted, "last:" + discover.LastUnfinished}
 	for _, s := range discover.StatusStates() {
 		forms = append(forms, "status:"+s)
 	}

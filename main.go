@@ -159,7 +159,7 @@ type Globals struct {
 // OpFlags are the flags of start, stop, restart, reload and bulk.
 type OpFlags struct {
 	MaxParallel     Parallel      `short:"j" env:"MOONFRP_MAX_PARALLEL" default:"10" placeholder:"N" help:"At most N units in flight at once (default 10; fast units may share one systemctl call, holding a slot each)."`
-	Filter          []string      `sep:"none" placeholder:"EXPR" predictor:"filter" help:"Only units matching EXPR: tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor, tunnel:STATE, last:failed|not-started|unfinished (from the previous run's job log). Repeat to AND them."`
+	Filter          []string      `sep:"none" placeholder:"EXPR" predictor:"filter" help:"Only units matching EXPR: tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor, tunnel:STATE, config:changed|unchanged (the frp config, or a file it includes, changed since frp read it), last:failed|not-started|unfinished (from the previous run's job log). Repeat to AND them."`
 	DryRun          bool          `help:"Print the units that would be acted on, by phase, and change nothing."`
 	Timeout         time.Duration `default:"2m" help:"Bound on each unit's operation (0: none); a unit that takes longer fails and its systemd job is cancelled."`
 	Settle          time.Duration `default:"1s" help:"How long a started unit that is not an frp unit must stay up, without restarting, to count as a success."`

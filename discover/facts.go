@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/moonfrp/moonfrp-bulk/frp"
 	"github.com/moonfrp/moonfrp-bulk/safefile"
@@ -26,8 +29,10 @@ type Facts struct {
 	WorkDir string
 	// User is the unit's User=, whose files are read as well as root's.
 	User string
-	// MainPID is the unit's main process, 0 when it has none.
+	// MainPID is the unit's main process, 0 when it has none; Started
+	// is when it started (systemd's stamp), zero when unknown.
 	MainPID int
+	Started time.Time
 	// LoadState is systemd's: "not-found" for a name it does not know.
 	LoadState string
 	// Pre is the unit's state as the same show read it (preProps), so
@@ -41,7 +46,7 @@ type Facts struct {
 const PreProps = "Id,LoadState,ActiveState,FragmentPath,DropInPaths"
 
 // factProps are what ReadFacts asks for: the facts, and PreProps.
-const factProps = "ExecStart,WorkingDirectory,User,MainPID," + PreProps
+const factProps = "ExecStart,WorkingDirectory,User,MainPID,ExecMainStartTimestampMonotonic," + PreProps
 
 // Owners returns whose files may be read for the unit: root's and its
 // User='s.
@@ -52,6 +57,9 @@ func (f Facts) Owners() safefile.Options { return safefile.ForUser(f.User) }
 func FactsFromProps(p systemctl.Properties) Facts {
 	pid, _ := strconv.Atoi(p["MainPID"])
 	f := Facts{Configs: ConfigPaths(p["ExecStart"]), User: p["User"], MainPID: pid, LoadState: p["LoadState"]}
+	if mono, err := strconv.ParseUint(p["ExecMainStartTimestampMonotonic"], 10, 64); err == nil && mono > 0 {
+		f.Started = wallClock(mono)
+	}
 	if wd := strings.TrimLeft(p["WorkingDirectory"], "-!"); filepath.IsAbs(wd) {
 		// systemd writes "!" and "-" before the path for its flags.
 		f.WorkDir = filepath.Clean(wd)
@@ -69,6 +77,17 @@ func FactsFromProps(p systemctl.Properties) Facts {
 		}
 	}
 	return f
+}
+
+// wallClock turns a stamp on systemd's clock (µs of CLOCK_MONOTONIC, as
+// systemd stamps a process's start) into wall-clock time.
+func wallClock(mono uint64) time.Time {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
+		return time.Time{}
+	}
+	now := uint64(ts.Sec)*1e6 + uint64(ts.Nsec)/1e3
+	return time.Now().Add(-time.Duration(now-mono) * time.Microsecond)
 }
 
 // ReadFacts reads every unit's Facts, and its state before a run (Pre),

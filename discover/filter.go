@@ -12,7 +12,7 @@ import (
 )
 
 // ValidForms lists the filter forms, for error messages and help.
-const ValidForms = "tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor, tunnel:STATE, last:failed|not-started|unfinished"
+const ValidForms = "tag:KEY, tag:KEY:VALUE, status:STATE, name:PATTERN, type:server|client|visitor, tunnel:STATE, config:changed|unchanged, last:failed|not-started|unfinished"
 
 // What a last: filter selects from the previous run: its failed units,
 // those it did not start (halted or interrupted), or either.
@@ -90,6 +90,11 @@ func ParseFilter(expr string) (Filter, error) {
 	case "last":
 		if rest != LastFailed && rest != LastNotStarted && rest != LastUnfinished {
 			return bad(fmt.Sprintf("unknown outcome %q (one of failed, not-started, unfinished)", rest))
+		}
+		f.Value = rest
+	case "config":
+		if rest != ConfigChanged && rest != ConfigUnchanged {
+			return bad(fmt.Sprintf("unknown config state %q (changed or unchanged)", rest))
 		}
 		f.Value = rest
 	case "tunnel":
@@ -175,6 +180,9 @@ type Selection struct {
 	Warnings []string
 	// Aliases are the other names of units that have some (for list).
 	Aliases map[string][]string
+	// Configs say whether each frp unit's config changed since frp read
+	// it (see ConfigState), when a config: filter or list asked.
+	Configs map[string]ConfigInfo
 	// Empty names the first filter after which nothing was left, if any.
 	Empty string
 	// Facts, Tags and Tunnels are filled as filters need them, and by
@@ -212,7 +220,7 @@ func Apply(ctx context.Context, r systemctl.Runner, units []Unit, filters []Filt
 			sel.Empty = f.Raw
 		}
 	}
-	var tagFilters, tunnelFilters []Filter
+	var tagFilters, tunnelFilters, configFilters []Filter
 	for _, f := range filters {
 		switch f.Kind {
 		case "last":
@@ -229,6 +237,8 @@ func Apply(ctx context.Context, r systemctl.Runner, units []Unit, filters []Filt
 			tagFilters = append(tagFilters, f)
 		case "tunnel":
 			tunnelFilters = append(tunnelFilters, f)
+		case "config":
+			configFilters = append(configFilters, f)
 		default:
 			keep(f, f.matchUnit)
 		}
@@ -247,6 +257,15 @@ func Apply(ctx context.Context, r systemctl.Runner, units []Unit, filters []Filt
 		}
 		for _, f := range tagFilters {
 			keep(f, func(u Unit) bool { return matchTag(sel.Tags[u.Name], f) })
+		}
+	}
+	if len(configFilters) > 0 && len(sel.Units) > 0 {
+		if err := sel.readFacts(ctx, r); err != nil {
+			return sel, err
+		}
+		sel.Configs = Configs(sel.Units, sel.Facts, opt.StateDir)
+		for _, f := range configFilters {
+			keep(f, func(u Unit) bool { return sel.Configs[u.Name].State == f.Value })
 		}
 	}
 	if len(tunnelFilters) > 0 && len(sel.Units) > 0 {
@@ -313,7 +332,28 @@ func Describe(ctx context.Context, r systemctl.Runner, sel *Selection, opt Optio
 	if sel.Tunnels == nil {
 		sel.Tunnels = Tunnels(ctx, sel.Units, sel.Facts, opt.API)
 	}
+	if sel.Configs == nil {
+		sel.Configs = Configs(sel.Units, sel.Facts, opt.StateDir)
+	}
 	return nil
+}
+
+// ConfigInfo is a unit's config state (see ConfigState) and why.
+type ConfigInfo struct {
+	State string
+	Why   string
+}
+
+// Configs says, for each unit, whether its frp config changed since frp
+// read it; reloads in place are read from the job log in stateDir.
+func Configs(units []Unit, facts map[string]Facts, stateDir string) map[string]ConfigInfo {
+	reloaded := joblog.Reloaded(stateDir)
+	out := make(map[string]ConfigInfo, len(units))
+	for _, u := range units {
+		st, why := ConfigState(facts[u.Name], reloaded[u.Name])
+		out[u.Name] = ConfigInfo{State: st, Why: why}
+	}
+	return out
 }
 
 func matchTag(tags map[string]string, f Filter) bool {

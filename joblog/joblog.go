@@ -233,6 +233,32 @@ func Recent(dir string, n int) ([]Record, int, error) {
 	return recs, skipped, nil
 }
 
+// Reloaded returns, for each unit that a reload in dir's log reloaded in
+// place and proved, when that run ended: frp read its config again then.
+// A log that cannot be read gives none.
+func Reloaded(dir string) map[string]time.Time {
+	out := map[string]time.Time{}
+	recs, _, err := Recent(dir, 1<<20)
+	if err != nil {
+		return out
+	}
+	for _, r := range recs {
+		if r.Operation != "reload" {
+			continue
+		}
+		end, err := time.Parse(time.RFC3339Nano, r.Time)
+		if err != nil {
+			continue
+		}
+		for _, e := range r.Results {
+			if e.OK && end.After(out[e.Unit]) {
+				out[e.Unit] = end
+			}
+		}
+	}
+	return out
+}
+
 // readRecords reads up to n of the newest records of one log file,
 // newest first.
 func readRecords(path string, n int) ([]Record, int, error) {

@@ -28,6 +28,10 @@ type listEntry struct {
 	TunnelNote string `json:"tunnel_note,omitempty"`
 	// Aliases are the unit's other names (links to its file).
 	Aliases []string `json:"aliases"`
+	// Config says whether an frp unit's config changed since frp read it
+	// (changed, unchanged, unknown), and ConfigWhy what changed.
+	Config    string `json:"config"`
+	ConfigWhy string `json:"config_why,omitempty"`
 }
 
 // List prints a selection: a table for people, or one JSON object per
@@ -43,16 +47,21 @@ func List(s *Streams, mode Mode, sel discover.Selection) error {
 			tun := sel.Tunnels[u.Name]
 			if err := enc.Encode(listEntry{SchemaVersion: SchemaVersion, Unit: u.Name, Name: u.Short(), Type: u.Type(),
 				Load: u.Load, Active: u.Active, Sub: u.Sub, Tags: t, Tunnel: string(tun.State), TunnelWhy: sanitize.Line(tun.Why),
-				TunnelNote: sanitize.Line(tun.Note), Aliases: aliases(sel.Aliases[u.Name])}); err != nil {
+				TunnelNote: sanitize.Line(tun.Note), Aliases: aliases(sel.Aliases[u.Name]),
+				Config: sel.Configs[u.Name].State, ConfigWhy: sanitize.Line(sel.Configs[u.Name].Why)}); err != nil {
 				return fmt.Errorf("write list: %w", err)
 			}
 		}
 		return nil
 	}
 	tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "UNIT\tLOAD\tACTIVE\tSUB\tTUNNEL\tTAGS")
+	fmt.Fprintln(tw, "UNIT\tLOAD\tACTIVE\tSUB\tTUNNEL\tCONFIG\tTAGS")
 	for _, u := range sel.Units {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.Short(), u.Load, u.Active, u.Sub, sel.Tunnels[u.Name].State, tagString(sel.Tags[u.Name]))
+		cfg := sel.Configs[u.Name].State
+		if cfg == "" || cfg == discover.ConfigUnknown {
+			cfg = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", u.Short(), u.Load, u.Active, u.Sub, sel.Tunnels[u.Name].State, cfg, tagString(sel.Tags[u.Name]))
 	}
 	return tw.Flush()
 }

@@ -283,3 +283,55 @@ func TestPreflightLeavesAWorkingTunnelUp(t *testing.T) {
 		}
 	})
 }
+
+// --filter=config:changed selects exactly the units whose config, or a
+// file it includes, changed after frp read it; a reload in place or a
+// restart reads it again.
+func TestConfigChangedFilter(t *testing.T) {
+	sb := newSandbox(t)
+	s := newFRPScene(t, sb, sandbox.FRPDefault)
+	s.server("")
+	s.client("1", sandbox.ClientOpts{})
+	s.client("2", sandbox.ClientOpts{})
+	s.client("3", sandbox.ClientOpts{IncludePort: s.port()})
+	s.install()
+	wantCode(t, bulk(t, sb, nil, "start"), 0)
+	changed := func() string {
+		t.Helper()
+		r := bulk(t, sb, nil, "list", "--filter=config:changed", "--names")
+		wantCode(t, r, 0)
+		return strings.Join(strings.Fields(r.stdout), " ")
+	}
+	if got := changed(); got != "" {
+		t.Fatalf("right after start, config:changed selects %q", got)
+	}
+	touch := func(p string) {
+		t.Helper()
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, append(data, []byte("\n# edited\n")...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	touch(s.ConfigPath("moonfrp-client-2"))
+	touch(s.CfgDir + "/inc-3/extra.toml") // only the included file
+	if got := changed(); got != "moonfrp-client-2 moonfrp-client-3" {
+		t.Errorf("config:changed selects %q, want clients 2 and 3", got)
+	}
+	r := bulk(t, sb, nil, "list", "-o", "json")
+	for _, ev := range parseEvents(t, r.stdout) {
+		want := map[string]string{"moonfrp-client-2": "changed", "moonfrp-client-3": "changed", "moonfrp-client-1": "unchanged"}[ev["name"].(string)]
+		if want != "" && ev["config"] != want {
+			t.Errorf("list: %s config %v, want %s", ev["name"], ev["config"], want)
+		}
+	}
+	// frp reads client 2's config again in place, and client 3's by a
+	// restart: nothing has changed since.
+	wantCode(t, bulk(t, sb, nil, "reload", "moonfrp-client-2"), 0)
+	wantCode(t, bulk(t, sb, nil, "restart", "--filter=config:changed"), 0)
+	if got := changed(); got != "" {
+		t.Errorf("after the reload and the restart, config:changed selects %q", got)
+	}
+}
