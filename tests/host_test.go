@@ -296,3 +296,23 @@ RestartSec=5
 	wantContains(t, "swap detail", res["moonfrp-client-swap"]["detail"].(string), "is a symlink, not read")
 	wantContains(t, "journal reason", res["moonfrp-client-journal"]["reason"].(string), "handshake refused by upstream (journal only)")
 }
+
+// On the production path, --filter=config:changed selects exactly the
+// unit whose config was edited after frp read it.
+func TestHostConfigChangedFilter(t *testing.T) {
+	h := newHost(t)
+	hf := setupHostFRP(t, h, 3)
+	wantCode(t, hostRun(t, h, "moonfrp-bulk", "start", "--tunnel-deadline=5s"), 1) // client 2 has a wrong token
+	r := hostRun(t, h, "moonfrp-bulk", "list", "--filter=config:changed", "--names")
+	wantCode(t, r, 0)
+	if strings.TrimSpace(r.stdout) != "" {
+		t.Fatalf("right after start, config:changed selects %q", r.stdout)
+	}
+	wantCode(t, hostRun(t, h, "sh", "-c", "echo '# edited' >> /etc/frp/frpc-3.toml"), 0)
+	r = hostRun(t, h, "moonfrp-bulk", "list", "--filter=config:changed", "--names")
+	wantCode(t, r, 0)
+	if strings.TrimSpace(r.stdout) != "moonfrp-client-3" {
+		t.Errorf("config:changed selects %q, want moonfrp-client-3", r.stdout)
+	}
+	_ = hf
+}
