@@ -31,6 +31,7 @@ type options struct {
 	rows            string
 	tunnels         string
 	host            int
+	reload          int
 	runs            int
 }
 
@@ -46,7 +47,19 @@ func main() {
 	flag.StringVar(&o.rows, "rows", "", "only these rows, N@STOP comma-separated (200@0s,50@500ms); print, write nothing")
 	flag.StringVar(&o.tunnels, "tunnels", "", "only these real-frp rows, N@VERSION[+server] comma-separated (50@v0.65.0,200@v0.71.0+server); print, write nothing")
 	flag.IntVar(&o.host, "host", 0, "only the booted-host row, with this many clients; print, write nothing")
+	flag.IntVar(&o.reload, "reload", 0, "only the reload-against-restart row, with this many tunnels; print, write nothing")
 	flag.Parse()
+	if o.reload > 0 {
+		bin, err := filepath.Abs(o.bin)
+		if err == nil {
+			_, err = measureReload(o, bin, o.reload)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if o.host > 0 {
 		bin, err := filepath.Abs(o.bin)
 		if err == nil {
@@ -316,6 +329,11 @@ func run(o options) error {
 					return err
 				}
 				notes = append(notes, hr...)
+				rl, err := measureReload(o, bin, 50)
+				if err != nil {
+					return err
+				}
+				notes = append(notes, rl...)
 				fl, err := measureFleet(o, bin)
 				if err != nil {
 					return err

@@ -130,6 +130,7 @@ func measureTunnels(o options, bin string, row tunnelRow) ([]string, error) {
 		{"moonfrp-bulk -j10 (tunnels proven)", own, append([]string{"restart", "-j", "10"}, units...)},
 		{"xargs -P10, then poll the dashboard", "bash", []string{"-c", "t0=$(date '+%m-%d %H:%M:%S'); " + first + "printf '%s\\n' " + list + " | xargs -P10 -n1 systemctl --user restart && " + poll}},
 		{"moonfrp-bulk -j10 --no-tunnel-check (1s settle)", own, append([]string{"restart", "-j", "10", "--no-tunnel-check"}, units...)},
+		{"moonfrp-bulk -j10 --no-preflight", own, append([]string{"restart", "-j", "10", "--no-preflight"}, units...)},
 	}
 	walls := make([][]time.Duration, len(methods))
 	var rss []int64
@@ -175,10 +176,11 @@ func measureTunnels(o options, bin string, row tunnelRow) ([]string, error) {
 	}
 	note := fmt.Sprintf("%d real frpc tunnels (frp %s, one proxy each, %s), restart until every tunnel is up and known to be up, median of %d: "+
 		"%s %.2fs; %s %.2fs (moonfrp-bulk %.2f× it); %s %.2fs (moonfrp-bulk %.2f× it). moonfrp-bulk's peak RSS %.1f MiB, "+
-		"at most %.1f admin API requests per tunnel, %d proxies refused as \"already exists\". "+
-		"Targets: moonfrp-bulk ≤ 1.05× xargs and the dashboard, and no slower than its 1 s settle window.",
+		"at most %.1f admin API requests per tunnel, %d proxies refused as \"already exists\"; without the preflight (frp's verify of each config) %.2fs (with it %.2f× that). "+
+		"Targets: moonfrp-bulk ≤ 1.05× xargs and the dashboard, no slower than its 1 s settle window, the preflight ≤ 1.10×.",
 		n, row.version, what, runs, methods[0].name, med(0).Seconds(), methods[1].name, med(1).Seconds(), med(0).Seconds()/med(1).Seconds(),
-		methods[2].name, med(2).Seconds(), med(0).Seconds()/med(2).Seconds(), float64(maxRSS)/1024, maxReq, exists)
+		methods[2].name, med(2).Seconds(), med(0).Seconds()/med(2).Seconds(), float64(maxRSS)/1024, maxReq, exists,
+		med(3).Seconds(), med(0).Seconds()/med(3).Seconds())
 	fmt.Println("note:", note)
 	return []string{note}, nil
 }
