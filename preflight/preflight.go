@@ -72,18 +72,37 @@ func verify(ctx context.Context, f discover.Facts) string {
 		cmd.Dir = f.WorkDir
 	}
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}
-	if cred := credential(f.User); cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	}
+	// Its own process group, so that whatever the binary forks ends with
+	// it: a binary that is not frp (or a wrapper script) may serve instead
+	// of verifying, and a child left behind would outlive the run.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: credential(f.User)}
+	cmd.Cancel = func() error { return killGroup(cmd) }
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.WaitDelay = time.Second
 	err := cmd.Run()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		// The binary exited but something it started still holds its
+		// output: that group still exists, so its id names only it.
+		_ = killGroup(cmd)
+	}
 	var ee *exec.ExitError
 	if err == nil || !errors.As(err, &ee) || ctx.Err() != nil || ee.ExitCode() < 0 {
 		return ""
 	}
 	return words(out.Bytes())
+}
+
+// killGroup kills the check's process group. Cancel runs before the
+// leader is reaped, so the group's id cannot have been reused.
+func killGroup(cmd *exec.Cmd) error {
+	if cmd.Process == nil {
+		return nil
+	}
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill verify's process group: %w", err)
+	}
+	return nil
 }
 
 // credential is the unit's User= (and its group) for a root run; nil

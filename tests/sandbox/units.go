@@ -73,6 +73,8 @@ const frpcScript = `#!/bin/sh
 trap 'trap "" TERM; sleep "${STOP_DELAY:-0.5}"; exit 0' TERM
 # frpc reloads its config on SIGHUP (ExecReload) and keeps running.
 trap 'printf "%s [I] [service.go:120] reload config success\n" "$(date "+%Y/%m/%d %H:%M:%S")"' HUP
+# "frpc verify -c CONFIG" (the preflight) answers as frp does and exits.
+if [ "$1" = verify ]; then echo "frpc: the configuration file $3 syntax is ok"; exit 0; fi
 mode="${MODE:-up}"
 if [ -n "$MODE_FILE" ] && [ -r "$MODE_FILE" ]; then mode=$(cat "$MODE_FILE"); fi
 case "$mode" in
