@@ -121,7 +121,7 @@ func contains(list []string, s string) bool {
 // glob characters is matched against the whole name (with or without
 // .service); anything else is a substring, as in MoonFRP's bash version.
 func MatchName(pattern, unit string) bool {
-	short := strings.TrimSuffix(unit, ".service")
+	short := ShortName(unit)
 	if IsPattern(pattern) {
 		m1, _ := path.Match(pattern, short)
 		m2, _ := path.Match(pattern, unit)

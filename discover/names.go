@@ -10,6 +10,10 @@ import (
 // them is taken to be a service, as systemctl itself does.
 var unitSuffixes = []string{".service", ".socket", ".target", ".timer", ".mount", ".path", ".slice", ".scope", ".swap", ".device", ".automount"}
 
+// ShortName is a unit's name without .service, as MoonFRP's bash prints it
+// and as systemctl accepts it: the one place that trims the suffix.
+func ShortName(unit string) string { return strings.TrimSuffix(unit, ".service") }
+
 // Normalize validates a unit name given on the command line and adds
 // .service when it has no unit suffix. Names are checked against systemd's
 // own character set, so that nothing shell-like ever reaches systemctl.

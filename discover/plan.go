@@ -166,6 +166,3 @@ func localAddrs() map[netip.Addr]bool {
 	}
 	return out
 }
-
-// ShortName is a unit's name without .service, as MoonFRP's bash prints it.
-func ShortName(unit string) string { return strings.TrimSuffix(unit, ".service") }

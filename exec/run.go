@@ -173,7 +173,7 @@ func settleAbandoned(cfg Config, units []*unitRun) {
 		}
 		u.res.State = state(props[i])
 		u.res.Reason = fmt.Sprintf("abandoned in flight at the second interrupt; it was then %s (check it with systemctl status %s)",
-			u.res.State, strings.TrimSuffix(u.res.Unit, ".service"))
+			u.res.State, discover.ShortName(u.res.Unit))
 	}
 }
 
@@ -305,7 +305,7 @@ func awaitServers(ctx context.Context, cfg Config, batch []*unitRun, sum *Summar
 		}
 		if !u.res.OK && !u.res.NotStarted {
 			sum.Notes = append(sum.Notes, fmt.Sprintf("%s was not ready, so its clients started without it: %s",
-				strings.TrimSuffix(u.res.Unit, ".service"), u.res.Reason))
+				discover.ShortName(u.res.Unit), u.res.Reason))
 		}
 	}
 	return true

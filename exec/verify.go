@@ -3,7 +3,6 @@ package exec
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -326,7 +325,7 @@ func describeFailedOp(u *unitRun, p systemctl.Properties) string {
 	case "not-found":
 		return ""
 	case "masked":
-		return "unit is masked; unmask it first (systemctl unmask " + strings.TrimSuffix(u.res.Unit, ".service") + ")"
+		return "unit is masked; unmask it first (systemctl unmask " + discover.ShortName(u.res.Unit) + ")"
 	}
 	return resultWords(u.res.Operation, p)
 }
