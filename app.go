@@ -317,7 +317,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	if !f.NoPreflight && op != "stop" {
 		// frp's verify of every frp unit's config, before anything is
 		// touched: a config that cannot start leaves its unit as it is.
-		plan.Refused = preflight.Check(a.ctx, names, sel.Facts, int(f.MaxParallel))
+		plan.Refused = preflight.Check(a.ctx, names, sel.Facts, joblog.Reloaded(a.discoverOptions().StateDir), int(f.MaxParallel))
 	}
 	if f.DryRun {
 		return report.DryRun(a.streams, a.mode, plan)
