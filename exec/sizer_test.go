@@ -3,8 +3,8 @@ package exec
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
@@ -120,7 +120,7 @@ func TestSizer(t *testing.T) {
 			}
 			for i, want := range tc.want {
 				if got := s.next(context.Background()); got != want {
-					t.Fatalf("answer %d: next() = %d, want %d (lone calls %v)", i, got, want, s.lone)
+					t.Fatalf("answer %d: next() = %d, want %d (lone calls %v)", i, got, want, s.obs.lone)
 				}
 			}
 		})
@@ -159,12 +159,12 @@ func TestSizerProbesOnce(t *testing.T) {
 	}
 	calls := s.begin()
 	s.end(3*time.Second, 4, calls, true) // a slow group
-	if len(s.own) != 0 {
-		t.Fatalf("a slow group kept the old stamps %v", s.own)
+	if len(s.obs.own) != 0 {
+		t.Fatalf("a slow group kept the old stamps %v", s.obs.own)
 	}
 	s.owned(gen, []time.Duration{2 * ms}) // a read begun before the reset
-	if len(s.own) != 0 {
-		t.Fatalf("a read from before the slow group was taken: %v", s.own)
+	if len(s.obs.own) != 0 {
+		t.Fatalf("a read from before the slow group was taken: %v", s.obs.own)
 	}
 	var again []probeUnit
 	for i := 0; i < 4 && again == nil; i++ {
@@ -216,79 +216,86 @@ func TestOwnTime(t *testing.T) {
 
 // Until the pace is known, a wide -j launches at most warmCalls lone
 // calls; the next waits for one to end, for warmWait, or for the end of
-// launching.
+// launching. On fake time: the rule is about time, and load must not
+// fail it.
 func TestSizerWarmUp(t *testing.T) {
-	inFlight := func(n int, capped time.Time) *sizer {
+	inFlight := func(n int) *sizer {
 		s := newSizer(50)
 		for i := 0; i < n; i++ {
 			s.begin()
 		}
-		s.capped = capped
 		return s
 	}
-	// blocked returns once s.next waits.
-	blocked := func(t *testing.T, s *sizer) {
-		for {
-			s.mu.Lock()
-			w := s.waiting
-			s.mu.Unlock()
-			if w {
-				return
-			}
-			runtime.Gosched()
-		}
-	}
-	t.Run("it waits out warmWait", func(t *testing.T) {
-		left := 150 * time.Millisecond
-		s := inFlight(warmCalls, time.Now().Add(left-warmWait))
+	// waits starts s.next and reports when it returns, and how long it
+	// took; every goroutine of the bubble is then blocked.
+	waits := func(ctx context.Context, s *sizer) (<-chan int, func() time.Duration) {
+		got := make(chan int, 1)
 		start := time.Now()
-		if k := s.next(context.Background()); k != 1 {
-			t.Fatalf("next() = %d, want a lone call", k)
-		}
-		if took := time.Since(start); took < left-20*time.Millisecond {
-			t.Fatalf("next() returned after %s with %d calls in flight, want about %s", took, warmCalls, left)
-		}
-	})
-	t.Run("a call's end lets it go", func(t *testing.T) {
-		s := inFlight(warmCalls, time.Now())
-		got := make(chan int)
-		go func() { got <- s.next(context.Background()) }()
-		blocked(t, s)
-		s.end(100*time.Millisecond, 1, warmCalls, true)
-		select {
-		case k := <-got:
-			if k != 1 {
+		var took time.Duration
+		go func() {
+			k := s.next(ctx)
+			took = time.Since(start)
+			got <- k
+		}()
+		synctest.Wait()
+		return got, func() time.Duration { return took }
+	}
+	t.Run("it waits out warmWait from when the cap first held", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			s := inFlight(warmCalls)
+			s.capped = time.Now().Add(-warmWait + 150*time.Millisecond)
+			got, took := waits(context.Background(), s)
+			if k := <-got; k != 1 {
 				t.Fatalf("next() = %d, want a lone call", k)
 			}
-		case <-time.After(warmWait / 2):
-			t.Fatal("a call ended and next() still waits")
-		}
+			if took() != 150*time.Millisecond {
+				t.Fatalf("next() returned after %s with %d calls in flight, want 150ms", took(), warmCalls)
+			}
+		})
+	})
+	t.Run("a call's end lets it go", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			s := inFlight(warmCalls)
+			got, took := waits(context.Background(), s)
+			select {
+			case k := <-got:
+				t.Fatalf("next() = %d at once, with the cap held", k)
+			default:
+			}
+			time.Sleep(100 * time.Millisecond)
+			s.end(100*time.Millisecond, 1, warmCalls, true)
+			if k := <-got; k != 1 || took() != 100*time.Millisecond {
+				t.Fatalf("next() = %d after %s, want a lone call when the call ended (100ms)", k, took())
+			}
+		})
 	})
 	t.Run("the end of launching lets it go", func(t *testing.T) {
-		s := inFlight(warmCalls, time.Now())
-		ctx, cancel := context.WithCancel(context.Background())
-		got := make(chan int)
-		go func() { got <- s.next(ctx) }()
-		blocked(t, s)
-		cancel()
-		select {
-		case <-got:
-		case <-time.After(warmWait / 2):
-			t.Fatal("launching ended and next() still waits")
-		}
+		synctest.Test(t, func(t *testing.T) {
+			s := inFlight(warmCalls)
+			ctx, cancel := context.WithCancel(context.Background())
+			got, took := waits(ctx, s)
+			time.Sleep(10 * time.Millisecond)
+			cancel()
+			<-got
+			if took() != 10*time.Millisecond {
+				t.Fatalf("next() returned after %s, want when launching ended (10ms)", took())
+			}
+		})
 	})
 	t.Run("a call sized but not begun yet counts", func(t *testing.T) {
-		s := inFlight(warmCalls-1, time.Time{})
-		start := time.Now()
-		s.next(context.Background()) // the last call the cap allows
-		if took := time.Since(start); took > warmWait/2 {
-			t.Fatalf("call %d waited %s", warmCalls, took)
-		}
-		start = time.Now()
-		s.next(context.Background()) // one more, before that one has begun
-		if took := time.Since(start); took < warmWait-50*time.Millisecond {
-			t.Fatalf("call %d waited only %s, want warmWait (%s)", warmCalls+1, took, warmWait)
-		}
+		synctest.Test(t, func(t *testing.T) {
+			s := inFlight(warmCalls - 1)
+			got, took := waits(context.Background(), s) // the last call the cap allows
+			<-got
+			if took() != 0 {
+				t.Fatalf("call %d waited %s", warmCalls, took())
+			}
+			got, took = waits(context.Background(), s) // one more, before that one has begun
+			<-got
+			if took() != warmWait {
+				t.Fatalf("call %d waited %s, want warmWait (%s)", warmCalls+1, took(), warmWait)
+			}
+		})
 	})
 }
 
