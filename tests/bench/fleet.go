@@ -31,7 +31,7 @@ func measureFleet(o options, bin string) ([]string, error) {
 	ctx := context.Background()
 	var specs [][]sandbox.Spec
 	for i := 0; i < fleetHosts; i++ {
-		specs = append(specs, benchUnits(fleetUnits, 500*time.Millisecond))
+		specs = append(specs, benchUnits(fleetUnits, 500*time.Millisecond, 0))
 	}
 	f, err := sandbox.StartFleet(ctx, bin, specs)
 	if err != nil {

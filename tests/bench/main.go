@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,7 +45,7 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 3, "runs per cell (the median is reported)")
 	flag.BoolVar(&o.extrasOnly, "extras", false, "only the discovery and 1,000-unit measurements; print, write nothing")
 	flag.BoolVar(&o.fleetOnly, "fleet", false, "only the Ansible fleet measurement; print, write nothing")
-	flag.StringVar(&o.rows, "rows", "", "only these rows, N@STOP comma-separated (200@0s,50@500ms); print, write nothing")
+	flag.StringVar(&o.rows, "rows", "", "only these rows, N@STOP[/K] comma-separated (200@0s,50@500ms,50@500ms/6: 1 unit in K stops at once); print, write nothing")
 	flag.StringVar(&o.tunnels, "tunnels", "", "only these real-frp rows, N@VERSION[+server] comma-separated (50@v0.65.0,200@v0.71.0+server); print, write nothing")
 	flag.IntVar(&o.host, "host", 0, "only the booted-host row, with this many clients; print, write nothing")
 	flag.IntVar(&o.reload, "reload", 0, "only the reload-against-restart row, with this many tunnels; print, write nothing")
@@ -118,6 +119,7 @@ type sample struct {
 type cell struct {
 	units        int
 	stop         time.Duration
+	mixed        int // 1 unit in mixed stops at once (0: none)
 	method       string
 	samples      []sample
 	extrapolated bool
@@ -253,19 +255,21 @@ func run(o options) error {
 	type config struct {
 		stop  time.Duration
 		sizes []int
+		mixed int
 	}
 	// The rows the targets are about come first; the table and chart are
 	// rewritten after every row group, so a long run that is stopped
 	// early still leaves what it measured.
 	configs := []config{
-		{500 * time.Millisecond, []int{10, 25, 50, 100}},
-		{0, []int{200, 500, 1000}},
-		{2 * time.Second, []int{10, 25, 50, 100}},
-		{0, []int{10, 25, 50, 100}},
-		{500 * time.Millisecond, []int{500, 1000}},
+		{500 * time.Millisecond, []int{10, 25, 50, 100}, 0},
+		{500 * time.Millisecond, []int{50, 100}, mixedEvery},
+		{0, []int{200, 500, 1000}, 0},
+		{2 * time.Second, []int{10, 25, 50, 100}, 0},
+		{0, []int{10, 25, 50, 100}, 0},
+		{500 * time.Millisecond, []int{500, 1000}, 0},
 	}
 	if o.quick {
-		configs = []config{{500 * time.Millisecond, []int{50}}}
+		configs = []config{{500 * time.Millisecond, []int{50}, 0}}
 		if _, err := measureTunnels(o, bin, tunnelRow{n: 50, version: sandbox.FRPDefault}); err != nil {
 			return err
 		}
@@ -296,11 +300,11 @@ func run(o options) error {
 	serialPerUnit := map[time.Duration]time.Duration{}
 	for i, cf := range configs {
 		for _, n := range cf.sizes {
-			cs, perUnit, err := measure(o, bin, n, cf.stop, serialPerUnit[cf.stop])
+			cs, perUnit, err := measure(o, bin, n, cf.stop, cf.mixed, serialPerUnit[cf.stop])
 			if err != nil {
 				return err
 			}
-			if perUnit > 0 {
+			if perUnit > 0 && cf.mixed == 0 {
 				serialPerUnit[cf.stop] = perUnit
 			}
 			cells = append(cells, cs...)
@@ -348,28 +352,51 @@ func run(o options) error {
 	return write()
 }
 
+// mixedEvery is the mixed rows' share of units that stop at once: about
+// one in six, as among real services some die on SIGTERM instead of
+// stopping cleanly, and a group waits for its slowest unit while its
+// quick ones hold their slots.
+const mixedEvery = 6
+
 // benchUnits are n slow-stop units without a start limit: every method
-// restarts them several times in a row.
-func benchUnits(n int, stop time.Duration) []sandbox.Spec {
+// restarts them several times in a row. With mixed > 0, n/mixed of them,
+// at places shuffled with a fixed seed (the same in every run), stop at
+// once.
+func benchUnits(n int, stop time.Duration, mixed int) []sandbox.Spec {
 	specs := sandbox.SlowStop("moonfrp-client", n, stop)
+	instant := map[int]bool{}
+	if mixed > 0 {
+		for _, i := range rand.New(rand.NewPCG(1, uint64(n))).Perm(n)[:n/mixed] {
+			instant[i] = true
+		}
+	}
 	for i := range specs {
 		specs[i].NoStartLimit = true
-		if stop == 0 {
+		if stop == 0 || instant[i] {
 			specs[i].StopDelay = time.Nanosecond // 0 would mean the default
 		}
 	}
 	return specs
 }
 
-// measure runs every method on n units that take stop to stop.
-func measure(o options, bin string, n int, stop time.Duration, serialPerUnit time.Duration) ([]cell, time.Duration, error) {
-	fmt.Fprintf(os.Stderr, "bench: %d units, %s stop\n", n, stop)
+// stopLabel is how a row's stop time is written.
+func stopLabel(stop time.Duration, mixed int) string {
+	if mixed > 0 {
+		return fmt.Sprintf("%.1fs, 1 in %d at once", stop.Seconds(), mixed)
+	}
+	return fmt.Sprintf("%.1fs", stop.Seconds())
+}
+
+// measure runs every method on n units that take stop to stop (1 in
+// mixed at once, see benchUnits).
+func measure(o options, bin string, n int, stop time.Duration, mixed int, serialPerUnit time.Duration) ([]cell, time.Duration, error) {
+	fmt.Fprintf(os.Stderr, "bench: %d units, %s stop\n", n, stopLabel(stop, mixed))
 	sb, err := sandbox.Start(context.Background())
 	if err != nil {
 		return nil, 0, err
 	}
 	defer sb.Stop()
-	specs := benchUnits(n, stop)
+	specs := benchUnits(n, stop, mixed)
 	if err := sb.Install(context.Background(), specs...); err != nil {
 		return nil, 0, err
 	}
@@ -396,7 +423,9 @@ func measure(o options, bin string, n int, stop time.Duration, serialPerUnit tim
 	single := medianOf(singles)
 	ideal := time.Duration(math.Ceil(float64(n)/10)) * single
 
-	mk := func(method string) cell { return cell{units: n, stop: stop, method: method, ideal: ideal} }
+	mk := func(method string) cell {
+		return cell{units: n, stop: stop, mixed: mixed, method: method, ideal: ideal}
+	}
 	var cells []cell
 	var perUnit time.Duration
 
@@ -473,7 +502,7 @@ func measureExtras(o options, bin string) ([]string, error) {
 		return nil, err
 	}
 	defer sb.Stop()
-	specs := benchUnits(n, 0)
+	specs := benchUnits(n, 0, 0)
 	if err := sb.Install(context.Background(), specs...); err != nil {
 		return nil, err
 	}
@@ -524,7 +553,7 @@ func measureExtras(o options, bin string) ([]string, error) {
 		return nil, err
 	}
 	defer sb.Stop()
-	specs = benchUnits(1000, 500*time.Millisecond)
+	specs = benchUnits(1000, 500*time.Millisecond, 0)
 	if err := sb.Install(context.Background(), specs...); err != nil {
 		return nil, err
 	}
@@ -565,18 +594,27 @@ func measureExtras(o options, bin string) ([]string, error) {
 func targets(cells []cell) []string {
 	find := func(n int, stop time.Duration, method string) *cell {
 		for i := range cells {
-			if cells[i].units == n && cells[i].stop == stop && cells[i].method == method {
+			if cells[i].units == n && cells[i].stop == stop && cells[i].mixed == 0 && cells[i].method == method {
 				return &cells[i]
 			}
 		}
 		return nil
 	}
 	half := 500 * time.Millisecond
+	var mixedRows []string
+	for _, c := range cells {
+		if c.mixed == 0 || c.method != "moonfrp-bulk -j10 --no-verify" {
+			continue
+		}
+		r := c.median().Seconds() / c.xargs.Seconds()
+		mixedRows = append(mixedRows, fmt.Sprintf("%d units, %s stop, -j 10, no verification: %.2f× xargs -P10 (units whose stop times differ: a group waits for its slowest; target ≤ 1.0 within noise: %s).",
+			c.units, stopLabel(c.stop, c.mixed), r, map[bool]string{true: "meets", false: "MISSES"}[r <= 1.05]))
+	}
 	plain := find(50, half, "moonfrp-bulk -j10 --no-verify")
 	verified := find(50, half, "moonfrp-bulk -j10 (verify, 1s settle)")
 	xargs := find(50, half, "xargs -P10")
 	if plain == nil || verified == nil || xargs == nil {
-		return nil
+		return mixedRows
 	}
 	check := func(ok bool) string {
 		if ok {
@@ -618,6 +656,7 @@ func targets(cells []cell) []string {
 			}
 		}
 	}
+	grouped = append(grouped, mixedRows...)
 	return append(grouped, []string{
 		fmt.Sprintf("50 units, 0.5 s stop, -j 10, no verification: %.3f× xargs -P10 (target ≤ 1.03: %s), %.3f× the ideal (target ≤ 1.05: %s), CPU %.2f× xargs's (target ≤ 1.0: %s).",
 			wallX, check(wallX <= 1.03), wallI, check(wallI <= 1.05), cpuX, check(cpuX <= 1.0)),
@@ -629,8 +668,8 @@ func targets(cells []cell) []string {
 func printCells(cs []cell) {
 	for _, c := range cs {
 		lo, hi := c.minMax()
-		fmt.Printf("%5d units %5s stop  %-40s %8s (%s–%s)  %.2f× xargs  %.2f× ideal  cpu %s  rss %d KiB\n",
-			c.units, c.stop, c.method, c.median().Round(time.Millisecond), lo.Round(time.Millisecond), hi.Round(time.Millisecond),
+		fmt.Printf("%5d units %s stop  %-40s %8s (%s–%s)  %.2f× xargs  %.2f× ideal  cpu %s  rss %d KiB\n",
+			c.units, stopLabel(c.stop, c.mixed), c.method, c.median().Round(time.Millisecond), lo.Round(time.Millisecond), hi.Round(time.Millisecond),
 			c.median().Seconds()/c.xargs.Seconds(), c.median().Seconds()/c.ideal.Seconds(), c.cpu().Round(time.Millisecond), c.rss())
 	}
 }
@@ -758,6 +797,9 @@ func writeTable(o options, cells []cell, notes []string) error {
 		if cells[i].stop != cells[j].stop {
 			return cells[i].stop < cells[j].stop
 		}
+		if cells[i].mixed != cells[j].mixed {
+			return cells[i].mixed < cells[j].mixed
+		}
 		return cells[i].units < cells[j].units
 	})
 	b.WriteString("| units | stop | method | wall (median, min–max) | × xargs -P10 | × ideal | CPU | peak RSS |\n|---:|---:|---|---|---:|---:|---:|---:|\n")
@@ -769,7 +811,7 @@ func writeTable(o options, cells []cell, notes []string) error {
 			wall = fmt.Sprintf("%.1fs (extrapolated)", c.median().Seconds())
 			cpu, rss = "–", "–"
 		}
-		fmt.Fprintf(&b, "| %d | %.1fs | %s | %s | %.2f | %.2f | %s | %s |\n", c.units, c.stop.Seconds(), c.method, wall,
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %.2f | %.2f | %s | %s |\n", c.units, stopLabel(c.stop, c.mixed), c.method, wall,
 			c.median().Seconds()/c.xargs.Seconds(), c.median().Seconds()/c.ideal.Seconds(), cpu, rss)
 	}
 	b.WriteString("\n## Targets\n\n")
@@ -804,7 +846,7 @@ func drawChart(path string, cells []cell) error {
 	for i, m := range methods {
 		var data strings.Builder
 		for _, c := range cells {
-			if c.method == m && c.stop == 500*time.Millisecond {
+			if c.method == m && c.stop == 500*time.Millisecond && c.mixed == 0 {
 				fmt.Fprintf(&data, "%d %.3f\n", c.units, c.median().Seconds())
 			}
 		}
@@ -871,12 +913,18 @@ func runRows(o options) error {
 	var cells []cell
 	for _, row := range strings.Split(o.rows, ",") {
 		ns, stops, ok := strings.Cut(strings.TrimSpace(row), "@")
+		stops, mixeds, isMixed := strings.Cut(stops, "/")
 		n, err1 := strconv.Atoi(ns)
 		stop, err2 := time.ParseDuration(stops)
-		if !ok || err1 != nil || err2 != nil || n < 1 {
-			return fmt.Errorf("bad row %q: want N@STOP, such as 200@0s", row)
+		mixed := 0
+		var err3 error
+		if isMixed {
+			mixed, err3 = strconv.Atoi(mixeds)
 		}
-		cs, _, err := measure(o, bin, n, stop, 0)
+		if !ok || err1 != nil || err2 != nil || err3 != nil || n < 1 || mixed < 0 || (isMixed && mixed < 2) {
+			return fmt.Errorf("bad row %q: want N@STOP[/K], such as 200@0s or 50@500ms/6 (1 unit in K stops at once)", row)
+		}
+		cs, _, err := measure(o, bin, n, stop, mixed, 0)
 		if err != nil {
 			return err
 		}
