@@ -77,11 +77,13 @@ func NewAPI() *API {
 // Close drops idle connections.
 func (a *API) Close() { a.client.CloseIdleConnections() }
 
-// get fetches path from e, at the address at, into v. at must be an
-// address where e's listening socket belongs to the process the
+// call sends GET path to e at the address at and returns its answer
+// (at most maxAPIBytes+1 bytes of it) when frp answered 200. at must be
+// an address where e's listening socket belongs to the process the
 // credentials are meant for (see Owned). Errors name the endpoint, never
-// its credentials.
-func (a *API) get(ctx context.Context, e Endpoint, at netip.Addr, path string, v any) error {
+// its credentials; an answer other than 200 is an *APIError with frp's
+// words.
+func (a *API) call(ctx context.Context, e Endpoint, at netip.Addr, path string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 	defer cancel()
 	scheme := "http"
@@ -91,7 +93,7 @@ func (a *API) get(ctx context.Context, e Endpoint, at netip.Addr, path string, v
 	u := scheme + "://" + netip.AddrPortFrom(at, uint16(e.Port)).String() + path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return fmt.Errorf("admin API %s: %w", e, err)
+		return nil, fmt.Errorf("admin API %s: %w", e, err)
 	}
 	if e.User != "" || e.password != "" {
 		req.SetBasicAuth(e.User, e.password)
@@ -100,33 +102,43 @@ func (a *API) get(ctx context.Context, e Endpoint, at netip.Addr, path string, v
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return fmt.Errorf("admin API %s did not answer within %s", e, RequestTimeout)
+			return nil, fmt.Errorf("admin API %s did not answer within %s", e, RequestTimeout)
 		}
 		var oe *net.OpError
 		if errors.As(err, &oe) {
-			return fmt.Errorf("admin API %s: %s", e, sanitize.Line(oe.Err.Error()))
+			return nil, fmt.Errorf("admin API %s: %s", e, sanitize.Line(oe.Err.Error()))
 		}
-		return fmt.Errorf("admin API %s: request failed", e)
+		return nil, fmt.Errorf("admin API %s: request failed", e)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAPIBytes+1))
 	if err != nil {
-		return fmt.Errorf("admin API %s: read answer: %w", e, err)
+		return nil, fmt.Errorf("admin API %s: read answer: %w", e, err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
-		return &APIError{Endpoint: e, Code: resp.StatusCode, Useless: true, msg: "refused the config's credentials (401)"}
+		return nil, &APIError{Endpoint: e, Code: resp.StatusCode, Useless: true, msg: "refused the config's credentials (401)"}
 	case resp.StatusCode != http.StatusOK:
 		msg := "answered " + strconv.Itoa(resp.StatusCode)
 		if m := errorBody(body); m != "" {
 			msg += ": " + m
 		}
-		return &APIError{Endpoint: e, Code: resp.StatusCode, msg: msg}
-	case len(body) > maxAPIBytes:
+		return nil, &APIError{Endpoint: e, Code: resp.StatusCode, msg: msg}
+	}
+	return body, nil
+}
+
+// get fetches path from e, at the address at (see call), into v.
+func (a *API) get(ctx context.Context, e Endpoint, at netip.Addr, path string, v any) error {
+	body, err := a.call(ctx, e, at, path)
+	if err != nil {
+		return err
+	}
+	if len(body) > maxAPIBytes {
 		return fmt.Errorf("admin API %s answered more than %d bytes", e, maxAPIBytes)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return &APIError{Endpoint: e, Code: resp.StatusCode, Useless: true, msg: "answered something that is not frp's JSON"}
+		return &APIError{Endpoint: e, Code: http.StatusOK, Useless: true, msg: "answered something that is not frp's JSON"}
 	}
 	return nil
 }
@@ -164,41 +176,13 @@ func errorBody(body []byte) string {
 	return text
 }
 
-// Reload asks frpc, through its admin API at the address at (see get),
+// Reload asks frpc, through its admin API at the address at (see call),
 // to read its config again: frp's own reload (what `frpc reload -c`
 // does). frpc answers 200 when it took the new config; otherwise, with
 // frp's words, it keeps the config it had.
 func (a *API) Reload(ctx context.Context, e Endpoint, at netip.Addr) error {
-	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
-	defer cancel()
-	scheme := "http"
-	if e.TLS {
-		scheme = "https"
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+netip.AddrPortFrom(at, uint16(e.Port)).String()+"/api/reload", nil)
-	if err != nil {
-		return fmt.Errorf("admin API %s: %w", e, err)
-	}
-	if e.User != "" || e.password != "" {
-		req.SetBasicAuth(e.User, e.password)
-	}
-	resp, err := a.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("admin API %s: reload request failed: %s", e, sanitize.Line(err.Error()))
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxAPIBytes))
-	switch {
-	case resp.StatusCode == http.StatusOK:
-		return nil
-	case resp.StatusCode == http.StatusUnauthorized:
-		return &APIError{Endpoint: e, Code: resp.StatusCode, Useless: true, msg: "refused the config's credentials (401)"}
-	}
-	msg := "answered " + strconv.Itoa(resp.StatusCode)
-	if m := errorBody(body); m != "" {
-		msg += ": " + m
-	}
-	return &APIError{Endpoint: e, Code: resp.StatusCode, msg: msg}
+	_, err := a.call(ctx, e, at, "/api/reload")
+	return err
 }
 
 // Status asks frpc's admin API for its proxies' status.
