@@ -1,5 +1,5 @@
 // Package joblog keeps the record of past runs: each run appends one JSON
-// line (see report.JobRecord) to jobs.jsonl in the state directory, so
+// line (a Record) to jobs.jsonl in the state directory, so
 // that --filter=last:failed can select what failed last time. The log is
 // rotated at a bounded size; one older file is kept.
 //
