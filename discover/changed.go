@@ -78,7 +78,7 @@ func BinaryReplaced(f Facts) bool {
 // deployed that way would pass for unchanged).
 func changedAt(st os.FileInfo) time.Time {
 	if s, ok := st.Sys().(*syscall.Stat_t); ok {
-		if c := time.Unix(s.Ctim.Sec, s.Ctim.Nsec); c.After(st.ModTime()) {
+		if c := time.Unix(s.Ctim.Unix()); c.After(st.ModTime()) {
 			return c
 		}
 	}

@@ -168,7 +168,7 @@ func TestCheckAsksOnlyAboutWhatFRPHasNotAccepted(t *testing.T) {
 
 func changed(st os.FileInfo) time.Time {
 	s := st.Sys().(*syscall.Stat_t)
-	return time.Unix(s.Ctim.Sec, s.Ctim.Nsec)
+	return time.Unix(s.Ctim.Unix())
 }
 
 func later(a, b time.Time) time.Time {
