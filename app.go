@@ -22,11 +22,20 @@ import (
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
 )
 
+// manager is what an invocation asks of the service manager: systemctl
+// calls, its journal, and which manager it is. *systemctl.Manager runs
+// systemctl; unit tests give a scripted one.
+type manager interface {
+	systemctl.Runner
+	systemctl.Journaler
+	Scope() string
+}
+
 // app is one invocation: streams, the service manager, and signal state.
 type app struct {
 	streams *report.Streams
 	globals Globals
-	mgr     systemctl.Manager
+	mgr     manager
 	mode    report.Mode
 	// api asks frpc admin APIs; one per run keeps connections alive.
 	api *frp.API
@@ -51,7 +60,7 @@ type app struct {
 }
 
 func newApp(s *report.Streams, g Globals) *app {
-	a := &app{streams: s, globals: g, mgr: systemctl.Manager{Path: g.Systemctl, User: g.User},
+	a := &app{streams: s, globals: g, mgr: &systemctl.Manager{Path: g.Systemctl, User: g.User},
 		mode: report.Mode(g.Output), api: frp.NewAPI(), sigs: make(chan os.Signal, 2), hup: make(chan os.Signal, 2), sigDone: make(chan struct{})}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.launch, a.stopLaunch = context.WithCancelCause(a.ctx)
@@ -142,11 +151,15 @@ func (a *app) managerAdvice(err error, msg string) string {
 // needSystemctl finds systemctl once, not on every one of possibly
 // thousands of calls. version and integrate do without it.
 func (a *app) needSystemctl() error {
-	path, err := osexec.LookPath(a.mgr.Path)
-	if err != nil {
-		return &exitError{exitCannotRun, fmt.Sprintf("%s not found: moonfrp-bulk drives systemd and needs its systemctl on PATH", a.mgr.Path)}
+	m, ok := a.mgr.(*systemctl.Manager)
+	if !ok {
+		return nil // a scripted manager runs no systemctl
 	}
-	a.mgr.Path = path
+	path, err := osexec.LookPath(m.Path)
+	if err != nil {
+		return &exitError{exitCannotRun, fmt.Sprintf("%s not found: moonfrp-bulk drives systemd and needs its systemctl on PATH", m.Path)}
+	}
+	m.Path = path
 	return nil
 }
 

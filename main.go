@@ -153,7 +153,7 @@ type Globals struct {
 	User      bool             `env:"MOONFRP_BULK_USER" help:"Talk to the calling user's service manager (systemctl --user)."`
 	Output    string           `short:"o" enum:"auto,text,json" default:"${output_default}" help:"Output: auto (a live line on a terminal, plain text otherwise), text, or json (JSON lines on stdout). Default: json when MOONFRP_LOG_FORMAT=json, else auto."`
 	Systemctl string           `hidden:"" env:"MOONFRP_SYSTEMCTL" default:"systemctl" help:"systemctl binary to run."`
-	StatusFD  int              `hidden:"" default:"-1" help:"Write 'succeeded=N failed=N not_started=N total=N' to this file descriptor at the end (for the bash shim)."`
+	StatusFD  int              `hidden:"" default:"-1" help:"Write 'succeeded=N failed=N not_started=N total=N abandoned=N' to this file descriptor at the end (for the bash shim)."`
 }
 
 // OpFlags are the flags of start, stop, restart, reload and bulk.
@@ -346,6 +346,11 @@ func run(args []string) int {
 // runWith is run with the given streams: the process's own, or buffers
 // when the binary runs as an Ansible module.
 func runWith(streams *report.Streams, args []string) int {
+	return runOn(streams, args, nil)
+}
+
+// runOn is runWith on the given service manager (nil: systemctl's).
+func runOn(streams *report.Streams, args []string, mgr manager) int {
 	// An empty setting means "not set", as in MoonFRP's scripts.
 	for _, name := range append([]string{"MOONFRP_SYSTEMCTL"}, flagEnv...) {
 		if v, ok := os.LookupEnv(name); ok && strings.TrimSpace(v) == "" {
@@ -388,6 +393,9 @@ func runWith(streams *report.Streams, args []string) int {
 		unix.CloseOnExec(cli.StatusFD)
 	}
 	a := newApp(streams, cli.Globals)
+	if mgr != nil {
+		a.mgr = mgr
+	}
 	defer a.stopSignals()
 	return outputLost(streams, exitCode(streams, kctx.Run(a)))
 }
