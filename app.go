@@ -8,6 +8,7 @@ import (
 	osexec "os/exec"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -57,6 +58,12 @@ type app struct {
 	// error that the streams keep, not the end of the process).
 	hup     chan os.Signal
 	sigDone chan struct{}
+
+	// What the invocation said, for its ending (see ending): warnings,
+	// and the recap line of the operation that ran.
+	mu     sync.Mutex
+	warned []string
+	recap  string
 }
 
 func newApp(s *report.Streams, g Globals) *app {
@@ -111,7 +118,19 @@ func (a *app) stopSignals() {
 
 func (a *app) interrupted() bool { return errors.Is(context.Cause(a.launch), exec.ErrInterrupted) }
 
-func (a *app) warn(format string, args ...any) { report.Warn(a.streams.Err, format, args...) }
+// warn prints a warning, and keeps it for the invocation's ending.
+func (a *app) warn(format string, args ...any) {
+	report.Warn(a.streams.Err, format, args...)
+	a.mu.Lock()
+	a.warned = append(a.warned, fmt.Sprintf(format, args...))
+	a.mu.Unlock()
+}
+
+func (a *app) warnings() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.warned
+}
 
 // selectUnits turns UNIT arguments and filters into the units to act on
 // (see discover.Select), prints its warnings, and maps its errors to exit
@@ -356,6 +375,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 		return &exitError{exitCannotRun, a.managerAdvice(err, err.Error())}
 	}
 	rep.End(sum)
+	a.recap = report.Recap(sum)
 	a.writeStatus(sum)
 	// The units are free for the next run before the job log is written.
 	locks.Release()

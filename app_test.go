@@ -129,6 +129,7 @@ func (s *scripted) touched() []string {
 // directories of the test's own (locks, job log, frp logs).
 type invocation struct {
 	code        int
+	end         ending
 	out, errOut string
 	status      string // what --status-fd received
 }
@@ -148,9 +149,9 @@ func invoke(t *testing.T, mgr *scripted, args ...string) invocation {
 		t.Fatal(err)
 	}
 	var out, errOut bytes.Buffer
-	code := runOn(&report.Streams{Out: &out, Err: &errOut}, append([]string{"--user", "--status-fd", fmt.Sprint(fd)}, args...), mgr)
+	end := runOn(&report.Streams{Out: &out, Err: &errOut}, append([]string{"--user", "--status-fd", fmt.Sprint(fd)}, args...), mgr)
 	got, _ := os.ReadFile(status.Name())
-	return invocation{code: code, out: out.String(), errOut: errOut.String(), status: strings.TrimSpace(string(got))}
+	return invocation{code: end.code, end: end, out: out.String(), errOut: errOut.String(), status: strings.TrimSpace(string(got))}
 }
 
 // env gives a test its own runtime, state, log and data directories.
@@ -217,6 +218,9 @@ func TestOperate(t *testing.T) {
 		if r.status != "succeeded=3 failed=0 not_started=0 total=3 abandoned=0" {
 			t.Errorf("status fd got %q", r.status)
 		}
+		if !strings.HasPrefix(r.end.recap, "Bulk restart complete: 3 succeeded, 0 failed in ") || r.end.err != "" {
+			t.Errorf("ending %+v: want the recap, no error", r.end)
+		}
 		rec, err := joblog.Last(state)
 		if err != nil || rec.Operation != "restart" || rec.Succeeded != 3 {
 			t.Errorf("job log: %+v, %v", rec, err)
@@ -265,6 +269,19 @@ func TestOperate(t *testing.T) {
 			t.Errorf("stderr says no way on:\n%s", r.errOut)
 		}
 	})
+	t.Run("no unit matched: a warning, as printed and as a value", func(t *testing.T) {
+		env(t)
+		mgr := newScripted(nil, u1)
+		r := invoke(t, mgr, "restart", "moonfrp-client-9*")
+		if r.code != exitOK || len(r.end.warnings) == 0 {
+			t.Fatalf("exit %d, warnings %q\n%s", r.code, r.end.warnings, r.errOut)
+		}
+		for _, w := range r.end.warnings {
+			if !strings.Contains(r.errOut, "moonfrp-bulk: warning: "+w+"\n") {
+				t.Errorf("warning %q was not printed:\n%s", w, r.errOut)
+			}
+		}
+	})
 	t.Run("a dry run shows the plan and touches nothing", func(t *testing.T) {
 		state := env(t)
 		mgr := newScripted(nil, u1, u2)
@@ -289,6 +306,9 @@ func TestOperate(t *testing.T) {
 		}
 		if lines := strings.Split(strings.TrimSpace(r.errOut), "\n"); len(lines) != 1 {
 			t.Errorf("the error is %d lines, want one:\n%s", len(lines), r.errOut)
+		}
+		if "moonfrp-bulk: "+r.end.err+"\n" != r.errOut || r.end.recap != "" {
+			t.Errorf("ending %+v, printed %q: the error as a value is what was printed", r.end, r.errOut)
 		}
 	})
 }

@@ -346,11 +346,21 @@ func run(args []string) int {
 // runWith is run with the given streams: the process's own, or buffers
 // when the binary runs as an Ansible module.
 func runWith(streams *report.Streams, args []string) int {
-	return runOn(streams, args, nil)
+	return runOn(streams, args, nil).code
 }
 
-// runOn is runWith on the given service manager (nil: systemctl's).
-func runOn(streams *report.Streams, args []string, mgr manager) int {
+// ending is how an invocation ended, for a caller in this process (the
+// Ansible module): what it printed for people, as values.
+type ending struct {
+	code     int
+	err      string   // the one-line error, without the program's name
+	warnings []string // without "moonfrp-bulk: warning: "
+	recap    string   // "Bulk restart complete: ..." when an operation ran
+}
+
+// runOn is runWith on the given service manager (nil: systemctl's),
+// with its ending.
+func runOn(streams *report.Streams, args []string, mgr manager) ending {
 	// An empty setting means "not set", as in MoonFRP's scripts.
 	for _, name := range append([]string{"MOONFRP_SYSTEMCTL"}, flagEnv...) {
 		if v, ok := os.LookupEnv(name); ok && strings.TrimSpace(v) == "" {
@@ -372,19 +382,17 @@ func runOn(streams *report.Streams, args []string, mgr manager) int {
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 	)
 	if err != nil {
-		fmt.Fprintf(streams.Err, "moonfrp-bulk: internal error: %v\n", err)
-		return exitCannotRun
+		return ending{code: exitCannotRun, err: say(streams, fmt.Sprintf("internal error: %v", err))}
 	}
 	if completing(args) {
-		return completeLine(parser)
+		return ending{code: completeLine(parser)}
 	}
 	kctx, err := parser.Parse(args)
 	if helpExit >= 0 {
-		return helpExit
+		return ending{code: helpExit}
 	}
 	if err != nil {
-		fmt.Fprintf(streams.Err, "moonfrp-bulk: %v; see 'moonfrp-bulk --help'\n", err)
-		return exitUsage
+		return ending{code: exitUsage, err: say(streams, fmt.Sprintf("%v; see 'moonfrp-bulk --help'", err))}
 	}
 	streams.Quiet = streams.Quiet || cli.Quiet
 	if cli.StatusFD >= 0 {
@@ -397,38 +405,48 @@ func runOn(streams *report.Streams, args []string, mgr manager) int {
 		a.mgr = mgr
 	}
 	defer a.stopSignals()
-	return outputLost(streams, exitCode(streams, kctx.Run(a)))
+	code, msg := exitCode(streams, kctx.Run(a))
+	code, lost := outputLost(streams, code)
+	if lost != "" {
+		msg = lost
+	}
+	return ending{code: code, err: msg, warnings: a.warnings(), recap: a.recap}
+}
+
+// say prints msg as the program's one-line error and returns it.
+func say(streams *report.Streams, msg string) string {
+	fmt.Fprintf(streams.Err, "moonfrp-bulk: %s\n", msg)
+	return msg
 }
 
 // exitCode turns a command's ending into its exit code, saying why on
-// Err.
-func exitCode(streams *report.Streams, err error) int {
+// Err; it returns what it said.
+func exitCode(streams *report.Streams, err error) (int, string) {
 	var ee *exitError
 	switch {
 	case err == nil:
-		return exitOK
+		return exitOK, ""
 	case errors.As(err, &ee):
 		if ee.msg != "" {
-			fmt.Fprintf(streams.Err, "moonfrp-bulk: %s\n", ee.msg)
+			return ee.code, say(streams, ee.msg)
 		}
-		return ee.code
+		return ee.code, ""
 	default:
-		fmt.Fprintf(streams.Err, "moonfrp-bulk: %v\n", err)
-		return exitCannotRun
+		return exitCannotRun, say(streams, err.Error())
 	}
 }
 
 // outputLost makes a command whose output could not be written end with
 // exitOutputLost, whatever it did otherwise (0 or 1): its caller could
 // not tell. Usage errors, an unusable manager, a busy lock and an
-// interrupt keep their own codes.
-func outputLost(streams *report.Streams, code int) int {
+// interrupt keep their own codes. It returns what it said.
+func outputLost(streams *report.Streams, code int) (int, string) {
 	out, errs := streams.Lost()
 	if (out == nil && errs == nil) || (code != exitOK && code != exitFailed) {
-		return code
+		return code, ""
 	}
 	if errs == nil {
-		fmt.Fprintf(streams.Err, "moonfrp-bulk: the output could not be written (%v); a run went on to its end all the same: see 'moonfrp-bulk last'\n", out)
+		return exitOutputLost, say(streams, fmt.Sprintf("the output could not be written (%v); a run went on to its end all the same: see 'moonfrp-bulk last'", out))
 	}
-	return exitOutputLost
+	return exitOutputLost, ""
 }

@@ -120,22 +120,15 @@ func module(argsFile string) moduleResult {
 		return fail("%v", err)
 	}
 	var out, errb bytes.Buffer
-	rc := runWith(&report.Streams{Out: &out, Err: &errb, Quiet: true}, argv)
-	res := moduleResult{RC: rc, Failed: rc != exitOK, CheckMode: check, Argv: argv}
+	end := runOn(&report.Streams{Out: &out, Err: &errb, Quiet: true}, argv, nil)
+	res := moduleResult{RC: end.code, Failed: end.code != exitOK, CheckMode: check, Argv: argv, Warnings: end.warnings, Msg: end.err}
 	res.Operation, _ = params["operation"].(string)
-	for _, line := range strings.Split(errb.String(), "\n") {
-		switch {
-		case strings.HasPrefix(line, "moonfrp-bulk: warning: "):
-			res.Warnings = append(res.Warnings, strings.TrimPrefix(line, "moonfrp-bulk: warning: "))
-		case strings.HasPrefix(line, "moonfrp-bulk: "):
-			res.Msg = strings.TrimPrefix(line, "moonfrp-bulk: ") // the one-line error
-		case strings.HasPrefix(line, "Bulk ") && res.Msg == "":
-			res.Msg = line
-		}
+	if res.Msg == "" {
+		res.Msg = end.recap
 	}
 	collectEvents(&res, &out)
 	if res.Msg == "" {
-		res.Msg = fallbackMsg(res, rc)
+		res.Msg = fallbackMsg(res, end.code)
 	}
 	return res
 }

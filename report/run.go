@@ -513,6 +513,32 @@ func (r *Run) End(sum exec.Summary) {
 // "  - <service>: <reason>" line per failure in plan order.
 func WriteSummary(s *Streams, sum exec.Summary) {
 	w := s.Err
+	fmt.Fprintln(w, recap(sum, s.green, s.red))
+	for _, n := range sum.Notes {
+		fmt.Fprintf(w, "  ! %s\n", sanitize.Line(n))
+	}
+	for _, res := range sum.Results {
+		if !res.OK && !res.NotStarted && !res.NeedsRestart {
+			// Abandoned units too: each says the state it was left in.
+			fmt.Fprintf(w, "  - %s: %s\n", s.bold(short(res.Unit)), sanitize.Line(res.Reason))
+		}
+	}
+	for _, res := range sum.Results {
+		if res.NeedsRestart {
+			fmt.Fprintf(w, "  ~ %s: %s (left running; --restart-if-needed restarts it)\n", s.bold(short(res.Unit)), sanitize.Line(res.Reason))
+		}
+	}
+}
+
+// Recap is the first line of WriteSummary, without colour.
+func Recap(sum exec.Summary) string {
+	plain := func(s string) string { return s }
+	return recap(sum, plain, plain)
+}
+
+// recap is "Bulk OP complete: X succeeded, Y failed ... in T", with the
+// counts in green and red.
+func recap(sum exec.Summary, green, red func(string) string) string {
 	word := "complete"
 	switch {
 	case sum.Interrupted:
@@ -524,9 +550,9 @@ func WriteSummary(s *Streams, sum exec.Summary) {
 	}
 	failed := fmt.Sprintf("%d failed", sum.Failed)
 	if sum.Failed > 0 {
-		failed = s.red(failed)
+		failed = red(failed)
 	}
-	line := fmt.Sprintf("Bulk %s %s: %s succeeded, %s", sum.Operation, word, s.green(fmt.Sprint(sum.Succeeded)), failed)
+	line := fmt.Sprintf("Bulk %s %s: %s succeeded, %s", sum.Operation, word, green(fmt.Sprint(sum.Succeeded)), failed)
 	if sum.NotStarted > 0 || sum.Interrupted {
 		line += fmt.Sprintf(", %d not started", sum.NotStarted)
 		switch {
@@ -544,22 +570,7 @@ func WriteSummary(s *Streams, sum exec.Summary) {
 	if sum.Abandoned > 0 {
 		line += fmt.Sprintf(", %d abandoned in flight", sum.Abandoned)
 	}
-	line += " in " + Elapsed(sum.Duration)
-	fmt.Fprintln(w, line)
-	for _, n := range sum.Notes {
-		fmt.Fprintf(w, "  ! %s\n", sanitize.Line(n))
-	}
-	for _, res := range sum.Results {
-		if !res.OK && !res.NotStarted && !res.NeedsRestart {
-			// Abandoned units too: each says the state it was left in.
-			fmt.Fprintf(w, "  - %s: %s\n", s.bold(short(res.Unit)), sanitize.Line(res.Reason))
-		}
-	}
-	for _, res := range sum.Results {
-		if res.NeedsRestart {
-			fmt.Fprintf(w, "  ~ %s: %s (left running; --restart-if-needed restarts it)\n", s.bold(short(res.Unit)), sanitize.Line(res.Reason))
-		}
-	}
+	return line + " in " + Elapsed(sum.Duration)
 }
 
 // Elapsed formats a run's duration for people: tenths of a second, and
