@@ -189,7 +189,7 @@ func (a *app) discoverOptions() discover.Options {
 
 // record appends the run to the job log, for --filter=last:...; a log
 // that cannot be written costs a warning, never the run's exit code.
-func (a *app) record(plan report.Plan, sum exec.Summary) {
+func (a *app) record(plan report.Header, sum exec.Summary) {
 	dir, err := joblog.Dir(a.globals.User)
 	if err == nil {
 		err = joblog.Append(dir, report.JobRecord(plan, sum, time.Now()))
@@ -337,7 +337,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	}
 	work := discover.NewPlan(op, sel.Units, sel.Facts)
 	names := work.Units()
-	plan := report.Plan{Operation: op, Manager: a.mgr.Scope(), MaxParallel: int(f.MaxParallel),
+	plan := report.Header{Operation: op, Manager: a.mgr.Scope(), MaxParallel: int(f.MaxParallel),
 		Verify: !f.NoVerify, Settle: f.Settle, Timeout: f.Timeout, TunnelDeadline: f.TunnelDeadline, Filters: f.Filter,
 		MaxFail: f.MaxFail.Given, MaxFailUnits: f.MaxFail.Units(len(names)), Canary: f.Canary,
 		Phases: work.Phases, Missing: map[string]bool{}}

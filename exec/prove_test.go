@@ -33,7 +33,7 @@ func proveRefused(t *testing.T, deadline time.Duration) (string, time.Duration) 
 		v := newVerifier(context.Background(), cfg, frp.NewAPI(), func(*unitRun) { close(done) })
 		admin := frp.Endpoint{Addr: "127.0.0.1", Port: 1}
 		u := &unitRun{res: Result{Unit: "moonfrp-client-1.service", OK: true, Tunnel: &Tunnel{}}, done: make(chan struct{}),
-			tun: &tunnel{cfg: frp.Config{Kind: frp.Client, Admin: &admin, Proxies: []string{"p1"}}, probe: refusingProbe{}}}
+			tun: &tunnelWatch{cfg: frp.Config{Kind: frp.Client, Admin: &admin, Proxies: []string{"p1"}}, probe: refusingProbe{}}}
 		start := time.Now()
 		u.opEnd = start
 		v.add(u)

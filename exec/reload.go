@@ -55,7 +55,7 @@ func classifyReload(cfg Config, u *unitRun, facts discover.Facts) {
 
 // fromTailOff makes a tunnel judged as a restarted one: from the log
 // written after its operation began.
-func (t *tunnel) fromTailOff() {
+func (t *tunnelWatch) fromTailOff() {
 	if t != nil {
 		t.fromTail = false
 	}

@@ -75,7 +75,7 @@ type unitRun struct {
 	opt   safefile.Options
 	notes []string
 	// tun is set for an frp unit whose tunnel can be proven.
-	tun *tunnel
+	tun *tunnelWatch
 	// done closes when the unit is finished.
 	done chan struct{}
 	// cancelled is set when a second interrupt cut the unit's operation

@@ -30,8 +30,9 @@ type Tunnel struct {
 // maxLogChunk bounds one read of an frp log between two looks.
 const maxLogChunk = 256 << 10
 
-// tunnel is one frp unit's verification state.
-type tunnel struct {
+// tunnelWatch is one frp unit's verification state while it is proven
+// (Tunnel is what the proof found, for its Result).
+type tunnelWatch struct {
 	cfg    frp.Config
 	probe  frp.Probe
 	opt    safefile.Options
@@ -57,7 +58,7 @@ type tunnel struct {
 const maxPriorLog = 64 << 10
 
 // mark records where frp's log ends as the operation begins.
-func (t *tunnel) mark() {
+func (t *tunnelWatch) mark() {
 	t.rest, t.log, t.last, t.lines, t.logNote = nil, frp.LogState{}, frp.Verdict{}, nil, ""
 	if t.cfg.LogTo != "" {
 		t.offset = safefile.Size(t.cfg.LogTo, t.cfg.LogOptions(t.opt))
@@ -72,7 +73,7 @@ func (t *tunnel) mark() {
 
 // readLog feeds the frp log lines written since the last look to the
 // log state. It reads whole lines only, at most maxLogChunk at a time.
-func (t *tunnel) readLog() {
+func (t *tunnelWatch) readLog() {
 	if t.cfg.LogTo == "" {
 		return
 	}
@@ -120,7 +121,7 @@ func (t *tunnel) readLog() {
 
 // look checks once whether the tunnel is up, with the probe of its kind
 // (see frp.Probe) and what the log said since the operation began.
-func (t *tunnel) look(ctx context.Context, api *frp.API, mainPID int) frp.Verdict {
+func (t *tunnelWatch) look(ctx context.Context, api *frp.API, mainPID int) frp.Verdict {
 	t.readLog()
 	v := t.probe.Look(ctx, frp.Input{API: api, PID: mainPID, Log: t.log, LogIsAll: t.fromTail, NoAdmin: t.adminOff})
 	if v.AdminUseless && t.cfg.LogTo != "" {
@@ -141,7 +142,7 @@ func joinNote(a, b string) string {
 // loadTunnel reads an frp unit's config. A config that cannot be used is
 // not an error for the run: the unit is checked at systemd level, and the
 // result says why.
-func loadTunnel(binary, path, dir string, opt safefile.Options) (*tunnel, *Tunnel) {
+func loadTunnel(binary, path, dir string, opt safefile.Options) (*tunnelWatch, *Tunnel) {
 	cfg, err := frp.Load(path, binary, opt, dir)
 	info := &Tunnel{Config: path, Check: "systemd", State: frp.Unchecked}
 	if err != nil {
@@ -158,5 +159,5 @@ func loadTunnel(binary, path, dir string, opt safefile.Options) (*tunnel, *Tunne
 		info.Fallback = "no webServer and no log.to file to prove the tunnel; checked at systemd level"
 		return nil, info
 	}
-	return &tunnel{cfg: cfg, probe: cfg.Probe(), opt: opt}, info
+	return &tunnelWatch{cfg: cfg, probe: cfg.Probe(), opt: opt}, info
 }

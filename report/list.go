@@ -95,7 +95,7 @@ type planEvent struct {
 }
 
 // DryRun prints the plan: the exact units by phase and the settings.
-func DryRun(s *Streams, mode Mode, p Plan) error {
+func DryRun(s *Streams, mode Mode, p Header) error {
 	if mode == JSON {
 		ev := planEvent{SchemaVersion: SchemaVersion, Event: "plan", settings: p.settings(), Phases: [][]string{}, PhaseNames: []string{}, Missing: []string{},
 			Refused: map[string]string{}}

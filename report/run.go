@@ -32,8 +32,10 @@ const (
 	JSON Mode = "json"
 )
 
-// Plan describes a run before it starts.
-type Plan struct {
+// Header is what a run says of itself before it starts (the start event,
+// a dry run, the job log): its operation, settings and phases. Not to be
+// confused with discover.Plan, which it shows.
+type Header struct {
 	Operation   string
 	Manager     string // "user" or "system"
 	MaxParallel int
@@ -58,7 +60,7 @@ type Plan struct {
 }
 
 // Units counts the units in the plan.
-func (p Plan) Units() int {
+func (p Header) Units() int {
 	n := 0
 	for _, ph := range p.Phases {
 		n += len(ph.Units)
@@ -70,7 +72,7 @@ func (p Plan) Units() int {
 type Run struct {
 	s     *Streams
 	mode  Mode
-	plan  Plan
+	plan  Header
 	live  bool
 	total int
 	start time.Time
@@ -94,7 +96,7 @@ type Run struct {
 }
 
 // NewRun prepares a reporter for plan.
-func NewRun(s *Streams, mode Mode, plan Plan) *Run {
+func NewRun(s *Streams, mode Mode, plan Header) *Run {
 	r := &Run{s: s, mode: mode, plan: plan, total: plan.Units(), now: time.Now, proving: map[string]bool{}}
 	r.live = s.Live(mode)
 	if mode == JSON {
@@ -122,7 +124,7 @@ type settings struct {
 	Canary       int    `json:"canary"`
 }
 
-func (p Plan) settings() settings {
+func (p Header) settings() settings {
 	filters := p.Filters
 	if filters == nil {
 		filters = []string{}
@@ -613,7 +615,7 @@ func fit(line string, width int) string {
 
 // JobRecord is the job log's line for a run of plan that ended in sum:
 // one JSON object, event "job", in schema SchemaVersion.
-func JobRecord(plan Plan, sum exec.Summary, end time.Time) []byte {
+func JobRecord(plan Header, sum exec.Summary, end time.Time) []byte {
 	filters := plan.Filters
 	if filters == nil {
 		filters = []string{}
