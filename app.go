@@ -337,9 +337,10 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	}
 	work := discover.NewPlan(op, sel.Units, sel.Facts)
 	names := work.Units()
-	plan := report.Header{Operation: op, Manager: a.mgr.Scope(), MaxParallel: int(f.MaxParallel),
-		Verify: !f.NoVerify, Settle: f.Settle, Timeout: f.Timeout, TunnelDeadline: f.TunnelDeadline, Filters: f.Filter,
-		MaxFail: f.MaxFail.Given, MaxFailUnits: f.MaxFail.Units(len(names)), Canary: f.Canary,
+	set := exec.Settings{Operation: op, MaxParallel: int(f.MaxParallel), Timeout: f.Timeout,
+		Verify: !f.NoVerify, Settle: f.Settle, TunnelDeadline: f.TunnelDeadline, NoTunnel: f.NoTunnelCheck, User: a.globals.User,
+		MaxFail: f.MaxFail.Units(len(names)), Canary: f.Canary, RestartIfNeeded: f.RestartIfNeeded}
+	plan := report.Header{Settings: set, Manager: a.mgr.Scope(), Filters: f.Filter, MaxFailGiven: f.MaxFail.Given,
 		Phases: work.Phases, Missing: map[string]bool{}}
 	for name, facts := range sel.Facts {
 		if facts.LoadState == "not-found" {
@@ -364,11 +365,8 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	rep.Begin()
 	a.run.Store(rep)
 	defer a.run.Store(nil)
-	sum, err := exec.Run(a.ctx, exec.Config{
-		Operation: op, MaxParallel: int(f.MaxParallel), Timeout: f.Timeout, MaxFail: plan.MaxFailUnits, Canary: f.Canary, RestartIfNeeded: f.RestartIfNeeded,
-		Verify: !f.NoVerify, Settle: f.Settle, TunnelDeadline: f.TunnelDeadline, NoTunnel: f.NoTunnelCheck, User: a.globals.User, LogDir: logDir(),
-		Journal: exec.JournalReader(a.mgr, a.globals.User), Runner: a.mgr, Launch: a.launch, API: a.api, Refused: plan.Refused,
-	}, work, rep)
+	sum, err := exec.Run(a.ctx, exec.Config{Settings: set, LogDir: logDir(), Journal: exec.JournalReader(a.mgr, a.globals.User),
+		Runner: a.mgr, Launch: a.launch, API: a.api, Refused: plan.Refused}, work, rep)
 	if err != nil {
 		// Nothing ran: no summary line that scripts would read as one.
 		rep.Abort()

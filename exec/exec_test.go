@@ -319,8 +319,7 @@ func TestRunVerifiesContinuesAndExplains(t *testing.T) {
 		names = append(names, n)
 	}
 	obs := &collector{}
-	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 2, Timeout: 200 * time.Millisecond,
-		Verify: true, Settle: 50 * time.Millisecond, Runner: f}, planOf("restart", names), obs)
+	sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 2, Timeout: 200 * time.Millisecond, Verify: true, Settle: 50 * time.Millisecond}, Runner: f}, planOf("restart", names), obs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,8 +355,7 @@ func TestRunVerifiesContinuesAndExplains(t *testing.T) {
 func TestRunBatchesStateQueries(t *testing.T) {
 	units, names := alike(200, time.Millisecond)
 	f := newFake(units)
-	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 50, Verify: true,
-		Settle: 20 * time.Millisecond, Runner: f}, planOf("restart", names), &collector{})
+	sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 50, Verify: true, Settle: 20 * time.Millisecond}, Runner: f}, planOf("restart", names), &collector{})
 	if err != nil || sum.Succeeded != 200 {
 		t.Fatalf("summary %+v, %v", sum, err)
 	}
@@ -375,7 +373,7 @@ func TestRunBatchesStateQueries(t *testing.T) {
 
 func TestRunWithoutVerificationTrustsExitCodes(t *testing.T) {
 	units := map[string]*fakeUnit{"moonfrp-client-1.service": {settled: systemctl.Properties{"ActiveState": "activating", "SubState": "auto-restart"}}}
-	sum, err := Run(context.Background(), Config{Operation: "start", MaxParallel: 1, Runner: newFake(units)},
+	sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "start", MaxParallel: 1}, Runner: newFake(units)},
 		planOf("start", []string{"moonfrp-client-1.service"}), &collector{})
 	if err != nil || sum.Succeeded != 1 {
 		t.Errorf("summary %+v, %v", sum, err)
@@ -395,7 +393,7 @@ func TestRunStoppedLaunchLeavesUnitsNotStarted(t *testing.T) {
 		launch, stop := context.WithCancelCause(context.Background())
 		stop(c.cause)
 		obs := &collector{}
-		sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 2, Runner: newFake(units), Launch: launch}, planOf("restart", names), obs)
+		sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 2}, Runner: newFake(units), Launch: launch}, planOf("restart", names), obs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -415,8 +413,7 @@ func TestRunSeesARestartWithinTheSettleWindow(t *testing.T) {
 		"moonfrp-client-2.service": {settled: systemctl.Properties{"ActiveState": "active", "SubState": "running",
 			"ExecMainStartTimestampMonotonic": "1", "ActiveEnterTimestampMonotonic": "1"}},
 	}
-	sum, err := Run(context.Background(), Config{Operation: "start", MaxParallel: 2, Verify: true,
-		Settle: 10 * time.Millisecond, Runner: newFake(units)}, planOf("start", []string{"moonfrp-client-1.service", "moonfrp-client-2.service"}), &collector{})
+	sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "start", MaxParallel: 2, Verify: true, Settle: 10 * time.Millisecond}, Runner: newFake(units)}, planOf("start", []string{"moonfrp-client-1.service", "moonfrp-client-2.service"}), &collector{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,8 +451,7 @@ func TestRunReadsLogDirThenJournal(t *testing.T) {
 		}
 		return []string{"bind: address already in use"}
 	}
-	sum, err := Run(context.Background(), Config{Operation: "start", MaxParallel: 1, Verify: true, LogDir: dir,
-		Journal: journal, Runner: newFake(units)}, planOf("start", []string{"moonfrp-client-1.service", "moonfrp-client-2.service"}), &collector{})
+	sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "start", MaxParallel: 1, Verify: true}, LogDir: dir, Journal: journal, Runner: newFake(units)}, planOf("start", []string{"moonfrp-client-1.service", "moonfrp-client-2.service"}), &collector{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -477,7 +473,7 @@ func TestRunReadsLogDirThenJournal(t *testing.T) {
 func TestRunResetsAStartLimitedUnitAndRetries(t *testing.T) {
 	units := map[string]*fakeUnit{"moonfrp-client-1.service": {limited: true}}
 	f := newFake(units)
-	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 1, Runner: f},
+	sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 1}, Runner: f},
 		planOf("restart", []string{"moonfrp-client-1.service"}), &collector{})
 	if err != nil || sum.Succeeded != 1 {
 		t.Fatalf("summary %+v, %v", sum, err)
@@ -508,7 +504,7 @@ func TestRunStopsLaunchingWhenTheManagerIsLost(t *testing.T) {
 	}
 	f := newFake(units)
 	obs := &collector{}
-	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 1, Runner: f}, planOf("restart", names), obs)
+	sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 1}, Runner: f}, planOf("restart", names), obs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -537,7 +533,7 @@ func TestRunAccountsForEveryUnitAtASecondInterrupt(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	obs := &collector{}
-	sum, err := Run(ctx, Config{Operation: "restart", MaxParallel: 4, Verify: true, Settle: time.Second, Runner: newFake(units)}, planOf("restart", names), obs)
+	sum, err := Run(ctx, Config{Settings: Settings{Operation: "restart", MaxParallel: 4, Verify: true, Settle: time.Second}, Runner: newFake(units)}, planOf("restart", names), obs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -571,7 +567,7 @@ func TestRunGroupsFastUnitsAndKeepsPerUnitTruth(t *testing.T) {
 		state: systemctl.Properties{"ActiveState": "failed", "SubState": "failed", "Result": "exit-code",
 			"ExecStartPre": "{ path=/bin/false ; argv[]=/bin/false ; ignore_errors=no ; code=exited ; status=1 }"}}
 	f := newFake(units)
-	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 10, Verify: true, Runner: f},
+	sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 10, Verify: true}, Runner: f},
 		planOf("restart", names), &collector{})
 	if err != nil {
 		t.Fatal(err)
@@ -610,7 +606,7 @@ func TestRunSlowGroupGoesBackToOneUnitPerCall(t *testing.T) {
 		units, names := alike(300, 5*time.Millisecond)
 		units["moonfrp-client-14.service"].opDelay = 300 * time.Millisecond
 		f := newFake(units)
-		if _, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 4, Runner: f}, planOf("restart", names), &collector{}); err != nil {
+		if _, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 4}, Runner: f}, planOf("restart", names), &collector{}); err != nil {
 			t.Fatal(err)
 		}
 		// Find the call that carried the slow unit; it was a group. The calls
@@ -648,7 +644,7 @@ func TestRunSlowGroupGoesBackToOneUnitPerCall(t *testing.T) {
 func TestRunSlowUnitsGoOneByOne(t *testing.T) {
 	units, names := alike(12, 700*time.Millisecond)
 	f := newFake(units)
-	if _, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 4, Runner: f}, planOf("restart", names), &collector{}); err != nil {
+	if _, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 4}, Runner: f}, planOf("restart", names), &collector{}); err != nil {
 		t.Fatal(err)
 	}
 	for i, g := range f.groups {
@@ -674,7 +670,7 @@ func TestRunGroupSizeFollowsTheUnitsOwnTime(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			units, names := alike(60, tc.delay)
 			f := newFake(units)
-			if _, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 6, Runner: f}, planOf("restart", names), &collector{}); err != nil {
+			if _, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 6}, Runner: f}, planOf("restart", names), &collector{}); err != nil {
 				t.Fatal(err)
 			}
 			if got := slices.Max(f.groups); got != tc.biggest {
@@ -714,7 +710,7 @@ func TestRunGroupTimeoutCancelsOnlyTheUnfinished(t *testing.T) {
 		names = append(names, n)
 	}
 	f := newFake(units)
-	sum, err := Run(context.Background(), Config{Operation: "start", MaxParallel: 8, Timeout: 300 * time.Millisecond, Runner: f},
+	sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "start", MaxParallel: 8, Timeout: 300 * time.Millisecond}, Runner: f},
 		planOf("start", names), &collector{})
 	if err != nil {
 		t.Fatal(err)
@@ -811,8 +807,7 @@ func TestRunHaltsAtTheFailureLimit(t *testing.T) {
 	units, names := clients(40, 5)
 	f := newFake(units)
 	obs := &collector{}
-	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 2, MaxFail: 2, Verify: true,
-		Runner: f}, planOf("restart", names), obs)
+	sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 2, MaxFail: 2, Verify: true}, Runner: f}, planOf("restart", names), obs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -845,8 +840,7 @@ func TestRunFailureLimitCountsVerificationFailures(t *testing.T) {
 		u.settled = crashed
 	}
 	f := newFake(units)
-	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 2, MaxFail: 1, Verify: true,
-		Settle: 30 * time.Millisecond, Runner: f}, planOf("restart", names), &collector{})
+	sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 2, MaxFail: 1, Verify: true, Settle: 30 * time.Millisecond}, Runner: f}, planOf("restart", names), &collector{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -863,8 +857,7 @@ func TestRunLostManagerIsNotAHalt(t *testing.T) {
 		units[n].opExit = 1
 		units[n].opStderr = "Failed to connect to bus: Connection refused\n"
 	}
-	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 1, MaxFail: 1, Verify: true,
-		Runner: newFake(units)}, planOf("restart", names), &collector{})
+	sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 1, MaxFail: 1, Verify: true}, Runner: newFake(units)}, planOf("restart", names), &collector{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -876,8 +869,7 @@ func TestRunLostManagerIsNotAHalt(t *testing.T) {
 // A limit that the last units reach holds nothing back: no halt to report.
 func TestRunFailureLimitReachedAtTheEndHaltsNothing(t *testing.T) {
 	units, names := clients(3, 3)
-	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 3, MaxFail: 3, Verify: true,
-		Runner: newFake(units)}, planOf("restart", names), &collector{})
+	sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 3, MaxFail: 3, Verify: true}, Runner: newFake(units)}, planOf("restart", names), &collector{})
 	if err != nil || sum.Failed != 3 || sum.Halted != "" || sum.NotStarted != 0 {
 		t.Errorf("summary %+v, %v: want 3 failed and no halt", sum, err)
 	}
@@ -887,8 +879,7 @@ func TestRunCanaryGoesFirstAndHoldsThePhaseBackWhenItFails(t *testing.T) {
 	t.Run("passes", func(t *testing.T) {
 		units, names := clients(10, 0)
 		f := newFake(units)
-		sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 10, Canary: 2, Verify: true,
-			Settle: 20 * time.Millisecond, Runner: f}, planOf("restart", names), &collector{})
+		sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 10, Canary: 2, Verify: true, Settle: 20 * time.Millisecond}, Runner: f}, planOf("restart", names), &collector{})
 		if err != nil || sum.Succeeded != 10 {
 			t.Fatalf("summary %+v, %v", sum, err)
 		}
@@ -918,8 +909,7 @@ func TestRunCanaryGoesFirstAndHoldsThePhaseBackWhenItFails(t *testing.T) {
 	t.Run("fails", func(t *testing.T) {
 		units, names := clients(10, 1)
 		f := newFake(units)
-		sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 10, Canary: 2, Verify: true,
-			Settle: 20 * time.Millisecond, Runner: f}, planOf("restart", names), &collector{})
+		sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 10, Canary: 2, Verify: true, Settle: 20 * time.Millisecond}, Runner: f}, planOf("restart", names), &collector{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -984,7 +974,7 @@ func sortedRuns(calls []string) []string {
 func TestRunHeldClientsAreStoppedBeforeTheServer(t *testing.T) {
 	plan, units := heldPlan()
 	f := newFake(units)
-	sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 10, Runner: f}, plan, &collector{})
+	sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 10}, Runner: f}, plan, &collector{})
 	if err != nil || sum.Succeeded != 4 {
 		t.Fatalf("summary %+v, %v", sum, err)
 	}
@@ -1010,7 +1000,7 @@ func TestRunHeldClientsOutliveADrainButNotACancel(t *testing.T) {
 		launch, stop := context.WithCancelCause(context.Background())
 		units["moonfrp-server.service"].onOp = func() { stop(ErrInterrupted) }
 		f := newFake(units)
-		sum, err := Run(context.Background(), Config{Operation: "restart", MaxParallel: 10, Runner: f, Launch: launch}, plan, &collector{})
+		sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 10}, Runner: f, Launch: launch}, plan, &collector{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1026,7 +1016,7 @@ func TestRunHeldClientsOutliveADrainButNotACancel(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		units["moonfrp-server.service"].onOp = cancel
-		sum, err := Run(ctx, Config{Operation: "restart", MaxParallel: 10, Runner: newFake(units)}, plan, &collector{})
+		sum, err := Run(ctx, Config{Settings: Settings{Operation: "restart", MaxParallel: 10}, Runner: newFake(units)}, plan, &collector{})
 		if err != nil {
 			t.Fatal(err)
 		}

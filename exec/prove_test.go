@@ -28,7 +28,7 @@ func proveRefused(t *testing.T, deadline time.Duration) (string, time.Duration) 
 	var took time.Duration
 	synctest.Test(t, func(t *testing.T) {
 		units := map[string]*fakeUnit{"moonfrp-client-1.service": {state: systemctl.Properties{"ActiveState": "active", "SubState": "running", "MainPID": "4242"}}}
-		cfg := Config{Operation: "restart", Verify: true, Runner: newFake(units), TunnelDeadline: deadline}
+		cfg := Config{Settings: Settings{Operation: "restart", Verify: true, TunnelDeadline: deadline}, Runner: newFake(units)}
 		done := make(chan struct{})
 		v := newVerifier(context.Background(), cfg, frp.NewAPI(), func(*unitRun) { close(done) })
 		admin := frp.Endpoint{Addr: "127.0.0.1", Port: 1}

@@ -14,29 +14,21 @@ import (
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
 )
 
-// Config says what a run does and how.
-type Config struct {
+// Settings are what a run does and how, as the operator chose them: the
+// plan and the report show them, the run follows them, and the job log
+// keeps them. Package report's Header carries the same value.
+type Settings struct {
 	Operation   string // start, stop, restart or reload
-	MaxParallel int    // systemctl operations alive at once
+	MaxParallel int    // units in flight at once
 	// Timeout bounds each unit's systemctl operation; 0 means none.
 	Timeout time.Duration
 	// Verify checks each unit's state after its operation; Settle is how
 	// long a started unit must then stay up without restarting.
 	Verify bool
 	Settle time.Duration
-	// LogDir is MOONFRP_LOG_DIR, where <service>.log is looked for when a
-	// unit does not name its own log file.
-	LogDir string
-	// Journal, when set, reads a unit's journal since a time: the last
-	// source of log lines for units that log neither to a file of their
-	// own nor to LogDir. See JournalReader.
-	Journal func(ctx context.Context, unit string, since time.Time) []string
-	Runner  systemctl.Runner
 	// TunnelDeadline bounds how long an frp unit's tunnel may take to be
 	// proven up after its operation (see package frp).
 	TunnelDeadline time.Duration
-	// API asks frpc admin APIs; nil means a fresh one for the run.
-	API *frp.API
 	// NoTunnel judges frp units by systemd's state alone, as other units.
 	NoTunnel bool
 	// User says the units are the user manager's (systemctl --user).
@@ -50,6 +42,21 @@ type Config struct {
 	// RestartIfNeeded makes a reload restart the frp units that frp
 	// cannot reload in place (see reload.go), instead of saying so.
 	RestartIfNeeded bool
+}
+
+// Config is a run's settings and what it needs from its caller.
+type Config struct {
+	Settings
+	// LogDir is MOONFRP_LOG_DIR, where <service>.log is looked for when a
+	// unit does not name its own log file.
+	LogDir string
+	// Journal, when set, reads a unit's journal since a time: the last
+	// source of log lines for units that log neither to a file of their
+	// own nor to LogDir. See JournalReader.
+	Journal func(ctx context.Context, unit string, since time.Time) []string
+	Runner  systemctl.Runner
+	// API asks frpc admin APIs; nil means a fresh one for the run.
+	API *frp.API
 	// Refused holds, by unit, frp's words on a config that its preflight
 	// refused (see package preflight): such a unit is left as it is, and
 	// fails with them.

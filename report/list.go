@@ -124,8 +124,8 @@ func DryRun(s *Streams, mode Mode, p Header) error {
 		verify = fmt.Sprintf("on (frp tunnels proven within %s; other units settle %s)", p.TunnelDeadline, p.Settle)
 	}
 	fmt.Fprintf(w, "Timeout: %s per unit; verification: %s\n", p.Timeout, verify)
-	if p.MaxFail != "" {
-		fmt.Fprintf(w, "Failure limit: stop launching after %d failed unit(s) (--max-fail=%s)\n", p.MaxFailUnits, p.MaxFail)
+	if p.MaxFailGiven != "" {
+		fmt.Fprintf(w, "Failure limit: stop launching after %d failed unit(s) (--max-fail=%s)\n", p.MaxFail, p.MaxFailGiven)
 	}
 	if p.Canary > 0 {
 		fmt.Fprintf(w, "Canary: the first %d unit(s) of each phase go first; the rest only if all of them succeed\n", p.Canary)

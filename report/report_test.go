@@ -63,7 +63,7 @@ func runEvents(r *Run) {
 
 func TestRunLinesWhenNotATerminal(t *testing.T) {
 	s, out, errb := testStreams(false)
-	runEvents(NewRun(s, Auto, Header{Operation: "restart", MaxParallel: 4, Phases: []discover.Phase{{Number: 1, Name: "all units", Units: []string{"a", "b"}}}}))
+	runEvents(NewRun(s, Auto, Header{Settings: exec.Settings{Operation: "restart", MaxParallel: 4}, Phases: []discover.Phase{{Number: 1, Name: "all units", Units: []string{"a", "b"}}}}))
 	got := errb.String()
 	want := "Restarting 2 service(s), up to 4 at a time...\n" +
 		"Progress: 1/2 services... moonfrp-client-1 ok\n" +
@@ -80,7 +80,7 @@ func TestRunLinesWhenNotATerminal(t *testing.T) {
 func TestRunLiveLineOnATerminal(t *testing.T) {
 	s, _, errb := testStreams(true)
 	s.NoColor = true
-	r := NewRun(s, Auto, Header{Operation: "restart", MaxParallel: 4, Phases: []discover.Phase{{Number: 1, Name: "all units", Units: []string{"a", "b"}}}})
+	r := NewRun(s, Auto, Header{Settings: exec.Settings{Operation: "restart", MaxParallel: 4}, Phases: []discover.Phase{{Number: 1, Name: "all units", Units: []string{"a", "b"}}}})
 	runEvents(r)
 	got := errb.String()
 	if !strings.Contains(got, "\r\x1b[KProgress: 0/2 services... 0 ok, 0 failed, 1 running, ") ||
@@ -100,7 +100,7 @@ func TestRunLiveLineOnATerminal(t *testing.T) {
 	}
 	// Text mode never draws the live line, even on a terminal.
 	s2, _, errb2 := testStreams(true)
-	runEvents(NewRun(s2, Text, Header{Operation: "restart", Phases: []discover.Phase{{Number: 1, Name: "all units", Units: []string{"a", "b"}}}}))
+	runEvents(NewRun(s2, Text, Header{Settings: exec.Settings{Operation: "restart"}, Phases: []discover.Phase{{Number: 1, Name: "all units", Units: []string{"a", "b"}}}}))
 	if strings.Contains(errb2.String(), "\r") {
 		t.Errorf("-o text drew a live line: %q", errb2.String())
 	}
@@ -108,8 +108,7 @@ func TestRunLiveLineOnATerminal(t *testing.T) {
 
 func TestRunJSONEvents(t *testing.T) {
 	s, out, _ := testStreams(false)
-	runEvents(NewRun(s, JSON, Header{Operation: "restart", Manager: "user", MaxParallel: 4, Verify: true,
-		Settle: time.Second, Timeout: time.Minute, Phases: []discover.Phase{{Number: 1, Name: "all units", Units: []string{"a", "b"}}}}))
+	runEvents(NewRun(s, JSON, Header{Settings: exec.Settings{Operation: "restart", MaxParallel: 4, Verify: true, Settle: time.Second, Timeout: time.Minute}, Manager: "user", Phases: []discover.Phase{{Number: 1, Name: "all units", Units: []string{"a", "b"}}}}))
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 4 {
 		t.Fatalf("%d JSON lines, want start, 2 results, summary:\n%s", len(lines), out)
@@ -144,7 +143,7 @@ func TestRunJSONEvents(t *testing.T) {
 // even the header, which could land between the program's lines.
 func TestRunSharedTerminalGetsNoHeader(t *testing.T) {
 	s, out, errb := testStreams(true)
-	runEvents(NewRun(s, JSON, Header{Operation: "restart", MaxParallel: 4, Phases: []discover.Phase{{Number: 1, Name: "all units", Units: []string{"a", "b"}}}}))
+	runEvents(NewRun(s, JSON, Header{Settings: exec.Settings{Operation: "restart", MaxParallel: 4}, Phases: []discover.Phase{{Number: 1, Name: "all units", Units: []string{"a", "b"}}}}))
 	if errb.Len() != 0 {
 		t.Errorf("stderr on a shared terminal: %q", errb.String())
 	}
@@ -237,7 +236,7 @@ func TestWriteSummaryHaltedAndElapsed(t *testing.T) {
 // elapsed time.
 func TestLiveLineFitsEveryWidth(t *testing.T) {
 	s, _, _ := testStreams(true)
-	r := NewRun(s, Auto, Header{Operation: "restart", Phases: []discover.Phase{{Units: make([]string, 1000)}}})
+	r := NewRun(s, Auto, Header{Settings: exec.Settings{Operation: "restart"}, Phases: []discover.Phase{{Units: make([]string, 1000)}}})
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	r.start, r.now = base, func() time.Time { return base.Add(1234500 * time.Millisecond) }
 	r.ok, r.failed, r.running, r.settling = 512, 37, 50, 12
@@ -267,7 +266,7 @@ func TestLiveLineFitsEveryWidth(t *testing.T) {
 func TestResizeClearsTheReflowedLine(t *testing.T) {
 	s, _, errb := testStreams(true)
 	s.Reflows = true
-	r := NewRun(s, Auto, Header{Operation: "restart", Phases: []discover.Phase{{Units: make([]string, 50)}}})
+	r := NewRun(s, Auto, Header{Settings: exec.Settings{Operation: "restart"}, Phases: []discover.Phase{{Units: make([]string, 50)}}})
 	r.start = r.now()
 	s.Width = 120
 	r.draw()

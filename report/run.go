@@ -36,22 +36,13 @@ const (
 // a dry run, the job log): its operation, settings and phases. Not to be
 // confused with discover.Plan, which it shows.
 type Header struct {
-	Operation   string
-	Manager     string // "user" or "system"
-	MaxParallel int
-	Verify      bool
-	Settle      time.Duration
-	Timeout     time.Duration
-	// TunnelDeadline bounds the proof of each frp tunnel.
-	TunnelDeadline time.Duration
-	Filters        []string
-	// MaxFail is the failure limit as given (N or N%), "" for none;
-	// MaxFailUnits is what it comes to for this plan.
-	MaxFail      string
-	MaxFailUnits int
-	// Canary is how many units of each phase go first (0: none).
-	Canary int
-	Phases []discover.Phase
+	exec.Settings
+	Manager string // "user" or "system"
+	Filters []string
+	// MaxFailGiven is the failure limit as given (N or N%), "" for none;
+	// Settings.MaxFail is what it comes to for this plan.
+	MaxFailGiven string
+	Phases       []discover.Phase
 	// Missing are units systemd does not know (LoadState not-found).
 	Missing map[string]bool
 	// Refused holds frp's words on the configs that its verify refused
@@ -132,7 +123,7 @@ func (p Header) settings() settings {
 	return settings{Operation: p.Operation, Manager: p.Manager, Units: p.Units(), MaxParallel: p.MaxParallel,
 		Verify: p.Verify, SettleMS: p.Settle.Milliseconds(), TimeoutMS: p.Timeout.Milliseconds(),
 		TunnelDeadlineMS: p.TunnelDeadline.Milliseconds(), Filters: filters,
-		MaxFail: p.MaxFailUnits, MaxFailGiven: p.MaxFail, Canary: p.Canary}
+		MaxFail: p.MaxFail, MaxFailGiven: p.MaxFailGiven, Canary: p.Canary}
 }
 
 type startEvent struct {
