@@ -346,6 +346,14 @@ func TestRunVerifiesContinuesAndExplains(t *testing.T) {
 			t.Errorf("reason for %s = %q, want %q", unit, reasons[unit], w)
 		}
 	}
+	// The stage says which step decided each verdict, whatever its words.
+	wantStage := map[string]Stage{"moonfrp-server.service": StageNone, "moonfrp-client-1.service": StageNone,
+		"moonfrp-client-2.service": StageOperation, "moonfrp-client-3.service": StageState, "moonfrp-client-hang.service": StageOperation}
+	for _, r := range sum.Results {
+		if r.Stage != wantStage[r.Unit] {
+			t.Errorf("%s: stage %v, want %v", r.Unit, r.Stage, wantStage[r.Unit])
+		}
+	}
 	if !reflect.DeepEqual(f.cancelled, []string{"7"}) {
 		t.Errorf("cancelled jobs %v, want [7]", f.cancelled)
 	}
@@ -552,6 +560,9 @@ func TestRunAccountsForEveryUnitAtASecondInterrupt(t *testing.T) {
 	for _, r := range sum.Results {
 		if r.Abandoned && !strings.Contains(r.Reason, "it was then active/running") {
 			t.Errorf("%s: reason %q does not say the state it was left in", r.Unit, r.Reason)
+		}
+		if (r.Abandoned && r.Stage != StageAbandoned) || (r.NotStarted && r.Stage != StageNotStarted) {
+			t.Errorf("%s: stage %v for abandoned=%v not_started=%v", r.Unit, r.Stage, r.Abandoned, r.NotStarted)
 		}
 	}
 }
@@ -803,6 +814,35 @@ func launched(f *fakeManager) int {
 	return n
 }
 
+// A unit whose config the preflight refused is never touched: its result
+// is frp's words, decided at the preflight, and nothing else is added.
+func TestRunLeavesARefusedUnitAsItWas(t *testing.T) {
+	units, names := clients(3, 0)
+	f := newFake(units)
+	refused := names[1]
+	sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 3, Verify: true},
+		Runner: f, Refused: map[string]string{refused: "toml: line 2: expected '='"}}, planOf("restart", names), &collector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range f.groupUnits {
+		if slices.Contains(g, refused) {
+			t.Errorf("the refused unit was in the call %v", g)
+		}
+	}
+	want := "left running: config invalid: toml: line 2: expected '='"
+	for _, r := range sum.Results {
+		switch {
+		case r.Unit != refused:
+			if !r.OK || r.Stage != StageNone {
+				t.Errorf("%s: ok %v, stage %v", r.Unit, r.OK, r.Stage)
+			}
+		case r.OK || r.Stage != StagePreflight || r.Reason != want || r.Detail != want:
+			t.Errorf("refused unit: ok %v, stage %v, reason %q, detail %q", r.OK, r.Stage, r.Reason, r.Detail)
+		}
+	}
+}
+
 func TestRunHaltsAtTheFailureLimit(t *testing.T) {
 	units, names := clients(40, 5)
 	f := newFake(units)
@@ -823,8 +863,8 @@ func TestRunHaltsAtTheFailureLimit(t *testing.T) {
 		t.Errorf("%d units finished, want every unit accounted for", len(obs.finished))
 	}
 	for _, r := range sum.Results {
-		if r.NotStarted && r.Reason != "not started: "+sum.Halted {
-			t.Errorf("%s: reason %q", r.Unit, r.Reason)
+		if r.NotStarted && (r.Reason != "not started: "+sum.Halted || r.Stage != StageNotStarted || r.Detail != "") {
+			t.Errorf("%s: reason %q, stage %v, detail %q", r.Unit, r.Reason, r.Stage, r.Detail)
 		}
 	}
 }

@@ -278,19 +278,20 @@ func operateGroup(ctx context.Context, cfg Config, units []*unitRun, obs Observe
 			// Cut short, it may never have queued this unit's job: the
 			// unit counts as timed out, as it would alone.
 			u.res.TimedOut, u.res.ExitCode = true, -1
-			u.what = fmt.Sprintf("timed out after %s in a call with %d units", cfg.Timeout, len(units))
+			what := fmt.Sprintf("timed out after %s in a call with %d units", cfg.Timeout, len(units))
 			switch {
 			case cancelErr != nil:
-				u.what += fmt.Sprintf(" (could not cancel its systemd job: %v)", cancelErr)
+				what += fmt.Sprintf(" (could not cancel its systemd job: %v)", cancelErr)
 			case unfinished[u.res.Unit] > 0:
-				u.what += " (its systemd job was cancelled)"
+				what += " (its systemd job was cancelled)"
 			default:
-				u.what += " (no job of its own was left)"
+				what += " (no job of its own was left)"
 			}
+			u.because(StageOperation, what)
 		case err != nil && ctx.Err() != nil:
 			u.cancelled = true
 		case err != nil:
-			u.what = fmt.Sprintf("could not run systemctl: %v", err)
+			u.because(StageOperation, fmt.Sprintf("could not run systemctl: %v", err))
 		case len(lines) == 0:
 			// An error that names no unit: the call as a whole failed.
 			u.res.ExitCode, u.res.Stderr = out.ExitCode, strings.TrimSpace(string(out.Stderr))

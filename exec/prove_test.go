@@ -40,7 +40,7 @@ func proveRefused(t *testing.T, deadline time.Duration) (string, time.Duration) 
 		v.close()
 		<-done
 		v.wait()
-		what, took = u.what, time.Since(start)
+		what, took = u.why.text, time.Since(start)
 	})
 	return what, took
 }

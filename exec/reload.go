@@ -33,24 +33,26 @@ func classifyReload(cfg Config, u *unitRun, facts discover.Facts) {
 	if facts.FRPBinary == "" {
 		return // systemctl reload: ExecReload is the unit's business
 	}
-	why := ""
+	need := ""
 	switch {
 	case u.tun == nil:
-		why = "its config could not be read to reload it through frp (" + u.res.Tunnel.Fallback + ")"
+		need = "its config could not be read to reload it through frp (" + u.res.Tunnel.Fallback + ")"
 	case u.tun.cfg.Kind == frp.Server:
-		why = "frps has no reload of its own: only a restart applies its config"
+		need = "frps has no reload of its own: only a restart applies its config"
 	case u.tun.cfg.Admin == nil:
-		why = "its config has no webServer (admin API), through which frp reloads"
+		need = "its config has no webServer (admin API), through which frp reloads"
 	default:
 		u.verb = verbFRPReload
 		return
 	}
-	u.res.Reason = "needs a restart: " + why
-	u.verb = verbNeedsRestart
 	if cfg.RestartIfNeeded {
 		u.verb = "restart"
 		u.tun.fromTailOff()
+		u.note("restarted, not reloaded: " + need)
+		return
 	}
+	u.verb = verbNeedsRestart
+	u.solely(StageReload, "needs a restart: "+need)
 }
 
 // fromTailOff makes a tunnel judged as a restarted one: from the log
@@ -78,7 +80,7 @@ func frpReload(ctx context.Context, cfg Config, api *frp.API, u *unitRun, obs Ob
 	c := u.tun.cfg
 	at, err := frp.Owned(ctx, c.Admin.Addr, c.Admin.Port, u.pidBefore)
 	if err != nil {
-		u.what = fmt.Sprintf("frp's reload not sent: its admin API %s: %v", c.Admin, err)
+		u.because(StageReload, fmt.Sprintf("frp's reload not sent: its admin API %s: %v", c.Admin, err))
 		return
 	}
 	if why := serverMoved(ctx, api, c, at, u.pidBefore); why != "" {
@@ -88,15 +90,16 @@ func frpReload(ctx context.Context, cfg Config, api *frp.API, u *unitRun, obs Ob
 			u.verb = "restart"
 			u.tun.fromTailOff()
 			u.markLogs() // judged from what the new process logs
-			u.notes = append(u.notes, "restarted, not reloaded: "+why)
+			u.note("restarted, not reloaded: " + why)
 			operateOne(ctx, restart, u)
 			return
 		}
-		u.res.NeedsRestart, u.res.Reason = true, "needs a restart: "+why
+		u.res.NeedsRestart = true
+		u.solely(StageReload, "needs a restart: "+why)
 		return
 	}
 	if err := api.Reload(ctx, *c.Admin, at); err != nil {
-		u.what = "frp refused the new config, and kept running the one it had: " + err.Error()
+		u.because(StageReload, "frp refused the new config, and kept running the one it had: "+err.Error())
 		return
 	}
 	u.res.OK = true

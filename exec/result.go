@@ -34,6 +34,9 @@ type Result struct {
 	State     string
 	SDResult  string // systemd's Result= (success, exit-code, timeout, ...)
 	NRestarts int
+	// Stage is the step that decided a unit that did not succeed (or,
+	// on reload, that needs a restart); StageNone otherwise.
+	Stage Stage
 	// Reason is one line for people; Detail holds everything known.
 	Reason  string
 	Detail  string

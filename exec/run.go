@@ -76,11 +76,11 @@ type unitRun struct {
 	offsets   []int64
 	opEnd     time.Time
 	opEndMono uint64 // µs on CLOCK_MONOTONIC, the clock systemd stamps with
-	what      string
+	// why says why the unit did not succeed, once it did not.
+	why why
 	// opt says whose files may be read for the unit (root's and its
-	// User='s); notes name log files that were refused.
-	opt   safefile.Options
-	notes []string
+	// User='s).
+	opt safefile.Options
 	// tun is set for an frp unit whose tunnel can be proven.
 	tun *tunnelWatch
 	// done closes when the unit is finished.
@@ -175,12 +175,12 @@ func settleAbandoned(cfg Config, units []*unitRun) {
 	for i, u := range units {
 		u.res.OK, u.res.Abandoned = false, true
 		if err != nil {
-			u.res.Reason = "abandoned in flight at the second interrupt; its state could not be read"
+			u.solely(StageAbandoned, "abandoned in flight at the second interrupt; its state could not be read")
 			continue
 		}
 		u.res.State = state(props[i])
-		u.res.Reason = fmt.Sprintf("abandoned in flight at the second interrupt; it was then %s (check it with systemctl status %s)",
-			u.res.State, discover.ShortName(u.res.Unit))
+		u.solely(StageAbandoned, fmt.Sprintf("abandoned in flight at the second interrupt; it was then %s (check it with systemctl status %s)",
+			u.res.State, discover.ShortName(u.res.Unit)))
 	}
 }
 
@@ -247,7 +247,7 @@ func prepare(ctx context.Context, cfg Config, plan discover.Plan) ([]*unitRun, e
 				if preByName[name]["ActiveState"] != "active" {
 					left = "not started"
 				}
-				u.res.Reason = left + ": config invalid: " + why
+				u.solely(StagePreflight, left+": config invalid: "+why)
 			}
 			p := preByName[name]
 			if u.tun != nil && cfg.Operation != "restart" && p["ActiveState"] == "active" {
@@ -326,7 +326,7 @@ func unitLog(ctx context.Context, cfg Config, u *unitRun) []string {
 	for i, p := range u.logs {
 		lines, note := readTail(p, u.offsets[i], u.opt)
 		if note != "" {
-			u.notes = append(u.notes, note)
+			u.note(note)
 			found = true // it exists: the journal would not be its source
 		} else if fileSize(p, u.opt) >= 0 {
 			found = true
@@ -394,17 +394,18 @@ func operateOne(ctx context.Context, cfg Config, u *unitRun) (clean bool) {
 	switch {
 	case err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		u.res.TimedOut = true
-		u.what = fmt.Sprintf("timed out after %s", cfg.Timeout)
+		what := fmt.Sprintf("timed out after %s", cfg.Timeout)
 		switch n, err := cancelJobs(ctx, cfg.Runner, []string{u.res.Unit}); {
 		case err != nil:
-			u.what += fmt.Sprintf(" (could not cancel its systemd job: %v)", err)
+			what += fmt.Sprintf(" (could not cancel its systemd job: %v)", err)
 		case n[u.res.Unit] > 0:
-			u.what += " (its systemd job was cancelled)"
+			what += " (its systemd job was cancelled)"
 		}
+		u.because(StageOperation, what)
 	case err != nil && ctx.Err() != nil:
 		u.cancelled = true
 	case err != nil:
-		u.what = fmt.Sprintf("could not run systemctl: %v", err)
+		u.because(StageOperation, fmt.Sprintf("could not run systemctl: %v", err))
 	case out.ExitCode == 0:
 		u.res.OK = true
 	}

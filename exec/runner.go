@@ -266,9 +266,7 @@ func (r *run) finish(u *unitRun) {
 		// Left as it was: frp's words are the reason; nothing ran whose
 		// logs could say more. A refused config is a failure.
 		u.res.OK, u.res.End = false, time.Now()
-		if u.res.Detail == "" {
-			u.res.Detail = u.res.Reason
-		}
+		u.account("", nil, true)
 		r.mu.Lock()
 		r.sum.Results = append(r.sum.Results, u.res)
 		if u.verb == verbRefused {
@@ -301,12 +299,7 @@ func (r *run) finish(u *unitRun) {
 		if len(u.res.LogTail) > maxTailLines {
 			u.res.LogTail = u.res.LogTail[len(u.res.LogTail)-maxTailLines:]
 		}
-		if u.res.Reason == "" {
-			explain(&u.res, u.what, frpKey, unitLines)
-		}
-		if len(u.notes) > 0 {
-			u.res.Detail += "\n" + strings.Join(u.notes, "\n")
-		}
+		u.account(frpKey, unitLines, false)
 	}
 	u.res.End = time.Now()
 	r.mu.Lock()
@@ -324,6 +317,7 @@ func (r *run) finish(u *unitRun) {
 func (r *run) settle(unlaunched []*unitRun) {
 	settleAbandoned(r.cfg, r.abandoned)
 	for _, u := range r.abandoned {
+		u.account("", nil, false)
 		u.res.End = time.Now()
 		r.obs.Finished(u.res)
 		r.sum.Results = append(r.sum.Results, u.res)
@@ -344,18 +338,21 @@ func (r *run) settle(unlaunched []*unitRun) {
 	for _, u := range unlaunched {
 		u.res.NotStarted = true
 		u.res.Tunnel = nil
+		var what string
 		switch {
 		case u.held:
-			u.res.Reason = "stopped before its server's restart, and not started again (interrupted): start it with systemctl start " + discover.ShortName(u.res.Unit)
+			what = "stopped before its server's restart, and not started again (interrupted): start it with systemctl start " + discover.ShortName(u.res.Unit)
 		case r.sum.Lost != "":
-			u.res.Reason = "not started: the service manager stopped answering"
+			what = "not started: the service manager stopped answering"
 		case r.sum.Halted != "":
-			u.res.Reason = "not started: " + r.sum.Halted
+			what = "not started: " + r.sum.Halted
 		case errors.Is(cause, ErrTerminalLost):
-			u.res.Reason = "not started (the terminal was lost)"
+			what = "not started (the terminal was lost)"
 		default:
-			u.res.Reason = "not started (interrupted)"
+			what = "not started (interrupted)"
 		}
+		u.solely(StageNotStarted, what)
+		u.account("", nil, false)
 		r.obs.Finished(u.res)
 		r.sum.Results = append(r.sum.Results, u.res)
 	}

@@ -74,7 +74,7 @@ func (v *verifier) check(u *unitRun) {
 	case !u.res.OK:
 		// The operation itself failed; the state only explains why.
 		if p, ok := v.read(u, true); ok {
-			u.what = describeFailedOp(u, p)
+			u.because(StageOperation, describeFailedOp(u, p))
 		}
 	case op == "stop":
 		if p, ok := v.read(u, false); ok {
@@ -110,7 +110,7 @@ func (v *verifier) read(u *unitRun, prompt bool) (systemctl.Properties, bool) {
 		if v.ctx.Err() != nil {
 			u.cancelled = true
 		} else {
-			u.res.Reason = fmt.Sprintf("could not read the unit's state: %v", err)
+			u.solely(StageState, fmt.Sprintf("could not read the unit's state: %v", err))
 		}
 		return nil, false
 	}
@@ -122,7 +122,7 @@ func (v *verifier) read(u *unitRun, prompt bool) (systemctl.Properties, bool) {
 
 func (v *verifier) fail(u *unitRun, what string) {
 	u.res.OK = false
-	u.what = what
+	u.because(StageState, what)
 }
 
 // sleepUntil waits for t; false when the run was cancelled first.
@@ -262,10 +262,11 @@ func (v *verifier) prove(u *unitRun) {
 			// frp's answer cannot change before the deadline: say it now.
 			u.res.OK = false
 			u.res.Tunnel.State = verdict.State
-			u.what = "frp refused the tunnel: " + verdict.Why
+			what := "frp refused the tunnel: " + verdict.Why
 			if verdict.Retry > 0 {
-				u.what += fmt.Sprintf(" (frpc asks again only after %s)", verdict.Retry)
+				what += fmt.Sprintf(" (frpc asks again only after %s)", verdict.Retry)
 			}
+			u.because(StageTunnel, what)
 			return
 		}
 		if !time.Now().Before(deadline) {
@@ -275,7 +276,7 @@ func (v *verifier) prove(u *unitRun) {
 			if u.tun.cfg.Kind == frp.Server {
 				what = fmt.Sprintf("not accepting connections within %s", v.deadline)
 			}
-			u.what = what + ": " + verdict.Why
+			u.because(StageTunnel, what+": "+verdict.Why)
 			return
 		}
 		next := time.Now().Add(gap)
@@ -315,11 +316,11 @@ func describeFailedOp(u *unitRun, p systemctl.Properties) string {
 	if u.res.TimedOut && p["ActiveState"] != "" {
 		// Cancelling the job does not undo what it began: say where the
 		// unit was left, and what to look at.
-		return fmt.Sprintf("%s; it was left %s (%s): see systemctl%s status %s", u.what, p["ActiveState"], p["SubState"],
+		return fmt.Sprintf("%s; it was left %s (%s): see systemctl%s status %s", u.why.text, p["ActiveState"], p["SubState"],
 			map[bool]string{true: " --user", false: ""}[u.user], discover.ShortName(u.res.Unit))
 	}
-	if u.res.TimedOut || u.what != "" {
-		return u.what
+	if u.res.TimedOut || u.why.text != "" {
+		return u.why.text
 	}
 	switch p["LoadState"] {
 	case "not-found":

@@ -156,8 +156,13 @@ func TestReloadInPlace(t *testing.T) {
 		if after["moonfrp-client-1"] != before["moonfrp-client-1"] {
 			t.Error("--restart-if-needed restarted moonfrp-client-1, which frp reloads in place")
 		}
-		if tun := tunnelOf(t, results(t, res.stdout)["moonfrp-client-5"]); tun["state"] != "online" {
+		r5 := results(t, res.stdout)["moonfrp-client-5"]
+		if tun := tunnelOf(t, r5); tun["state"] != "online" {
 			t.Errorf("restarted client 5's tunnel: %v", tun)
+		}
+		// It succeeded: no reason, and no "needs a restart" on it.
+		if r5["reason"] != "" || r5["needs_restart"] != false {
+			t.Errorf("restarted client 5: reason %q, needs_restart %v", r5["reason"], r5["needs_restart"])
 		}
 	})
 }
