@@ -67,7 +67,7 @@ var moduleParams = []string{"operation", "units", "filters", "max_parallel", "se
 	"tunnel_deadline", "user", "max_fail", "canary"}
 
 // moduleResult is what the module prints. units and summary are the
-// CLI's JSON events (see the README, "JSON output"), as they are.
+// CLI's JSON events (see docs/json.md), as they are.
 type moduleResult struct {
 	Changed   bool              `json:"changed"`
 	Failed    bool              `json:"failed"`

@@ -60,7 +60,24 @@ func TestDebianPackageInstallsAndRuns(t *testing.T) {
 		return string(out)
 	}
 	t.Cleanup(func() { _ = exec.Command("dpkg", "--purge", "moonfrp-bulk").Run() })
-	dpkg("-i", debs[0])
+	// Installed as the README says, checksum first, from dist/ as if
+	// downloaded there.
+	install := ""
+	for _, l := range readmeShell(t) {
+		if strings.HasPrefix(l, "sha256sum --check") {
+			install = l
+		}
+	}
+	if install == "" {
+		t.Fatal("the README has no install line (sha256sum --check ... && dpkg -i ...)")
+	}
+	version := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(debs[0]), "moonfrp-bulk_"), "_"+arch+".deb")
+	inst := exec.Command("bash", "-c", install)
+	inst.Dir = filepath.Dir(debs[0])
+	inst.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "V="+version, "A="+arch)
+	if out, err := inst.CombinedOutput(); err != nil {
+		t.Fatalf("the README's install line %q: %v\n%s", install, err, out)
+	}
 
 	v, err := exec.Command("/usr/bin/moonfrp-bulk", "--version").Output()
 	if err != nil || !regexp.MustCompile(`^moonfrp-bulk \d+\.\d+\.\d+\S*\n$`).Match(v) {

@@ -1,0 +1,260 @@
+package tests
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moonfrp/moonfrp-bulk/tests/sandbox"
+)
+
+// readmeShell returns every command line of the README's sh blocks, in
+// order, with its trailing comment removed, except those of the recipes
+// section (TestReadmeRecipesWithJq runs them and checks what they print).
+func readmeShell(t *testing.T) []string {
+	t.Helper()
+	data, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	if i := strings.Index(s, "### Recipes for scripts"); i >= 0 {
+		j := strings.Index(s[i:], "\n## ")
+		if j < 0 {
+			t.Fatal("README: nothing after the recipes section")
+		}
+		s = s[:i] + s[i+j:]
+	}
+	comment := regexp.MustCompile(`\s+#\s.*$`)
+	var lines []string
+	for _, m := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(s, -1) {
+		for _, l := range strings.Split(m[1], "\n") {
+			if l = strings.TrimSpace(comment.ReplaceAllString(l, "")); l != "" {
+				lines = append(lines, l)
+			}
+		}
+	}
+	return lines
+}
+
+// readmeElsewhere says where each README command that needs more than a
+// user manager is run. A test named here runs it as written: the test's
+// source holds the command's words as its arguments.
+var readmeElsewhere = []struct {
+	prefix string // the README line starts with it
+	test   string // the test that runs it, "" when none can
+	why    string
+}{
+	{"make demo", "TestReadmeMakeDemo", "it runs make demo and checks each step's exit code and summary"},
+	{"make test", "", "CI runs it, and this test with it"},
+	{"V=", "TestDebianPackageInstallsAndRuns", "it sets the release and the architecture that the install line uses"},
+	{"curl -fLO", "", "it downloads a published release; the package test installs the same files that make release builds"},
+	{"sha256sum --check", "TestDebianPackageInstallsAndRuns", "it runs the README's line in dist/"},
+	{"moonfrp-bulk integrate", "TestHostPackageWiresIntoMoonFRP", "on a booted host with MoonFRP, as root"},
+	{"cd examples/ansible && cp", "TestAnsibleFleet", "the fleet's module library holds the binary as moonfrp_bulk"},
+	{"ansible tunnel_hosts", "", "it acts on the hosts' system managers; the fleet's hosts are user managers, and TestAnsibleFleet runs the same module and arguments through the example playbook"},
+	{"ansible-playbook restart-tunnels.yml", "TestAnsibleFleet", "over ssh, against three sandboxed hosts"},
+}
+
+// TestReadmeCommandsRunElsewhereAsWritten checks that every README command
+// that this file does not run is one that a named test runs, so that a
+// new command in the README needs a test that runs it.
+func TestReadmeCommandsRunElsewhereAsWritten(t *testing.T) {
+	src := map[string]string{}
+	files, _ := filepath.Glob("*_test.go")
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src[f] = string(data)
+	}
+	testSource := func(name string) string {
+		for _, s := range src {
+			if i := strings.Index(s, "\nfunc "+name+"(t *testing.T) {"); i >= 0 {
+				end := strings.Index(s[i+1:], "\nfunc ")
+				if end < 0 {
+					return s[i:]
+				}
+				return s[i : i+1+end]
+			}
+		}
+		return ""
+	}
+	for _, line := range readmeShell(t) {
+		if readmeRunsHere(line) {
+			continue
+		}
+		found := false
+		for _, e := range readmeElsewhere {
+			if !strings.HasPrefix(line, e.prefix) {
+				continue
+			}
+			found = true
+			if e.test == "" {
+				t.Logf("not run by a test: %q (%s)", line, e.why)
+				continue
+			}
+			body := testSource(e.test)
+			if body == "" {
+				t.Errorf("%q: the test %s that runs it does not exist", line, e.test)
+				continue
+			}
+			if strings.HasPrefix(line, "moonfrp-bulk ") {
+				// As hostRun's arguments: "moonfrp-bulk", "integrate", "--check".
+				words := `"` + strings.Join(strings.Fields(line), `", "`) + `")`
+				if !strings.Contains(body, words) {
+					t.Errorf("%q: %s does not run it (no %s)", line, e.test, words)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("README command %q is run by no test: run it in TestReadmeCommands or name its test in readmeElsewhere", line)
+		}
+	}
+}
+
+// readmeRunsHere says whether TestReadmeCommands runs line: moonfrp-bulk's
+// commands on one manager.
+func readmeRunsHere(line string) bool {
+	return strings.HasPrefix(line, "moonfrp-bulk ") && !strings.HasPrefix(line, "moonfrp-bulk integrate")
+}
+
+// TestReadmeCommands runs every moonfrp-bulk command of the README's
+// examples, in the README's order, as an operator would type it (with
+// MOONFRP_BULK_USER=1 for the sandbox's user manager), against a fleet
+// with one broken client and a MoonFRP tag index. Each must end with an
+// exit code that the README documents for what it did; a dry run must
+// change nothing, and a retry of what failed must act on exactly that.
+func TestReadmeCommands(t *testing.T) {
+	specs := sandbox.Fleet(8, 50*time.Millisecond)
+	sb := newSandbox(t, specs...)
+	startAll(t, sb, specs)
+	dataDir := filepath.Join(sb.RuntimeDir, "data")
+	if err := sandbox.WriteIndex(dataDir, sandbox.FleetIndex(8)); err != nil {
+		t.Fatal(err)
+	}
+	// moonfrp-client-7 crashes and systemd restarts it by itself: the
+	// others show whether a command acted.
+	var names []string
+	for _, n := range sandbox.Names(specs) {
+		if n != "moonfrp-client-7" {
+			names = append(names, n)
+		}
+	}
+	ran := 0
+	for _, line := range readmeShell(t) {
+		if !readmeRunsHere(line) {
+			continue
+		}
+		ran++
+		before := invocationIDs(t, sb, names)
+		cmd := sb.Command(context.Background(), "bash", "-c", line)
+		cmd.Env = append(cmd.Env, "PATH="+filepath.Dir(binary)+":"+os.Getenv("PATH"), "MOONFRP_BULK_USER=1",
+			"MOONFRP_DATA_DIR="+dataDir, "NO_COLOR=1")
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		var ee *exec.ExitError
+		switch {
+		case errors.As(err, &ee):
+			code = ee.ExitCode()
+		case err != nil:
+			t.Fatalf("%s: %v", line, err)
+		}
+		t.Logf("%s: exit %d\nstderr:\n%s", line, code, stderr.String())
+		// 1: a unit failed (moonfrp-client-7 crashes); 7: a reload left
+		// units that frp cannot reload in place. Anything else (2: a
+		// usage error, 3: could not run) means the README is wrong.
+		allowed := map[int]bool{0: true, 1: true, 7: true}
+		if f := strings.Fields(line); f[1] == "list" || f[1] == "last" {
+			allowed = map[int]bool{0: true}
+		}
+		if !allowed[code] {
+			t.Errorf("%s: exit %d\nstdout:\n%s\nstderr:\n%s", line, code, stdout.String(), stderr.String())
+		}
+		switch {
+		case strings.Contains(line, "--dry-run"):
+			if after := invocationIDs(t, sb, names); !sameIDs(before, after) {
+				t.Errorf("%s changed units: %v -> %v", line, before, after)
+			}
+		case strings.Contains(line, "--filter=last:failed"):
+			if !strings.Contains(stderr.String(), "Restarting 1 service(s)") || !strings.Contains(stderr.String(), "moonfrp-client-7") {
+				t.Errorf("%s: want exactly moonfrp-client-7, which failed before:\n%s", line, stderr.String())
+			}
+		}
+	}
+	if ran < 10 {
+		t.Errorf("ran %d of the README's commands; the README's examples were not found", ran)
+	}
+}
+
+func sameIDs(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestReadmeMakeDemo runs `make demo` as the README gives it, and checks
+// that it shows what the README promises: real frp tunnels, three of them
+// broken and named with frp's words, each step ending as it should.
+func TestReadmeMakeDemo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "make", "-s", "demo")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "NO_COLOR=1", "TERM=dumb")
+	out, err := cmd.CombinedOutput()
+	t.Logf("make demo:\n%s", out)
+	if err != nil {
+		t.Fatalf("make demo: %v", err)
+	}
+	text := string(out)
+	if !strings.Contains(text, "tunnels installed (real frp ") {
+		t.Fatal("the demo did not run real frp tunnels")
+	}
+	// Each step, in order, and the exit code it must end with: the dry run
+	// and the list change nothing and succeed; the start, the restart and
+	// the retry of what failed report the broken tunnels (exit 1).
+	steps := []struct{ cmd, code string }{
+		{"start --filter=tag:env:prod --dry-run", "0"},
+		{"start --tunnel-deadline=5s", "1"},
+		{"restart --tunnel-deadline=5s", "1"},
+		{"list --filter=tunnel:down", "0"},
+		{"restart --filter=last:failed", "1"},
+	}
+	rest := text
+	for _, st := range steps {
+		i := strings.Index(rest, "$ moonfrp-bulk --user "+st.cmd)
+		if i < 0 {
+			t.Fatalf("the demo did not run %q (in order)", st.cmd)
+		}
+		rest = rest[i:]
+		m := regexp.MustCompile(`\(exit code (\d+)\)`).FindStringSubmatch(rest)
+		if m == nil || m[1] != st.code {
+			t.Errorf("%s: %v, want exit code %s", st.cmd, m, st.code)
+		}
+	}
+	summary := regexp.MustCompile(`Bulk restart complete: (\d+) succeeded, 3 failed`).FindStringSubmatch(text)
+	if summary == nil {
+		t.Error("the demo's restart did not end with exactly the 3 broken tunnels failed")
+	}
+	for _, want := range []string{"moonfrp-client-7: ", "token", "moonfrp-client-33: "} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the demo's output does not name %q", want)
+		}
+	}
+}
