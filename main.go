@@ -53,9 +53,9 @@ An frp unit (ExecStart runs frpc or frps -c CONFIG) succeeds only when its
 tunnel is up: a server accepts connections on its bindPort, a client is
 logged in with every proxy running (its admin API, else its log.to), within
 --tunnel-deadline; a tunnel that frp has refused (a rejected login, a
-refused proxy) fails at once, with frp's words. Clients start only once the
-server accepts. Any other
-unit succeeds if it is active right after its operation and stays active,
+refused proxy) fails at once, with frp's words. Clients start once the
+server accepts, or without it when it is not ready by its deadline. Any
+other unit succeeds if it is active right after its operation and stays active,
 without restarting, for the settle window (--settle). After stop a unit must
 be inactive or failed.
 
@@ -163,7 +163,7 @@ type OpFlags struct {
 	DryRun          bool          `help:"Print the units that would be acted on, by phase, and change nothing."`
 	Timeout         time.Duration `default:"2m" help:"Bound on each unit's operation (0: none); a unit that takes longer fails and its systemd job is cancelled."`
 	Settle          time.Duration `default:"1s" help:"How long a started unit that is not an frp unit must stay up, without restarting, to count as a success."`
-	TunnelDeadline  time.Duration `default:"10s" placeholder:"DUR" help:"How long an frp tunnel may take to be proven up (logged in, every proxy running; a server accepting) before its unit fails."`
+	TunnelDeadline  time.Duration `default:"10s" placeholder:"DUR" help:"How long an frp tunnel may take to be proven up (logged in, every proxy running; a server accepting) before its unit fails (default 10s)."`
 	NoTunnelCheck   bool          `help:"Judge frp units by systemd's state and the settle window alone, as other units, without proving their tunnels."`
 	NoVerify        bool          `help:"Trust systemctl's exit code; do not check the units' state afterwards."`
 	NoWait          bool          `help:"Fail at once (exit 4) if another moonfrp-bulk run is acting on the same units, instead of waiting."`
@@ -208,7 +208,7 @@ var shim []byte
 // IntegrateCmd wires the shim into an installed MoonFRP.
 type IntegrateCmd struct {
 	MoonfrpDir string `name:"moonfrp-dir" placeholder:"DIR" help:"MoonFRP's module directory (default: where 'moonfrp' on PATH lives, symlinks resolved, else /usr/local/bin)."`
-	ShimDir    string `default:"/usr/local/share/moonfrp-bulk" placeholder:"DIR" help:"Where the shim is installed."`
+	ShimDir    string `default:"/usr/local/share/moonfrp-bulk" placeholder:"DIR" help:"Where the shim is installed (default /usr/local/share/moonfrp-bulk)."`
 	Check      bool   `help:"Change nothing; load MoonFRP's modules as moonfrp.sh does and say which service functions run through moonfrp-bulk (exit 0 when all do, 1 otherwise)."`
 	Undo       bool   `help:"Remove exactly what integrate added: the block in moonfrp-services.sh and the shim, and turn the watch off."`
 	// Watch is how moonfrp-bulk-integrate.service runs it: the same
