@@ -74,7 +74,13 @@ func (v *verifier) check(u *unitRun) {
 	case !u.res.OK:
 		// The operation itself failed; the state only explains why.
 		if p, ok := v.read(u, true); ok {
-			u.because(StageOperation, describeFailedOp(u, p))
+			// The state only adds to what the operation's step saw
+			// (frp's reload keeps its stage); else it is systemctl's.
+			stage := u.why.stage
+			if stage == StageNone {
+				stage = StageOperation
+			}
+			u.because(stage, describeFailedOp(u, p))
 		}
 	case op == "stop":
 		if p, ok := v.read(u, false); ok {
@@ -222,10 +228,12 @@ func (v *verifier) prove(u *unitRun) {
 				// frp's reload keeps the process and its session.
 				switch {
 				case mainPID != u.pidBefore:
-					v.fail(u, fmt.Sprintf("frpc was replaced during the reload (pid %d, then %d)", u.pidBefore, mainPID))
+					u.res.OK = false
+					u.because(StageReload, fmt.Sprintf("frpc was replaced during the reload (pid %d, then %d)", u.pidBefore, mainPID))
 					return
 				case u.tun.log.Logins > 0:
-					v.fail(u, "frpc logged in to its server again during the reload: its session was lost")
+					u.res.OK = false
+					u.because(StageReload, "frpc logged in to its server again during the reload: its session was lost")
 					return
 				}
 			}

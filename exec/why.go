@@ -53,7 +53,8 @@ func (u *unitRun) solely(s Stage, text string) {
 	u.why.stage, u.why.text, u.why.whole = s, text, true
 }
 
-// note keeps a finding for the unit's detail, should it fail.
+// note keeps a finding for the unit's detail, should it fail after it
+// ran.
 func (u *unitRun) note(text string) { u.why.notes = append(u.why.notes, text) }
 
 // account fills the result's Stage, Reason and Detail from u's why, once
@@ -75,7 +76,9 @@ func (u *unitRun) account(frpKey string, unitLines []string, withDetail bool) {
 	} else if !r.OK {
 		explain(r, u.why.text, frpKey, unitLines)
 	}
-	if !r.OK && len(u.why.notes) > 0 {
+	if !r.OK && !u.why.whole && len(u.why.notes) > 0 {
+		// Findings of a run that went ahead; a unit left as it was, or
+		// never launched, has none that are true of it.
 		r.Detail += "\n" + strings.Join(u.why.notes, "\n")
 	}
 }
