@@ -43,7 +43,9 @@ type Facts struct {
 
 // PreProps are the properties a run needs of each unit before its
 // operation (exec's prepare): read with the facts, kept in Facts.Pre.
-const PreProps = "Id,LoadState,ActiveState,FragmentPath,DropInPaths"
+// The stamps of its last stop and start say how long it took then.
+const PreProps = "Id,LoadState,ActiveState,FragmentPath,DropInPaths," +
+	"ActiveExitTimestampMonotonic,InactiveEnterTimestampMonotonic,InactiveExitTimestampMonotonic,ActiveEnterTimestampMonotonic"
 
 // factProps are what ReadFacts asks for: the facts, and PreProps.
 const factProps = "ExecStart,WorkingDirectory,User,MainPID,ExecMainStartTimestampMonotonic," + PreProps

@@ -181,6 +181,28 @@ func ownTime(p systemctl.Properties, since uint64) (time.Duration, bool) {
 	return own, seen
 }
 
+// lastOwn is how long the unit itself took the last time it was stopped
+// (for stop), started (for start) or both (for restart), from systemd's
+// stamps before this run. False when systemd has no such stamps: a unit
+// never stopped since the manager started, or another operation.
+func lastOwn(p systemctl.Properties, op string) (time.Duration, bool) {
+	span := func(from, to string) (time.Duration, bool) {
+		a, b := atou(p[from]), atou(p[to])
+		return time.Duration(b-a) * time.Microsecond, a > 0 && b >= a
+	}
+	stop, stopped := span("ActiveExitTimestampMonotonic", "InactiveEnterTimestampMonotonic")
+	start, started := span("InactiveExitTimestampMonotonic", "ActiveEnterTimestampMonotonic")
+	switch op {
+	case "stop":
+		return stop, stopped
+	case "start":
+		return start, started
+	case "restart":
+		return stop + start, stopped && started
+	}
+	return 0, false
+}
+
 // begin counts a call in flight and returns how many are.
 func (s *sizer) begin() int {
 	s.mu.Lock()

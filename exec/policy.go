@@ -70,6 +70,42 @@ const (
 // group.
 const quickOwn = 250 * time.Millisecond
 
+// Order. A group waits for its slowest unit, so a quick unit grouped
+// with slow ones holds its slot for nothing: on 50 units of which one in
+// six stops at once and the rest take 0.5 s, that cost 5% against xargs
+// -P10. Where systemd's stamps say how long each unit took the last time
+// (lastOwn), a phase goes longest first (the longest-processing-time
+// rule for parallel machines): groups then hold alike units, the lone
+// calls that measure the pace are made on the slowest, and the quickest
+// fill the end. Units without stamps (never stopped since the manager
+// started) go first, as possibly slow; without any stamps the plan's order
+// stays. Canaries are the plan's first units, and keep their place.
+func longestFirst(batch []*unitRun) {
+	known := 0
+	for _, u := range batch {
+		if u.lastKnown {
+			known++
+		}
+	}
+	if known == 0 {
+		return
+	}
+	slices.SortStableFunc(batch, func(a, b *unitRun) int {
+		switch {
+		case a.lastKnown != b.lastKnown:
+			if !a.lastKnown {
+				return -1
+			}
+			return 1
+		case a.last > b.last:
+			return -1
+		case a.last < b.last:
+			return 1
+		}
+		return 0
+	})
+}
+
 // The rule is a pure function of what a run has observed (observed):
 // groupSize, wantStamps and slowGroup below. The sizer (group.go) keeps
 // the observations and the warm-up's gate; exec/policy_test.go holds the

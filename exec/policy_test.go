@@ -1,8 +1,13 @@
 package exec
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/moonfrp/moonfrp-bulk/systemctl"
 )
 
 // lones is n lone calls that each took took with calls in flight.
@@ -109,5 +114,103 @@ func TestWantStamps(t *testing.T) {
 				t.Errorf("wantStamps = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestLastOwn(t *testing.T) {
+	// Stamps in µs: stopped 1.0-1.5 s, started 2.0-2.1 s.
+	both := systemctl.Properties{"ActiveExitTimestampMonotonic": "1000000", "InactiveEnterTimestampMonotonic": "1500000",
+		"InactiveExitTimestampMonotonic": "2000000", "ActiveEnterTimestampMonotonic": "2100000"}
+	startOnly := systemctl.Properties{"ActiveExitTimestampMonotonic": "0", "InactiveEnterTimestampMonotonic": "0",
+		"InactiveExitTimestampMonotonic": "2000000", "ActiveEnterTimestampMonotonic": "2100000"}
+	tests := []struct {
+		name  string
+		p     systemctl.Properties
+		op    string
+		want  time.Duration
+		known bool
+	}{
+		{"restart: stop and start", both, "restart", 600 * time.Millisecond, true},
+		{"stop: the stop only", both, "stop", 500 * time.Millisecond, true},
+		{"start: the start only", both, "start", 100 * time.Millisecond, true},
+		{"never stopped: a restart's time is unknown", startOnly, "restart", 0, false},
+		{"never stopped: its start is known", startOnly, "start", 100 * time.Millisecond, true},
+		{"reload: never known", both, "reload", 0, false},
+		{"no stamps", systemctl.Properties{}, "restart", 0, false},
+		{"stamps out of order", systemctl.Properties{"ActiveExitTimestampMonotonic": "5", "InactiveEnterTimestampMonotonic": "4"}, "stop", 0, false},
+	}
+	for _, tt := range tests {
+		got, known := lastOwn(tt.p, tt.op)
+		if known != tt.known || (known && got != tt.want) {
+			t.Errorf("%s: %v %v, want %v %v", tt.name, got, known, tt.want, tt.known)
+		}
+	}
+}
+
+func TestLongestFirst(t *testing.T) {
+	const unknown = -1
+	tests := []struct {
+		name string
+		last []time.Duration // unknown: no stamps
+		want []int           // the units' plan positions, in launch order
+	}{
+		{"nothing known: the plan's order", []time.Duration{unknown, unknown, unknown}, []int{0, 1, 2}},
+		{"longest first", []time.Duration{0, 500 * time.Millisecond, 10 * time.Millisecond}, []int{1, 2, 0}},
+		{"alike keep the plan's order", []time.Duration{5, 5, 5, 5}, []int{0, 1, 2, 3}},
+		{"unknown first, as possibly slow", []time.Duration{0, unknown, 500 * time.Millisecond, unknown}, []int{1, 3, 2, 0}},
+	}
+	for _, tt := range tests {
+		var batch []*unitRun
+		for i, d := range tt.last {
+			batch = append(batch, &unitRun{res: Result{Index: i}, last: d, lastKnown: d != unknown})
+		}
+		longestFirst(batch)
+		var got []int
+		for _, u := range batch {
+			got = append(got, u.res.Index)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// A run launches a phase longest first, by the times systemd stamped on
+// each unit's last restart, and keeps the plan's order where it has no
+// stamps: the quick units end up together at the end, not each holding a
+// slot in a group that waits for a slow one.
+func TestRunLaunchesTheLongestFirst(t *testing.T) {
+	took := []time.Duration{0, 500 * time.Millisecond, 20 * time.Millisecond, 300 * time.Millisecond}
+	units := map[string]*fakeUnit{}
+	var names []string
+	for i, d := range took {
+		name := fmt.Sprintf("moonfrp-client-%d.service", i)
+		stop := uint64(1_000_000 * (i + 1))
+		units[name] = &fakeUnit{state: systemctl.Properties{"ActiveState": "active", "SubState": "running",
+			"ActiveExitTimestampMonotonic": fmt.Sprint(stop), "InactiveEnterTimestampMonotonic": fmt.Sprint(stop + uint64(d.Microseconds())),
+			"InactiveExitTimestampMonotonic": fmt.Sprint(stop + 900_000), "ActiveEnterTimestampMonotonic": fmt.Sprint(stop + 900_000)}}
+		names = append(names, name)
+	}
+	f := newFake(units)
+	sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 1}, Runner: f}, planOf("restart", names), &collector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{names[1], names[3], names[2], names[0]}
+	if !slices.Equal(f.order, want) {
+		t.Errorf("launched %v, want the longest first %v", f.order, want)
+	}
+	for i, r := range sum.Results {
+		if r.Unit != names[i] {
+			t.Errorf("result %d is %s: results keep the plan's order", i, r.Unit)
+		}
+	}
+	// With a canary the plan's first units go first, whatever they took.
+	f = newFake(units)
+	if _, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 1, Canary: 1}, Runner: f}, planOf("restart", names), &collector{}); err != nil {
+		t.Fatal(err)
+	}
+	if f.order[0] != names[0] {
+		t.Errorf("launched %v: the canary must be the plan's first unit", f.order)
 	}
 }

@@ -102,6 +102,10 @@ type unitRun struct {
 	verb string
 	// pidBefore is the unit's main process before its operation.
 	pidBefore int
+	// last is how long the unit took the last time it went through
+	// this operation, when lastKnown (see lastOwn).
+	last      time.Duration
+	lastKnown bool
 }
 
 // decided waits until every one of units is finished (its verdict
@@ -233,6 +237,7 @@ func prepare(ctx context.Context, cfg Config, plan discover.Plan) ([]*unitRun, e
 			u := &unitRun{res: Result{Index: len(runs), Phase: ph.Number, Unit: name, Operation: cfg.Operation},
 				done: make(chan struct{}), opt: safefile.ForUser(facts.User), user: cfg.User}
 			u.pidBefore = facts.MainPID
+			u.last, u.lastKnown = lastOwn(preByName[name], cfg.Operation)
 			if facts.FRPBinary != "" && (!cfg.NoTunnel || cfg.Operation == "reload") && cfg.Operation != "stop" {
 				// (A stopped tunnel is judged by systemd alone. frp's
 				// reload is proven by frp, whatever --no-tunnel-check.)

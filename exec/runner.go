@@ -110,6 +110,7 @@ func (r *run) phases(plan discover.Plan, runs []*unitRun) int {
 		case r.cfg.Canary > 0:
 			n = r.withCanary(batch)
 		default:
+			longestFirst(batch)
 			n = r.launchAs(r.launch, batch, r.cfg.Operation)
 		}
 		next += n
@@ -135,6 +136,7 @@ func (r *run) withCanary(batch []*unitRun) int {
 		r.stop(&BrakeError{fmt.Sprintf("canary %s failed", failedNames(canaries))})
 	}
 	if n == len(canaries) && n < len(batch) {
+		longestFirst(batch[n:])
 		n += r.launchAs(r.launch, batch[n:], r.cfg.Operation)
 	}
 	return n
