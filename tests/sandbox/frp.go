@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -117,9 +119,13 @@ func haveFRP(dir string) bool {
 	return true
 }
 
-// FreePorts returns n TCP ports on 127.0.0.1 that were free a moment ago,
-// all different. Other processes share this machine, so tests never use
-// fixed ports.
+// FreePorts returns n TCP ports that were free a moment ago on every
+// address, all different. Other processes share this machine, so tests
+// never use fixed ports. They are picked below the kernel's ephemeral range
+// (ip_local_port_range), where no outgoing connection takes a local port by
+// itself: a port from that range, free when picked, could be an frpc's or
+// a dashboard client's local end by the time frps binds a remote port on
+// it ("port unavailable").
 func FreePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
@@ -127,16 +133,48 @@ func FreePorts(n int) ([]int, error) {
 			l.Close()
 		}
 	}()
+	const floor = 10000
+	low := ephemeralLow()
+	if low <= floor+n {
+		return nil, fmt.Errorf("free port: the ephemeral range starts at %d, leaving no room below it", low)
+	}
 	ports := make([]int, 0, n)
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	seen := map[int]bool{}
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 100*n+1000 {
+			return nil, fmt.Errorf("free port: found %d of %d below %d", len(ports), n, low)
+		}
+		p := floor + rand.IntN(low-floor)
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		l, err := net.Listen("tcp", fmt.Sprintf(":%d", p))
 		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
+			continue // taken
 		}
 		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, p)
 	}
 	return ports, nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768
+// when it cannot be read).
+func ephemeralLow() int {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 1 {
+		return 32768
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil || low < 1024 {
+		return 32768
+	}
+	return low
 }
 
 // WaitAccepts waits until something accepts on 127.0.0.1:port.
