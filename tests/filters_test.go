@@ -243,11 +243,7 @@ func TestJSONLines(t *testing.T) {
 // readmeRecipes returns the sh blocks of the README's recipes section.
 func readmeRecipes(t *testing.T) []string {
 	t.Helper()
-	data, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(data)
+	s := readme(t)
 	i := strings.Index(s, "### Recipes for scripts")
 	if i < 0 {
 		t.Fatal("README has no recipes section")
@@ -257,8 +253,8 @@ func readmeRecipes(t *testing.T) []string {
 		s = s[:j]
 	}
 	var recipes []string
-	for _, m := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(s, -1) {
-		recipes = append(recipes, strings.TrimSpace(m[1]))
+	for _, block := range shBlocks(s) {
+		recipes = append(recipes, strings.TrimSpace(block))
 	}
 	return recipes
 }

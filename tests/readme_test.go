@@ -14,16 +14,31 @@ import (
 	"github.com/moonfrp/moonfrp-bulk/tests/sandbox"
 )
 
-// readmeShell returns every command line of the README's sh blocks, in
-// order, with its trailing comment removed, except those of the recipes
-// section (TestReadmeRecipesWithJq runs them and checks what they print).
-func readmeShell(t *testing.T) []string {
+// readme returns the README's text.
+func readme(t *testing.T) string {
 	t.Helper()
 	data, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := string(data)
+	return string(data)
+}
+
+// shBlocks returns the bodies of the sh code blocks in s.
+func shBlocks(s string) []string {
+	var blocks []string
+	for _, m := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(s, -1) {
+		blocks = append(blocks, m[1])
+	}
+	return blocks
+}
+
+// readmeShell returns every command line of the README's sh blocks, in
+// order, with its trailing comment removed, except those of the recipes
+// section (TestReadmeRecipesWithJq runs them and checks what they print).
+func readmeShell(t *testing.T) []string {
+	t.Helper()
+	s := readme(t)
 	if i := strings.Index(s, "### Recipes for scripts"); i >= 0 {
 		j := strings.Index(s[i:], "\n## ")
 		if j < 0 {
@@ -33,8 +48,8 @@ func readmeShell(t *testing.T) []string {
 	}
 	comment := regexp.MustCompile(`\s+#\s.*$`)
 	var lines []string
-	for _, m := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(s, -1) {
-		for _, l := range strings.Split(m[1], "\n") {
+	for _, block := range shBlocks(s) {
+		for _, l := range strings.Split(block, "\n") {
 			if l = strings.TrimSpace(comment.ReplaceAllString(l, "")); l != "" {
 				lines = append(lines, l)
 			}
