@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,7 +72,13 @@ func TestDebianPackageInstallsAndRuns(t *testing.T) {
 	if install == "" {
 		t.Fatal("the README has no install line (sha256sum --check ... && dpkg -i ...)")
 	}
-	version := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(debs[0]), "moonfrp-bulk_"), "_"+arch+".deb")
+	// The release's version as GoReleaser says it, not read back from the
+	// file's name: a name that the README's line cannot build fails here.
+	var meta struct{ Version string }
+	if data, err := os.ReadFile("../dist/metadata.json"); err != nil || json.Unmarshal(data, &meta) != nil || meta.Version == "" {
+		t.Fatalf("dist/metadata.json: no version (%v)", err)
+	}
+	version := meta.Version
 	inst := exec.Command("bash", "-c", install)
 	inst.Dir = filepath.Dir(debs[0])
 	inst.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "V="+version, "A="+arch)

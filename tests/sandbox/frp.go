@@ -121,11 +121,12 @@ func haveFRP(dir string) bool {
 
 // FreePorts returns n TCP ports that were free a moment ago on every
 // address, all different. Other processes share this machine, so tests
-// never use fixed ports. They are picked below the kernel's ephemeral range
-// (ip_local_port_range), where no outgoing connection takes a local port by
-// itself: a port from that range, free when picked, could be an frpc's or
-// a dashboard client's local end by the time frps binds a remote port on
-// it ("port unavailable").
+// never use fixed ports. They are picked outside the kernel's ephemeral
+// range (ip_local_port_range), below it where there is room, where no
+// outgoing connection takes a local port by itself: a port from that
+// range, free when picked, could be an frpc's or a dashboard client's
+// local end by the time frps binds a remote port on it ("port
+// unavailable").
 func FreePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
@@ -133,18 +134,19 @@ func FreePorts(n int) ([]int, error) {
 			l.Close()
 		}
 	}()
-	const floor = 10000
-	low := ephemeralLow()
-	if low <= floor+n {
-		return nil, fmt.Errorf("free port: the ephemeral range starts at %d, leaving no room below it", low)
-	}
+	lo, hi := 10000, 65536
+	if low, high := ephemeralRange(); low-lo >= 10*n {
+		hi = low
+	} else if 65535-high >= 10*n {
+		lo = high + 1
+	} // else (1024-65535): no room outside it, any port
 	ports := make([]int, 0, n)
 	seen := map[int]bool{}
 	for tries := 0; len(ports) < n; tries++ {
 		if tries > 100*n+1000 {
-			return nil, fmt.Errorf("free port: found %d of %d below %d", len(ports), n, low)
+			return nil, fmt.Errorf("free port: found %d of %d in %d-%d", len(ports), n, lo, hi-1)
 		}
-		p := floor + rand.IntN(low-floor)
+		p := lo + rand.IntN(hi-lo)
 		if seen[p] {
 			continue
 		}
@@ -159,22 +161,23 @@ func FreePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// ephemeralLow is the first port of the kernel's ephemeral range (32768
-// when it cannot be read).
-func ephemeralLow() int {
+// ephemeralRange is the kernel's ephemeral port range (32768-60999 when
+// it cannot be read).
+func ephemeralRange() (int, int) {
 	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
-		return 32768
+		return 32768, 60999
 	}
 	f := strings.Fields(string(data))
-	if len(f) < 1 {
-		return 32768
+	if len(f) != 2 {
+		return 32768, 60999
 	}
-	low, err := strconv.Atoi(f[0])
-	if err != nil || low < 1024 {
-		return 32768
+	low, err1 := strconv.Atoi(f[0])
+	high, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil || low < 1 || high < low || high > 65535 {
+		return 32768, 60999
 	}
-	return low
+	return low, high
 }
 
 // WaitAccepts waits until something accepts on 127.0.0.1:port.
