@@ -61,9 +61,15 @@ func readmeShell(t *testing.T) []string {
 }
 
 // command is line without its trailing comment, for matching it against
-// the tables below (it is run as written).
+// the tables below (it is run as written): the first " # " outside
+// quotes starts the comment.
 func command(line string) string {
-	return strings.TrimSpace(regexp.MustCompile(`\s+#\s[^'"]*$`).ReplaceAllString(line, ""))
+	for i := 0; i+3 <= len(line); i++ {
+		if line[i:i+3] == " # " && strings.Count(line[:i], "'")%2 == 0 && strings.Count(line[:i], `"`)%2 == 0 {
+			return strings.TrimSpace(line[:i])
+		}
+	}
+	return strings.TrimSpace(line)
 }
 
 // readmeElsewhere says where each README command that needs more than a
