@@ -167,18 +167,28 @@ func readOwn(ctx context.Context, r systemctl.Runner, units []probeUnit) []time.
 // False when neither happened after since (a reload, or a start of a unit
 // already running): nothing is known then.
 func ownTime(p systemctl.Properties, since uint64) (time.Duration, bool) {
-	stamp := func(k string) uint64 { return atou(p[k]) }
-	var own time.Duration
-	seen := false
-	span := func(from, to string) {
-		if a, b := stamp(from), stamp(to); a >= since && b >= a {
-			own += time.Duration(b-a) * time.Microsecond
-			seen = true
-		}
+	stop, stopped := stopSpan(p, since)
+	start, started := startSpan(p, since)
+	return stop + start, stopped || started
+}
+
+// stopSpan and startSpan are the unit's last stop (from leaving active to
+// becoming inactive) and start (from leaving inactive to becoming active),
+// when each began at or after since (µs, monotonic).
+func stopSpan(p systemctl.Properties, since uint64) (time.Duration, bool) {
+	return stampSpan(p, "ActiveExitTimestampMonotonic", "InactiveEnterTimestampMonotonic", since)
+}
+
+func startSpan(p systemctl.Properties, since uint64) (time.Duration, bool) {
+	return stampSpan(p, "InactiveExitTimestampMonotonic", "ActiveEnterTimestampMonotonic", since)
+}
+
+func stampSpan(p systemctl.Properties, from, to string, since uint64) (time.Duration, bool) {
+	a, b := atou(p[from]), atou(p[to])
+	if a < since || b < a {
+		return 0, false
 	}
-	span("ActiveExitTimestampMonotonic", "InactiveEnterTimestampMonotonic")
-	span("InactiveExitTimestampMonotonic", "ActiveEnterTimestampMonotonic")
-	return own, seen
+	return time.Duration(b-a) * time.Microsecond, true
 }
 
 // lastOwn is how long the unit itself took the last time it was stopped
@@ -186,12 +196,9 @@ func ownTime(p systemctl.Properties, since uint64) (time.Duration, bool) {
 // stamps before this run. False when systemd has no such stamps: a unit
 // never stopped since the manager started, or another operation.
 func lastOwn(p systemctl.Properties, op string) (time.Duration, bool) {
-	span := func(from, to string) (time.Duration, bool) {
-		a, b := atou(p[from]), atou(p[to])
-		return time.Duration(b-a) * time.Microsecond, a > 0 && b >= a
-	}
-	stop, stopped := span("ActiveExitTimestampMonotonic", "InactiveEnterTimestampMonotonic")
-	start, started := span("InactiveExitTimestampMonotonic", "ActiveEnterTimestampMonotonic")
+	// A stamp of 0 is one that never happened.
+	stop, stopped := stopSpan(p, 1)
+	start, started := startSpan(p, 1)
 	switch op {
 	case "stop":
 		return stop, stopped

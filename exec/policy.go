@@ -84,13 +84,7 @@ const quickOwn = 250 * time.Millisecond
 // (three rounds each, taking turns in one sandbox); with one in six quick,
 // the same within noise (3.9 s).
 func longestFirst(batch []*unitRun) {
-	known := 0
-	for _, u := range batch {
-		if u.lastKnown {
-			known++
-		}
-	}
-	if known == 0 {
+	if !slices.ContainsFunc(batch, func(u *unitRun) bool { return u.lastKnown }) {
 		return
 	}
 	slices.SortStableFunc(batch, func(a, b *unitRun) int {

@@ -74,13 +74,10 @@ func (v *verifier) check(u *unitRun) {
 	case !u.res.OK:
 		// The operation itself failed; the state only explains why.
 		if p, ok := v.read(u, true); ok {
-			// The state only adds to what the operation's step saw
-			// (frp's reload keeps its stage); else it is systemctl's.
-			stage := u.why.stage
-			if stage == StageNone {
-				stage = StageOperation
-			}
-			u.because(stage, describeFailedOp(u, p))
+			// The state only adds to what the operation's step saw:
+			// frp's reload keeps its stage, and one that saw nothing is
+			// systemctl's (see account).
+			u.because(u.why.stage, describeFailedOp(u, p))
 		}
 	case op == "stop":
 		if p, ok := v.read(u, false); ok {
