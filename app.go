@@ -179,6 +179,11 @@ func (a *app) needSystemctl() error {
 		return &exitError{exitCannotRun, fmt.Sprintf("%s not found: moonfrp-bulk drives systemd and needs its systemctl on PATH", m.Path)}
 	}
 	m.Path = path
+	if lim, ok := fdLimit(); ok {
+		if _, err := fdBudget(lim, 1); err != nil {
+			return &exitError{exitCannotRun, err.Error()}
+		}
+	}
 	return nil
 }
 
@@ -285,6 +290,13 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	if err != nil {
 		return err
 	}
+	j := int(f.MaxParallel)
+	if lim, ok := fdLimit(); ok {
+		if fit, err := fdBudget(lim, j); err == nil && fit < j {
+			a.warn("-j %d lowered to %d: the file descriptor limit is %d; raise it (ulimit -n, or LimitNOFILE= for a service) for more", j, fit, lim)
+			j = fit
+		}
+	}
 	var locks *lock.Set
 	if !f.DryRun && len(sel.Units) > 0 {
 		// The units are locked before their state is read, so that the
@@ -337,7 +349,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	}
 	work := discover.NewPlan(op, sel.Units, sel.Facts)
 	names := work.Units()
-	set := exec.Settings{Operation: op, MaxParallel: int(f.MaxParallel), Timeout: f.Timeout,
+	set := exec.Settings{Operation: op, MaxParallel: j, Timeout: f.Timeout,
 		Verify: !f.NoVerify, Settle: f.Settle, TunnelDeadline: f.TunnelDeadline, NoTunnel: f.NoTunnelCheck, User: a.globals.User,
 		MaxFail: f.MaxFail.Units(len(names)), Canary: f.Canary, RestartIfNeeded: f.RestartIfNeeded}
 	plan := report.Header{Settings: set, Manager: a.mgr.Scope(), Filters: f.Filter, MaxFailGiven: f.MaxFail.Given,
@@ -350,7 +362,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	if !f.NoPreflight && op != "stop" {
 		// frp's verify of every frp unit's config, before anything is
 		// touched: a config that cannot start leaves its unit as it is.
-		plan.Refused = preflight.Check(a.ctx, names, sel.Facts, joblog.Reloaded(a.discoverOptions().StateDir), int(f.MaxParallel))
+		plan.Refused = preflight.Check(a.ctx, names, sel.Facts, joblog.Reloaded(a.discoverOptions().StateDir), j)
 	}
 	if f.DryRun {
 		return report.DryRun(a.streams, a.mode, plan)

@@ -42,14 +42,51 @@ func TestOutOfDescriptorsSaysSo(t *testing.T) {
 	}
 	specs := sandbox.SlowStop("moonfrp-client", 3, 10*time.Millisecond)
 	sb := newSandbox(t, specs...)
+	startAll(t, sb, specs)
 	cmd := bulkCmd(sb, nil, "stop")
 	cmd.Args = append([]string{"prlimit", "--nofile=8:8", "--"}, cmd.Args...)
 	cmd.Path = "/usr/bin/prlimit"
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	code := exitCode(cmd.Run())
-	if code != 3 || !strings.Contains(stderr.String(), "out of file descriptors (limit 8); raise it") || strings.Contains(stderr.String(), "manager running") {
+	if code != 3 || !strings.Contains(stderr.String(), "out of file descriptors (limit 8, and moonfrp-bulk needs at least ") || strings.Contains(stderr.String(), "manager running") {
 		t.Errorf("exit %d, stderr:\n%s\nwant exit 3 saying that descriptors ran out", code, stderr.String())
+	}
+	if n := strings.Count(strings.TrimSpace(stderr.String()), "\n"); n != 0 {
+		t.Errorf("the refusal is %d lines, want one:\n%s", n+1, stderr.String())
+	}
+	for _, s := range specs {
+		if got := sb.Show(context.Background(), s.Name, "ActiveState"); got != "active" {
+			t.Errorf("%s is %s after a refused run, want it left active", s.Name, got)
+		}
+	}
+}
+
+// A -j that the descriptor limit cannot hold is lowered to what it can,
+// with a warning, and the run acts on every unit: never a run that dies
+// half-way on "too many open files".
+func TestParallelismFitsTheDescriptorLimit(t *testing.T) {
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		t.Skip("no prlimit")
+	}
+	specs := sandbox.SlowStop("moonfrp-client", 12, 10*time.Millisecond)
+	sb := newSandbox(t, specs...)
+	startAll(t, sb, specs)
+	cmd := bulkCmd(sb, nil, "stop", "-j", "50")
+	// 64 for the invocation, and 8 for each of 4 slots.
+	cmd.Args = append([]string{"prlimit", "--nofile=100:100", "--"}, cmd.Args...)
+	cmd.Path = "/usr/bin/prlimit"
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if code := exitCode(cmd.Run()); code != 0 {
+		t.Fatalf("exit %d under a limit of 100:\n%s", code, stderr.String())
+	}
+	wantContains(t, "warning", stderr.String(), "-j 50 lowered to 4: the file descriptor limit is 100")
+	wantContains(t, "summary", stderr.String(), "Bulk stop complete: 12 succeeded, 0 failed")
+	for _, s := range specs {
+		if got := sb.Show(context.Background(), s.Name, "ActiveState"); got != "inactive" {
+			t.Errorf("%s is %s, want stopped", s.Name, got)
+		}
 	}
 }
 

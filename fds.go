@@ -1,0 +1,50 @@
+package main
+
+import (
+	"fmt"
+	"syscall"
+)
+
+// fdReserve is what an invocation holds whatever its -j: the Go
+// runtime's own descriptors, the lock and job-log files, and discovery's
+// side-by-side systemctl calls and tunnel looks.
+const fdReserve = 64
+
+// fdPerSlot is the most one slot of -j holds at once: a systemctl (or
+// frpc verify) call being started holds /dev/null, two pipes, the exec
+// status pipe and a pidfd; a tunnel look holds fewer.
+const fdPerSlot = 8
+
+// errFewDescriptors is the one-line answer when not even one slot fits;
+// its caller adds nothing but the exit code.
+type errFewDescriptors struct{ limit, need uint64 }
+
+func (e errFewDescriptors) Error() string {
+	return fmt.Sprintf("out of file descriptors (limit %d, and moonfrp-bulk needs at least %d); raise it (ulimit -n, or LimitNOFILE= for a service) and run again", e.limit, e.need)
+}
+
+// fdBudget is how many units may be in flight at once under a descriptor
+// limit when j were asked for: j when the limit allows it, fewer when it
+// does not, and an error when not even one fits. Starting within the
+// limit matters beyond a clear message: a Go process that runs out of
+// descriptors before its poller exists dies in the runtime, with no
+// summary and no job-log record.
+func fdBudget(limit uint64, j int) (int, error) {
+	if limit < fdReserve+fdPerSlot {
+		return 0, errFewDescriptors{limit, fdReserve + fdPerSlot}
+	}
+	if fit := (limit - fdReserve) / fdPerSlot; fit < uint64(j) {
+		return int(fit), nil
+	}
+	return j, nil
+}
+
+// fdLimit is this process's descriptor limit. The Go runtime has already
+// raised the soft limit to the hard one, so this is the most it can have.
+func fdLimit() (uint64, bool) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, false
+	}
+	return lim.Cur, true
+}
