@@ -21,7 +21,9 @@ import (
 )
 
 // groupsOf sizes every group k.
-func groupsOf(k int) func(context.Context) int { return func(context.Context) int { return k } }
+func groupsOf(k int) func(context.Context, int) int {
+	return func(context.Context, int) int { return k }
+}
 
 // At no instant are more than limit items in flight, counting every item
 // of a group: a group of k holds k slots.

@@ -57,13 +57,16 @@ func newSizer(limit int) *sizer {
 	return &sizer{obs: observed{limit: limit}, ended: make(chan struct{}, 1)}
 }
 
-// next returns the size of the next group. While the pace is not known yet
-// it may wait, until a call ends, warmWait has passed since the cap on
-// calls in flight first held, or ctx is done (see warmCalls).
-func (s *sizer) next(ctx context.Context) int {
+// next returns the size of the next group, whose first quick units are
+// known quick from their stamps (see quickAhead). While the pace is not
+// known yet it may wait, until a call ends, warmWait has passed since the
+// cap on calls in flight first held, or ctx is done (see warmCalls); a
+// group of known-quick units needs no pace, and does not wait.
+func (s *sizer) next(ctx context.Context, quick int) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for !s.obs.paced() && s.inFlight+s.sized >= warmCalls {
+	s.obs.quickNext = quick
+	for quick < 2 && !s.obs.paced() && s.inFlight+s.sized >= warmCalls {
 		if s.capped.IsZero() {
 			s.capped = time.Now()
 		}

@@ -15,29 +15,38 @@ import (
 //
 // The rule, from the measurements in BENCHMARKS.md. Grouping pays when
 // the manager is the bottleneck, and costs when the units are: a group
-// holds every unit's slot until its slowest unit is done. So the first
-// calls of a run carry one unit each and measure the pace: a lone call's
-// duration divided by the calls in flight with it. At -j 10, instant units
-// take about 35 ms of the manager per call here, so a pace near that means
-// the manager sets it; units that take 2 s to stop give a pace of 200 ms,
-// and then the manager is idle most of the time and a group would only
-// wait for its slowest unit. Calls carry one unit while the pace is above
-// slowPace (about four times the manager's cost per call, so that a
-// loaded machine does not stop grouping instant units), and up to half of
-// -j units below it (two calls in flight keep the manager busy while one
-// is answered), or all of -j when the units are quick (see quickOwn). A
-// group that takes more than twice what a call of alike units takes
-// (expected) plus slowMargin holds a slow unit: the run goes back to one
-// unit per call for the next -j calls, which measure the pace again, and
-// the units' stamps are read again. Grouping waits for
-// -j lone calls (nine at most) to have ended: the first to end are the
-// fastest, and one quick restart must not start a run of slow units in
-// groups. The turn to groups first ends the round of lone calls (see
-// midRound). The pace is the upper quartile of the last few lone calls', and
-// a lone call's duration their median: units of one kind do not all take
-// alike (a service that dies on SIGTERM instead of stopping cleanly
-// restarts at once), and a few quick ones among slow ones must not turn
-// the run to grouping.
+// holds every unit's slot until its slowest unit is done.
+//
+// What the units took the last time. systemd stamps when each unit began
+// and ended its last stop and start, and the run reads those stamps before
+// it begins (lastOwn). Units that took at most quickOwn wait for the
+// manager, not for themselves, so a call carries as many of them as come
+// next, up to -j, from the run's first call (quickAhead): nothing needs
+// measuring.
+//
+// The pace. Where the stamps say nothing (units never stopped since the
+// manager started) or say slow, the first calls of a run carry one unit
+// each and measure the pace: a lone call's duration divided by the calls
+// in flight with it. At -j 10, instant units take about 35 ms of the
+// manager per call here, so a pace near that means the manager sets it;
+// units that take 2 s to stop give a pace of 200 ms, and then the manager
+// is idle most of the time and a group would only wait for its slowest
+// unit. Calls carry one unit while the pace is above slowPace (about four
+// times the manager's cost per call, so that a loaded machine does not
+// stop grouping instant units), and up to half of -j units below it (two
+// calls in flight keep the manager busy while one is answered), or all of
+// -j once the stamps of those lone calls, read in one show (readOwn), say
+// quick. A group that takes more than twice what a call of alike units
+// takes (expected) plus slowMargin holds a slow unit: the run goes back to
+// one unit per call for the next -j calls, which measure the pace again,
+// and the units' stamps are read again. Grouping waits for -j lone calls (nine at most) to have ended:
+// the first to end are the fastest, and one quick restart must not start
+// a run of slow units in groups. The turn to groups first ends the round
+// of lone calls (see midRound). The pace is the upper quartile of the last
+// few lone calls', and a lone call's duration their median: units of one
+// kind do not all take alike (a service that dies on SIGTERM instead of
+// stopping cleanly restarts at once), and a few quick ones among slow ones
+// must not turn the run to grouping.
 const (
 	slowPace   = 150 * time.Millisecond
 	slowMargin = 100 * time.Millisecond
@@ -51,23 +60,18 @@ const (
 // 2-core machine. So when the units themselves take little time (their
 // own stop and start, from systemd's stamps, see ownTime: the slowest of
 // them at most quickOwn), one call carries all -j units. The slowest, not
-// a quartile: a few quick restarts among 2 s units turn a quartile to "quick",
-// and one slow unit is enough to make a call of -j wait. The stamps
-// include the manager's delay in noticing that a process ended, which
-// reached 80 ms for instant units on a loaded machine, hence the margin
-// to 0.5 s units. On 500 instant units at -j 10 that was 7% faster
+// a quartile: a few quick restarts among 2 s units turn a quartile to
+// "quick", and one slow unit is enough to make a call of -j wait. The
+// stamps include the manager's delay in noticing that a process ended,
+// which reached 80 ms for instant units on a loaded machine, hence the
+// margin to 0.5 s units. On 500 instant units at -j 10 that was 7% faster
 // and used 35% less CPU than groups of five. Slower units keep half of
-// -j: a call waits for its slowest unit, and units that take half a
-// second or more seldom take alike, while the second call in flight goes
-// on (on 100 units of exactly 0.5 s, calls of 5 and of 10 took the same
-// within noise). Not one unit a call, as for 2 s units: on those 100
-// units that was 9.9 s against 8.8 s for calls of 5 (xargs -P10 9.7 s),
-// since ten subscribed calls cost the manager more. The pace cannot tell
-// quick units from 0.5 s ones on a loaded machine (lone calls of both
-// took 0.2–0.9 s at -j 10), but systemd's stamps can: tens of
-// milliseconds against half a second. The stamps of the lone calls that
-// started grouping are read once, in one show, and again after a slow
-// group.
+// -j: on 50 and 100 units of 0.5 s at -j 10, calls of one took 4.27 and
+// 8.47 s against 3.99 and 7.86 s for calls of five (xargs -P10 4.04 and
+// 8.43 s; taking turns in one sandbox), since ten subscribed calls cost
+// the manager more. The pace cannot tell quick units from 0.5 s ones on a
+// loaded machine (lone calls of both took 0.2–0.9 s at -j 10), but
+// systemd's stamps can: tens of milliseconds against half a second.
 const quickOwn = 250 * time.Millisecond
 
 // Order. A group waits for its slowest unit, so a quick unit grouped
@@ -117,6 +121,23 @@ type observed struct {
 	own      []time.Duration
 	cooldown int // lone calls still to make after a slow group
 	lones    int // lone calls since the last group, or the phase's start
+	// quickNext is how many units the next call could carry that took
+	// at most quickOwn the last time (see quickAhead).
+	quickNext int
+}
+
+// quickAhead counts the units at the head of batch, up to limit, that
+// took at most quickOwn the last time they went through this operation
+// (lastOwn): a call of such units waits for the manager, not for them.
+func quickAhead(batch []*unitRun, limit int) int {
+	n := 0
+	for _, u := range batch[:min(limit, len(batch))] {
+		if !u.lastKnown || u.last > quickOwn {
+			break
+		}
+		n++
+	}
+	return n
 }
 
 // loneSample is one lone call: how long it took, and that divided by the
@@ -125,7 +146,12 @@ type loneSample struct{ took, pace time.Duration }
 
 // groupSize is how many units the next call carries.
 func groupSize(o observed) int {
-	if !o.paced() || o.cooldown > 0 || o.slowUnits() {
+	switch {
+	case o.cooldown > 0:
+		return 1
+	case o.quickNext > 1:
+		return o.quickNext
+	case !o.paced() || o.slowUnits():
 		return 1
 	}
 	k := max(1, o.limit/2)

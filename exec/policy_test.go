@@ -45,6 +45,10 @@ func TestGroupSize(t *testing.T) {
 		{"quick stamps at -j 50: a call of 50", observed{limit: 50, lone: lones(9, 1600*ms, 50), own: quick, lones: 50}, 50},
 		{"one slow stamp among quick ones: half", observed{limit: 10, lone: lones(9, 350*ms, 10), own: append(quick[:8:8], 2010*ms), lones: 10}, 5},
 		{"0.5 s stamps, as fast by pace: half", observed{limit: 10, lone: lones(9, 350*ms, 10), own: []time.Duration{520 * ms, 30 * ms, 505 * ms}, lones: 10}, 5},
+		{"units quick the last time: a call of them from the first, with nothing measured", observed{limit: 10, quickNext: 10}, 10},
+		{"three quick ones left at the end of slow units: a call of three", observed{limit: 10, lone: lones(9, 2100*ms, 10), own: []time.Duration{2010 * ms}, lones: 30, quickNext: 3}, 3},
+		{"one quick unit next: the pace decides, as for any", observed{limit: 10, lone: lones(9, 2100*ms, 10), lones: 30, quickNext: 1}, 1},
+		{"quick the last time, but a group was slow since: calls of one", observed{limit: 10, lone: lones(9, 350*ms, 10), cooldown: 4, quickNext: 10}, 1},
 		{"stamps that tell nothing (a reload): half", observed{limit: 10, lone: lones(9, 350*ms, 10), own: []time.Duration{}, lones: 10}, 5},
 		{"quick stamps do not overrule a slow pace", observed{limit: 10, lone: lones(9, 2100*ms, 10), own: quick, lones: 10}, 1},
 		{"a cooldown after a slow group: one unit per call", observed{limit: 10, lone: lones(9, 350*ms, 10), own: quick, cooldown: 3}, 1},
@@ -212,5 +216,69 @@ func TestRunLaunchesTheLongestFirst(t *testing.T) {
 	}
 	if f.order[0] != names[0] {
 		t.Errorf("launched %v: the canary must be the plan's first unit", f.order)
+	}
+}
+
+func TestQuickAhead(t *testing.T) {
+	quick := &unitRun{last: 20 * time.Millisecond, lastKnown: true}
+	edge := &unitRun{last: quickOwn, lastKnown: true}
+	slow := &unitRun{last: 500 * time.Millisecond, lastKnown: true}
+	unknown := &unitRun{}
+	for _, c := range []struct {
+		name  string
+		batch []*unitRun
+		limit int
+		want  int
+	}{
+		{"nothing left", nil, 10, 0},
+		{"quick ones up to a slow one", []*unitRun{quick, edge, quick, slow, quick}, 10, 3},
+		{"no more than -j", []*unitRun{quick, quick, quick, quick}, 3, 3},
+		{"a slow one first", []*unitRun{slow, quick, quick}, 10, 0},
+		{"no stamps first: nothing is known", []*unitRun{unknown, quick}, 10, 0},
+		{"quick ones up to one without stamps", []*unitRun{quick, quick, unknown}, 10, 2},
+	} {
+		if got := quickAhead(c.batch, c.limit); got != c.want {
+			t.Errorf("%s: quickAhead = %d, want %d", c.name, got, c.want)
+		}
+	}
+}
+
+// Units that were quick the last time share a call from the first,
+// without a pace measured: the slow ones (by their stamps) go alone
+// first, longest first, and the quick ones end the phase in one call.
+func TestRunGroupsUnitsQuickTheLastTime(t *testing.T) {
+	took := []time.Duration{20 * time.Millisecond, 500 * time.Millisecond, 10 * time.Millisecond, 600 * time.Millisecond, 30 * time.Millisecond, 5 * time.Millisecond, 700 * time.Millisecond}
+	units := map[string]*fakeUnit{}
+	var names []string
+	for i, d := range took {
+		name := fmt.Sprintf("moonfrp-client-%d.service", i)
+		stop := uint64(1_000_000 * (i + 1))
+		units[name] = &fakeUnit{state: systemctl.Properties{"ActiveState": "active", "SubState": "running",
+			"ActiveExitTimestampMonotonic": fmt.Sprint(stop), "InactiveEnterTimestampMonotonic": fmt.Sprint(stop + uint64(d.Microseconds())),
+			"InactiveExitTimestampMonotonic": fmt.Sprint(stop + 900_000), "ActiveEnterTimestampMonotonic": fmt.Sprint(stop + 900_000)}}
+		names = append(names, name)
+	}
+	sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 4}, Runner: newFake(units)}, planOf("restart", names), &collector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range sum.Results {
+		want := 1
+		if took[i] <= quickOwn {
+			want = 4
+		}
+		if max(r.GroupSize, 1) != want {
+			t.Errorf("%s (took %s the last time) went in a call of %d, want %d", r.Unit, took[i], r.GroupSize, want)
+		}
+	}
+	// A stop judges by the units' last stops alone.
+	sum, err = Run(context.Background(), Config{Settings: Settings{Operation: "stop", MaxParallel: 4}, Runner: newFake(units)}, planOf("stop", names), &collector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range sum.Results {
+		if want := map[bool]int{true: 4, false: 1}[took[i] <= quickOwn]; max(r.GroupSize, 1) != want {
+			t.Errorf("stop: %s went in a call of %d, want %d (stop has its own stamps)", r.Unit, r.GroupSize, want)
+		}
 	}
 }

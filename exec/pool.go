@@ -19,11 +19,12 @@ import (
 // ForEachGroup calls fn for groups of consecutive items [lo, hi), with at
 // most limit items in flight at any instant: a group of k holds k of the
 // limit's slots from before its goroutine starts until fn returns. size
-// says how large the next group may be (capped by limit and by the items
-// left); it may wait, and its context ends when launching stops. It stops
+// says how large the group that begins at item lo may be (capped by limit
+// and by the items left); it may wait, and its context ends when
+// launching stops. It stops
 // launching once launch ends (or ctx), waits for the groups already
 // running, and returns how many items were launched (always a prefix).
-func ForEachGroup(ctx, launch context.Context, limit, n int, size func(context.Context) int, fn func(lo, hi int)) int {
+func ForEachGroup(ctx, launch context.Context, limit, n int, size func(ctx context.Context, lo int) int, fn func(lo, hi int)) int {
 	if limit < 1 {
 		limit = 1
 	}
@@ -35,7 +36,7 @@ func ForEachGroup(ctx, launch context.Context, limit, n int, size func(context.C
 	var wg sync.WaitGroup
 	lo := 0
 	for lo < n {
-		k := min(max(1, size(acquireCtx)), limit, n-lo)
+		k := min(max(1, size(acquireCtx, lo)), limit, n-lo)
 		if acquireCtx.Err() != nil || sem.Acquire(acquireCtx, int64(k)) != nil {
 			break
 		}

@@ -147,7 +147,14 @@ func (r *run) launchAs(launch context.Context, batch []*unitRun, op string) int 
 	r.size.phase()
 	cfg := r.cfg
 	cfg.Operation = op
-	return ForEachGroup(r.ctx, launch, cfg.MaxParallel, len(batch), r.size.next, func(lo, hi int) {
+	size := func(ctx context.Context, lo int) int {
+		quick := 0
+		if op == r.cfg.Operation { // the stamps are of this operation
+			quick = quickAhead(batch[lo:], cfg.MaxParallel)
+		}
+		return r.size.next(ctx, quick)
+	}
+	return ForEachGroup(r.ctx, launch, cfg.MaxParallel, len(batch), size, func(lo, hi int) {
 		start, since, calls := time.Now(), monotonicMicros(), r.size.begin()
 		clean := r.operate(cfg, batch[lo:hi])
 		r.size.end(time.Since(start), hi-lo, calls, clean)

@@ -27,7 +27,7 @@ func wave(s *sizer, calls ...call) []int {
 	answers := make([]int, len(calls))
 	began := make([]int, len(calls))
 	for i := range calls {
-		answers[i] = s.next(done)
+		answers[i] = s.next(done, 0)
 		began[i] = s.begin()
 	}
 	for i, c := range calls {
@@ -119,7 +119,7 @@ func TestSizer(t *testing.T) {
 				t.Fatalf("%d calls still counted in flight", s.inFlight)
 			}
 			for i, want := range tc.want {
-				if got := s.next(context.Background()); got != want {
+				if got := s.next(context.Background(), 0); got != want {
 					t.Fatalf("answer %d: next() = %d, want %d (lone calls %v)", i, got, want, s.obs.lone)
 				}
 			}
@@ -136,7 +136,7 @@ func TestSizerProbesOnce(t *testing.T) {
 	ms := time.Millisecond
 	s := newSizer(4)
 	lone := func(name string, ok bool) ([]probeUnit, int) {
-		s.next(context.Background())
+		s.next(context.Background(), 0)
 		calls := s.begin()
 		s.end(120*ms, 1, calls, true)
 		return s.loneUnit(name, 7, ok)
@@ -154,7 +154,7 @@ func TestSizerProbesOnce(t *testing.T) {
 		t.Fatalf("handed out again: %v", p)
 	}
 	s.owned(gen, []time.Duration{2 * ms, 3 * ms, 2 * ms, 4 * ms})
-	if k := s.next(context.Background()); k != 4 {
+	if k := s.next(context.Background(), 0); k != 4 {
 		t.Fatalf("quick units: next() = %d, want 4", k)
 	}
 	calls := s.begin()
@@ -176,7 +176,7 @@ func TestSizerProbesOnce(t *testing.T) {
 		t.Fatalf("after the cooldown handed out %v, want v1..v3", again)
 	}
 	s.owned(gen, []time.Duration{2 * ms})
-	if k := s.next(context.Background()); k != 4 {
+	if k := s.next(context.Background(), 0); k != 4 {
 		t.Fatalf("the new read was dropped: next() = %d, want 4", k)
 	}
 }
@@ -233,7 +233,7 @@ func TestSizerWarmUp(t *testing.T) {
 		start := time.Now()
 		var took time.Duration
 		go func() {
-			k := s.next(ctx)
+			k := s.next(ctx, 0)
 			took = time.Since(start)
 			got <- k
 		}()
@@ -321,7 +321,7 @@ func TestSizerTurn(t *testing.T) {
 			if f := step[i]; f != nil {
 				f()
 			}
-			if got := s.next(context.Background()); got != w {
+			if got := s.next(context.Background(), 0); got != w {
 				t.Fatalf("answer %d: next() = %d, want %d", i, got, w)
 			}
 		}
