@@ -59,6 +59,8 @@ lint:
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /tests)
+	# The packages that share state between goroutines, under the race detector.
+	$(GO) test -race -count=1 . ./exec ./discover ./systemctl ./lock ./report
 	$(GO) test -run '^$$' -fuzz '^FuzzLine$$' -fuzztime 10s ./sanitize
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 10s ./frp
 

@@ -292,7 +292,7 @@ func (a *app) operate(op string, args []string, f OpFlags) error {
 	}
 	j := int(f.MaxParallel)
 	if lim, ok := fdLimit(); ok {
-		if fit, err := fdBudget(lim, j); err == nil && fit < j {
+		if fit, err := fdBudget(lim, j); err == nil && fit < min(j, len(sel.Units)) {
 			a.warn("-j %d lowered to %d: the file descriptor limit is %d; raise it (ulimit -n, or LimitNOFILE= for a service) for more", j, fit, lim)
 			j = fit
 		}

@@ -5,10 +5,14 @@ import (
 	"syscall"
 )
 
-// fdReserve is what an invocation holds whatever its -j: the Go
-// runtime's own descriptors, the lock and job-log files, and discovery's
-// side-by-side systemctl calls and tunnel looks.
-const fdReserve = 64
+// fdReserve is what an invocation may hold whatever its -j, at the most
+// that runs side by side, with some room: the Go runtime's own and the
+// lock and job-log files (16); the verifier's frp looks (16, each a
+// socket, a log file and a /proc read) and as many idle connections kept
+// for the next look (64 in all); its batched state reads and the stamp
+// read (a few systemctl calls, 32); and the failed units' logs read at
+// once (8, each a journalctl, 64). Discovery, before the run, holds less.
+const fdReserve = 16 + 64 + 32 + 64
 
 // fdPerSlot is the most one slot of -j holds at once: a systemctl (or
 // frpc verify) call being started holds /dev/null, two pipes, the exec

@@ -15,6 +15,7 @@ func TestFDBudget(t *testing.T) {
 	}{
 		{"a limit far above the need keeps -j", 1 << 20, 1000, 1000, false},
 		{"the Debian default keeps -j 50", 1024, 50, 50, false},
+		{"the Debian default lowers -j 200", 1024, 200, (1024 - fdReserve) / fdPerSlot, false},
 		{"the Debian default lowers -j 1000", 1024, 1000, (1024 - fdReserve) / fdPerSlot, false},
 		{"exactly one slot fits", fdReserve + fdPerSlot, 10, 1, false},
 		{"one short of one slot is refused", fdReserve + fdPerSlot - 1, 1, 0, true},

@@ -127,22 +127,27 @@ const maxObserves = 16
 // run frp are not-frp.
 func Tunnels(ctx context.Context, units []Unit, facts map[string]Facts, api *frp.API) map[string]TunnelInfo {
 	out := make(map[string]TunnelInfo, len(units))
-	var mu sync.Mutex
+	var mu sync.Mutex // out is written by the looks as well
+	set := func(name string, t TunnelInfo) {
+		mu.Lock()
+		out[name] = t
+		mu.Unlock()
+	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, maxObserves)
 	for _, u := range units {
 		f := facts[u.Name]
 		if f.FRPBinary == "" {
-			out[u.Name] = TunnelInfo{State: frp.NotFRP}
+			set(u.Name, TunnelInfo{State: frp.NotFRP})
 			continue
 		}
 		cfg, err := frp.Load(f.FRPConfig, f.FRPBinary, f.Owners(), f.WorkDir)
 		if err != nil {
-			out[u.Name] = TunnelInfo{State: frp.Unchecked, Why: err.Error()}
+			set(u.Name, TunnelInfo{State: frp.Unchecked, Why: err.Error()})
 			continue
 		}
 		if u.Active != "active" && u.Active != "reloading" {
-			out[u.Name] = TunnelInfo{State: frp.Down, Why: "unit is " + u.Active + " (" + u.Sub + ")"}
+			set(u.Name, TunnelInfo{State: frp.Down, Why: "unit is " + u.Active + " (" + u.Sub + ")"})
 			continue
 		}
 		wg.Add(1)
@@ -151,9 +156,7 @@ func Tunnels(ctx context.Context, units []Unit, facts map[string]Facts, api *frp
 			defer wg.Done()
 			defer func() { <-sem }()
 			v := frp.Observe(ctx, api, cfg, f.Owners(), f.MainPID)
-			mu.Lock()
-			out[name] = TunnelInfo{State: v.State, Why: v.Why, Note: v.Note}
-			mu.Unlock()
+			set(name, TunnelInfo{State: v.State, Why: v.Why, Note: v.Note})
 		}(u.Name)
 	}
 	wg.Wait()

@@ -66,7 +66,7 @@ func (s *sizer) next(ctx context.Context, quick int) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.obs.quickNext = quick
-	for quick < 2 && !s.obs.paced() && s.inFlight+s.sized >= warmCalls {
+	for (quick < 2 || s.obs.cooldown > 0) && !s.obs.paced() && s.inFlight+s.sized >= warmCalls {
 		if s.capped.IsZero() {
 			s.capped = time.Now()
 		}
@@ -250,6 +250,11 @@ func (s *sizer) end(d time.Duration, k, calls int, clean bool) {
 		s.obs.own = nil
 		s.recent, s.probed = nil, false
 		s.gen++
+	default:
+		s.obs.groups = append(s.obs.groups, d)
+		if len(s.obs.groups) > recentLone {
+			s.obs.groups = s.obs.groups[1:]
+		}
 	}
 }
 

@@ -124,6 +124,9 @@ type observed struct {
 	// quickNext is how many units the next call could carry that took
 	// at most quickOwn the last time (see quickAhead).
 	quickNext int
+	// groups are how long the last recentLone groups that were not slow
+	// took.
+	groups []time.Duration
 }
 
 // quickAhead counts the units at the head of batch, up to limit, that
@@ -173,9 +176,21 @@ func wantStamps(o observed) bool {
 }
 
 // slowGroup says that a group that took took holds a slow unit: more
-// than twice what a call of alike units takes, plus slowMargin.
+// than twice what a call of alike units takes, plus slowMargin. Without
+// lone calls (a run of units quick the last time, grouped from the first
+// call) alike units' calls are the groups that were not slow: a unit
+// that has turned slow since its stamps must not keep every later group
+// waiting on stale stamps.
 func slowGroup(o observed, took time.Duration) bool {
-	return len(o.lone) > 0 && took > 2*o.expected()+slowMargin
+	switch {
+	case len(o.lone) > 0:
+		return took > 2*o.expected()+slowMargin
+	case len(o.groups) > 0:
+		g := slices.Clone(o.groups)
+		slices.Sort(g)
+		return took > 2*g[len(g)/2]+slowMargin
+	}
+	return false
 }
 
 // paced says enough lone calls have ended to know the pace.

@@ -88,6 +88,9 @@ func TestSlowGroup(t *testing.T) {
 		{"just over the bound", observed{limit: 4, lone: lones(4, 120*ms, 4)}, 341 * ms, true},
 		{"-j 50 after a warm-up of ten: a group of 50 at that pace", observed{limit: 50, lone: lones(9, 350*ms, 10)}, 1800 * ms, false},
 		{"-j 50 after a warm-up of ten: far slower than that pace", observed{limit: 50, lone: lones(9, 350*ms, 10)}, 9 * time.Second, true},
+		{"groups from the first call: one like the others", observed{limit: 10, groups: []time.Duration{300 * ms, 280 * ms, 350 * ms}}, 700 * ms, false},
+		{"groups from the first call: one far slower than the others", observed{limit: 10, groups: []time.Duration{300 * ms, 280 * ms, 350 * ms}}, 701 * ms, true},
+		{"lone calls, where there are some, judge a group", observed{limit: 4, lone: lones(4, 120*ms, 4), groups: []time.Duration{5 * time.Second}}, 341 * ms, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -247,38 +250,44 @@ func TestQuickAhead(t *testing.T) {
 // without a pace measured: the slow ones (by their stamps) go alone
 // first, longest first, and the quick ones end the phase in one call.
 func TestRunGroupsUnitsQuickTheLastTime(t *testing.T) {
-	took := []time.Duration{20 * time.Millisecond, 500 * time.Millisecond, 10 * time.Millisecond, 600 * time.Millisecond, 30 * time.Millisecond, 5 * time.Millisecond, 700 * time.Millisecond}
+	ms := time.Millisecond
+	stopTook := []time.Duration{20 * ms, 500 * ms, 10 * ms, 600 * ms, 30 * ms, 5 * ms, 700 * ms}
+	startTook := []time.Duration{400 * ms, 0, 0, 0, 0, 0, 0} // the first is quick to stop, slow to restart
 	units := map[string]*fakeUnit{}
 	var names []string
-	for i, d := range took {
+	for i, d := range stopTook {
 		name := fmt.Sprintf("moonfrp-client-%d.service", i)
 		stop := uint64(1_000_000 * (i + 1))
 		units[name] = &fakeUnit{state: systemctl.Properties{"ActiveState": "active", "SubState": "running",
 			"ActiveExitTimestampMonotonic": fmt.Sprint(stop), "InactiveEnterTimestampMonotonic": fmt.Sprint(stop + uint64(d.Microseconds())),
-			"InactiveExitTimestampMonotonic": fmt.Sprint(stop + 900_000), "ActiveEnterTimestampMonotonic": fmt.Sprint(stop + 900_000)}}
+			"InactiveExitTimestampMonotonic": fmt.Sprint(stop + 900_000), "ActiveEnterTimestampMonotonic": fmt.Sprint(stop + 900_000 + uint64(startTook[i].Microseconds()))}}
 		names = append(names, name)
 	}
-	sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 4}, Runner: newFake(units)}, planOf("restart", names), &collector{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, r := range sum.Results {
-		want := 1
-		if took[i] <= quickOwn {
-			want = 4
+	for _, c := range []struct {
+		op   string
+		took func(i int) time.Duration
+	}{
+		{"restart", func(i int) time.Duration { return stopTook[i] + startTook[i] }},
+		{"stop", func(i int) time.Duration { return stopTook[i] }}, // its own stamps alone
+	} {
+		quick := 0
+		for i := range names {
+			if c.took(i) <= quickOwn {
+				quick++
+			}
 		}
-		if max(r.GroupSize, 1) != want {
-			t.Errorf("%s (took %s the last time) went in a call of %d, want %d", r.Unit, took[i], r.GroupSize, want)
+		sum, err := Run(context.Background(), Config{Settings: Settings{Operation: c.op, MaxParallel: 4}, Runner: newFake(units)}, planOf(c.op, names), &collector{})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	// A stop judges by the units' last stops alone.
-	sum, err = Run(context.Background(), Config{Settings: Settings{Operation: "stop", MaxParallel: 4}, Runner: newFake(units)}, planOf("stop", names), &collector{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, r := range sum.Results {
-		if want := map[bool]int{true: 4, false: 1}[took[i] <= quickOwn]; max(r.GroupSize, 1) != want {
-			t.Errorf("stop: %s went in a call of %d, want %d (stop has its own stamps)", r.Unit, r.GroupSize, want)
+		for i, r := range sum.Results {
+			want := 1
+			if c.took(i) <= quickOwn {
+				want = quick
+			}
+			if max(r.GroupSize, 1) != want {
+				t.Errorf("%s: %s (took %s the last time) went in a call of %d, want %d", c.op, r.Unit, c.took(i), r.GroupSize, want)
+			}
 		}
 	}
 }

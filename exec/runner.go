@@ -12,6 +12,7 @@ import (
 	"github.com/moonfrp/moonfrp-bulk/discover"
 	"github.com/moonfrp/moonfrp-bulk/frp"
 	"github.com/moonfrp/moonfrp-bulk/systemctl"
+	"golang.org/x/sync/semaphore"
 )
 
 // Why a run stops launching: the cause of its launch context. The first
@@ -60,6 +61,7 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 	defer r.stop(nil)
 	r.ver = newVerifier(ctx, cfg, r.api, r.finish)
 	r.size = newSizer(cfg.MaxParallel)
+	r.reasons = semaphore.NewWeighted(maxReasons)
 
 	next := r.phases(plan, runs)
 	r.probes.Wait()
@@ -83,6 +85,9 @@ type run struct {
 	ver    *verifier
 	size   *sizer
 	probes sync.WaitGroup // the sizer's stamp reads
+	// reasons bounds the failed units whose logs are read at once (see
+	// maxReasons).
+	reasons *semaphore.Weighted
 
 	mu        sync.Mutex
 	sum       Summary
@@ -295,9 +300,13 @@ func (r *run) finish(u *unitRun) {
 		return
 	}
 	if !u.res.OK {
-		rctx, cancel := context.WithTimeout(r.ctx, reasonTimeout)
-		unitLines := unitLog(rctx, r.cfg, u)
-		cancel()
+		var unitLines []string
+		if r.reasons.Acquire(r.ctx, 1) == nil {
+			rctx, cancel := context.WithTimeout(r.ctx, reasonTimeout)
+			unitLines = unitLog(rctx, r.cfg, u)
+			cancel()
+			r.reasons.Release(1)
+		}
 		u.res.LogTail = unitLines
 		frpKey := ""
 		if u.tun != nil {

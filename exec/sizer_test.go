@@ -365,3 +365,45 @@ func TestSizerTurn(t *testing.T) {
 		answers(t, s, []int{1, 1, 1, 3}, map[int]func(){1: func() { s.owned(s.gen, quick) }})
 	})
 }
+
+// Units quick the last time are grouped from the first call, and a group
+// far slower than the others (a unit that turned slow since its stamps)
+// turns the run back to lone calls, which the warm-up's gate holds as
+// any: at -j 50, ten in flight at most until the pace is known.
+func TestSizerGroupsFromStamps(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ms := time.Millisecond
+		ctx := context.Background()
+		s := newSizer(50)
+		for i := 0; i < 3; i++ {
+			k := s.next(ctx, 50)
+			if k != 50 {
+				t.Fatalf("call %d: next() = %d, want 50 from the stamps, with nothing measured", i, k)
+			}
+			s.end(300*ms, k, s.begin(), true)
+		}
+		if k := s.next(ctx, 7); k != 7 {
+			t.Fatalf("next() = %d, want the 7 quick units that come next", k)
+		}
+		s.end(90*time.Second, 7, s.begin(), true)
+		for i := 0; i < warmCalls; i++ {
+			if k := s.next(ctx, 50); k != 1 {
+				t.Fatalf("after a group far slower than the others: next() = %d, want 1 (a cooldown)", k)
+			}
+			s.begin()
+		}
+		got := make(chan int, 1)
+		go func() { got <- s.next(ctx, 50) }()
+		synctest.Wait()
+		select {
+		case k := <-got:
+			t.Fatalf("next() = %d with %d lone calls in flight and no pace: the warm-up's gate must hold it", k, warmCalls)
+		default:
+		}
+		s.end(600*ms, 1, warmCalls, true)
+		synctest.Wait()
+		if k := <-got; k != 1 {
+			t.Errorf("next() = %d after a lone call ended, want 1", k)
+		}
+	})
+}

@@ -57,10 +57,14 @@ func NewAPI() *API {
 		// certificate. It is trusted because a request goes only to an
 		// address whose listening socket belongs to the unit's own
 		// process (see Owned), which is what a certificate would prove.
-		TLSClientConfig:       &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see above
-		TLSHandshakeTimeout:   RequestTimeout,
-		DialContext:           (&net.Dialer{Timeout: time.Second}).DialContext,
-		MaxIdleConnsPerHost:   1,
+		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see above
+		TLSHandshakeTimeout: RequestTimeout,
+		DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
+		MaxIdleConnsPerHost: 1,
+		// One idle connection per frpc would be a descriptor per tunnel
+		// for 30 s: a thousand under a limit of 1,024. As many as the
+		// looks in flight at once (exec's maxLooks) are enough to poll.
+		MaxIdleConns:          16,
 		IdleConnTimeout:       30 * time.Second,
 		ResponseHeaderTimeout: RequestTimeout,
 		DisableCompression:    true,

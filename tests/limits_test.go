@@ -73,15 +73,15 @@ func TestParallelismFitsTheDescriptorLimit(t *testing.T) {
 	sb := newSandbox(t, specs...)
 	startAll(t, sb, specs)
 	cmd := bulkCmd(sb, nil, "stop", "-j", "50")
-	// 64 for the invocation, and 8 for each of 4 slots.
-	cmd.Args = append([]string{"prlimit", "--nofile=100:100", "--"}, cmd.Args...)
+	// 176 for the invocation, and 8 for each of 4 slots.
+	cmd.Args = append([]string{"prlimit", "--nofile=208:208", "--"}, cmd.Args...)
 	cmd.Path = "/usr/bin/prlimit"
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if code := exitCode(cmd.Run()); code != 0 {
-		t.Fatalf("exit %d under a limit of 100:\n%s", code, stderr.String())
+		t.Fatalf("exit %d under a limit of 208:\n%s", code, stderr.String())
 	}
-	wantContains(t, "warning", stderr.String(), "-j 50 lowered to 4: the file descriptor limit is 100")
+	wantContains(t, "warning", stderr.String(), "-j 50 lowered to 4: the file descriptor limit is 208")
 	wantContains(t, "summary", stderr.String(), "Bulk stop complete: 12 succeeded, 0 failed")
 	for _, s := range specs {
 		if got := sb.Show(context.Background(), s.Name, "ActiveState"); got != "inactive" {
