@@ -1073,3 +1073,50 @@ func TestRunHeldClientsOutliveADrainButNotACancel(t *testing.T) {
 		}
 	})
 }
+
+// Journal reads for failed units' reasons run a few at a time, and a
+// read that waits its turn past its context's end gives up: the wait
+// counts against reasonTimeout, as the read does.
+func TestFewAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		running, peak := 0, 0
+		release := make(chan struct{})
+		read := fewAtOnce(func(context.Context, string, time.Time) []string {
+			mu.Lock()
+			running++
+			peak = max(peak, running)
+			mu.Unlock()
+			<-release
+			mu.Lock()
+			running--
+			mu.Unlock()
+			return []string{"a line"}
+		}, 2)
+		got := make(chan []string, 6)
+		for i := 0; i < 5; i++ {
+			go func() { got <- read(context.Background(), "u", time.Time{}) }()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		go func() { got <- read(ctx, "late", time.Time{}) }()
+		synctest.Wait()
+		if peak != 2 {
+			t.Fatalf("%d reads at once, want 2", peak)
+		}
+		time.Sleep(time.Second) // the late read's context ends while it waits
+		synctest.Wait()
+		if lines := <-got; lines != nil {
+			t.Fatalf("a read whose context ended in the queue gave %v, want nothing", lines)
+		}
+		close(release)
+		for i := 0; i < 5; i++ {
+			if lines := <-got; len(lines) != 1 {
+				t.Errorf("read %d gave %v", i, lines)
+			}
+		}
+		if fewAtOnce(nil, 2) != nil {
+			t.Error("no journal must stay no journal")
+		}
+	})
+}

@@ -106,6 +106,7 @@ func (s *sizer) phase() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.obs.lones = 0
+	s.obs.groups = nil // another phase's units (servers, clients) take otherwise
 }
 
 // loneUnit takes a lone call that ended cleanly: its unit, when it began
@@ -244,14 +245,17 @@ func (s *sizer) end(d time.Duration, k, calls int, clean bool) {
 		if len(s.obs.lone) > recentLone {
 			s.obs.lone = s.obs.lone[1:]
 		}
-	case slowGroup(s.obs, d):
-		// The units may have changed: measure them afresh.
+	case slowGroup(s.obs, d, k):
+		// The units may have changed: measure them afresh, and judge
+		// them by the pace from now on, not by their stamps from before
+		// the run.
 		s.obs.cooldown = s.obs.limit
 		s.obs.own = nil
+		s.obs.stale = true
 		s.recent, s.probed = nil, false
 		s.gen++
 	default:
-		s.obs.groups = append(s.obs.groups, d)
+		s.obs.groups = append(s.obs.groups, groupSample{d, k})
 		if len(s.obs.groups) > recentLone {
 			s.obs.groups = s.obs.groups[1:]
 		}

@@ -22,7 +22,9 @@ import (
 // it begins (lastOwn). Units that took at most quickOwn wait for the
 // manager, not for themselves, so a call carries as many of them as come
 // next, up to -j, from the run's first call (quickAhead): nothing needs
-// measuring.
+// measuring. A unit may have turned slow since: a group far slower than
+// the phase's others of at least its size (see slowGroup) turns the run
+// to lone calls and to the pace below, for good.
 //
 // The pace. Where the stamps say nothing (units never stopped since the
 // manager started) or say slow, the first calls of a run carry one unit
@@ -124,9 +126,18 @@ type observed struct {
 	// quickNext is how many units the next call could carry that took
 	// at most quickOwn the last time (see quickAhead).
 	quickNext int
-	// groups are how long the last recentLone groups that were not slow
-	// took.
-	groups []time.Duration
+	// groups are the phase's last recentLone groups that were not slow.
+	groups []groupSample
+	// stale says a group was slow: the units' stamps from before the run
+	// are no longer trusted (see quickAhead).
+	stale bool
+}
+
+// groupSample is one group: how long it took, and how many units it
+// carried.
+type groupSample struct {
+	took time.Duration
+	k    int
 }
 
 // quickAhead counts the units at the head of batch, up to limit, that
@@ -152,7 +163,7 @@ func groupSize(o observed) int {
 	switch {
 	case o.cooldown > 0:
 		return 1
-	case o.quickNext > 1:
+	case o.quickNext > 1 && !o.stale:
 		return o.quickNext
 	case !o.paced() || o.slowUnits():
 		return 1
@@ -175,22 +186,27 @@ func wantStamps(o observed) bool {
 	return o.cooldown == 0 && o.paced() && !o.slowUnits()
 }
 
-// slowGroup says that a group that took took holds a slow unit: more
-// than twice what a call of alike units takes, plus slowMargin. Without
-// lone calls (a run of units quick the last time, grouped from the first
-// call) alike units' calls are the groups that were not slow: a unit
-// that has turned slow since its stamps must not keep every later group
-// waiting on stale stamps.
-func slowGroup(o observed, took time.Duration) bool {
-	switch {
-	case len(o.lone) > 0:
+// slowGroup says that a group of k units that took took holds a slow
+// unit: more than twice what a call of alike units takes, plus
+// slowMargin. Without lone calls (units quick the last time, grouped from
+// the first call) a call of alike units is one of the groups of the
+// phase, at least as large, that were not slow; three of them at least,
+// so that one early group is no measure.
+func slowGroup(o observed, took time.Duration, k int) bool {
+	if len(o.lone) > 0 {
 		return took > 2*o.expected()+slowMargin
-	case len(o.groups) > 0:
-		g := slices.Clone(o.groups)
-		slices.Sort(g)
-		return took > 2*g[len(g)/2]+slowMargin
 	}
-	return false
+	var alike []time.Duration
+	for _, g := range o.groups {
+		if g.k >= k {
+			alike = append(alike, g.took)
+		}
+	}
+	if len(alike) < 3 {
+		return false
+	}
+	slices.Sort(alike)
+	return took > 2*alike[len(alike)/2]+slowMargin
 }
 
 // paced says enough lone calls have ended to know the pace.

@@ -49,6 +49,7 @@ func TestGroupSize(t *testing.T) {
 		{"three quick ones left at the end of slow units: a call of three", observed{limit: 10, lone: lones(9, 2100*ms, 10), own: []time.Duration{2010 * ms}, lones: 30, quickNext: 3}, 3},
 		{"one quick unit next: the pace decides, as for any", observed{limit: 10, lone: lones(9, 2100*ms, 10), lones: 30, quickNext: 1}, 1},
 		{"quick the last time, but a group was slow since: calls of one", observed{limit: 10, lone: lones(9, 350*ms, 10), cooldown: 4, quickNext: 10}, 1},
+		{"after that cooldown the stamps from before the run are stale: the pace decides", observed{limit: 10, lone: lones(9, 2100*ms, 10), lones: 20, quickNext: 10, stale: true}, 1},
 		{"stamps that tell nothing (a reload): half", observed{limit: 10, lone: lones(9, 350*ms, 10), own: []time.Duration{}, lones: 10}, 5},
 		{"quick stamps do not overrule a slow pace", observed{limit: 10, lone: lones(9, 2100*ms, 10), own: quick, lones: 10}, 1},
 		{"a cooldown after a slow group: one unit per call", observed{limit: 10, lone: lones(9, 350*ms, 10), own: quick, cooldown: 3}, 1},
@@ -74,6 +75,15 @@ func TestGroupSize(t *testing.T) {
 // A group is slow when it takes more than twice what a call of alike
 // units takes, plus slowMargin; what a call takes is the median lone
 // call, or the median pace times -j after a narrow warm-up.
+// tens are groups of ten that took took.
+func tens(took ...time.Duration) []groupSample {
+	g := make([]groupSample, len(took))
+	for i, d := range took {
+		g[i] = groupSample{d, 10}
+	}
+	return g
+}
+
 func TestSlowGroup(t *testing.T) {
 	ms := time.Millisecond
 	tests := []struct {
@@ -88,13 +98,17 @@ func TestSlowGroup(t *testing.T) {
 		{"just over the bound", observed{limit: 4, lone: lones(4, 120*ms, 4)}, 341 * ms, true},
 		{"-j 50 after a warm-up of ten: a group of 50 at that pace", observed{limit: 50, lone: lones(9, 350*ms, 10)}, 1800 * ms, false},
 		{"-j 50 after a warm-up of ten: far slower than that pace", observed{limit: 50, lone: lones(9, 350*ms, 10)}, 9 * time.Second, true},
-		{"groups from the first call: one like the others", observed{limit: 10, groups: []time.Duration{300 * ms, 280 * ms, 350 * ms}}, 700 * ms, false},
-		{"groups from the first call: one far slower than the others", observed{limit: 10, groups: []time.Duration{300 * ms, 280 * ms, 350 * ms}}, 701 * ms, true},
-		{"lone calls, where there are some, judge a group", observed{limit: 4, lone: lones(4, 120*ms, 4), groups: []time.Duration{5 * time.Second}}, 341 * ms, true},
+		{"groups from the first call: one like the others", observed{limit: 10, groups: tens(300*ms, 280*ms, 350*ms)}, 700 * ms, false},
+		{"groups from the first call: one far slower than the others", observed{limit: 10, groups: tens(300*ms, 280*ms, 350*ms)}, 701 * ms, true},
+		{"two groups are no measure", observed{limit: 10, groups: tens(300*ms, 280*ms)}, time.Hour, false},
+		{"smaller groups are no measure of a larger one", observed{limit: 10, groups: []groupSample{{100 * ms, 2}, {100 * ms, 2}, {100 * ms, 2}, {300 * ms, 10}}}, time.Second, false},
+		{"larger groups are a measure of a smaller one", observed{limit: 10, groups: []groupSample{{100 * ms, 10}, {100 * ms, 10}, {100 * ms, 10}}}, time.Second, true},
+		{"lone calls, where there are some, judge a group", observed{limit: 4, lone: lones(4, 120*ms, 4), groups: tens(5*time.Second, 5*time.Second, 5*time.Second)}, 341 * ms, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := slowGroup(tc.o, tc.took); got != tc.want {
+			// A group of five, judged against the others.
+			if got := slowGroup(tc.o, tc.took, 5); got != tc.want {
 				t.Errorf("slowGroup(%s) = %v, want %v (expected %s)", tc.took, got, tc.want, tc.o.expected())
 			}
 		})

@@ -40,6 +40,7 @@ func (e *BrakeError) Error() string { return e.Why }
 func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Summary, error) {
 	start := time.Now()
 	units := plan.Units()
+	cfg.Journal = fewAtOnce(cfg.Journal, maxReasons)
 	r := &run{ctx: ctx, cfg: cfg, obs: obs, sum: Summary{Operation: cfg.Operation, Total: len(units)}}
 	if len(units) == 0 {
 		return r.sum, nil
@@ -61,7 +62,6 @@ func Run(ctx context.Context, cfg Config, plan discover.Plan, obs Observer) (Sum
 	defer r.stop(nil)
 	r.ver = newVerifier(ctx, cfg, r.api, r.finish)
 	r.size = newSizer(cfg.MaxParallel)
-	r.reasons = semaphore.NewWeighted(maxReasons)
 
 	next := r.phases(plan, runs)
 	r.probes.Wait()
@@ -85,9 +85,6 @@ type run struct {
 	ver    *verifier
 	size   *sizer
 	probes sync.WaitGroup // the sizer's stamp reads
-	// reasons bounds the failed units whose logs are read at once (see
-	// maxReasons).
-	reasons *semaphore.Weighted
 
 	mu        sync.Mutex
 	sum       Summary
@@ -300,13 +297,9 @@ func (r *run) finish(u *unitRun) {
 		return
 	}
 	if !u.res.OK {
-		var unitLines []string
-		if r.reasons.Acquire(r.ctx, 1) == nil {
-			rctx, cancel := context.WithTimeout(r.ctx, reasonTimeout)
-			unitLines = unitLog(rctx, r.cfg, u)
-			cancel()
-			r.reasons.Release(1)
-		}
+		rctx, cancel := context.WithTimeout(r.ctx, reasonTimeout)
+		unitLines := unitLog(rctx, r.cfg, u)
+		cancel()
 		u.res.LogTail = unitLines
 		frpKey := ""
 		if u.tun != nil {
@@ -413,5 +406,24 @@ func stopHeld(ctx context.Context, cfg Config, units []*unitRun) {
 		if len(names) > 0 {
 			_, _ = cfg.Runner.Run(ctx, append([]string{"stop", "--"}, names...)...)
 		}
+	}
+}
+
+// fewAtOnce lets at most n reads of read run at once: when hundreds of
+// units fail together, their journals must not take hundreds of
+// processes and descriptors. Waiting counts against the read's context,
+// so that a slow journal still cannot hold a failure's reason longer
+// than reasonTimeout.
+func fewAtOnce(read func(context.Context, string, time.Time) []string, n int64) func(context.Context, string, time.Time) []string {
+	if read == nil {
+		return nil
+	}
+	sem := semaphore.NewWeighted(n)
+	return func(ctx context.Context, unit string, since time.Time) []string {
+		if sem.Acquire(ctx, 1) != nil {
+			return nil
+		}
+		defer sem.Release(1)
+		return read(ctx, unit, since)
 	}
 }

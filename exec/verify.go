@@ -23,9 +23,8 @@ const (
 	// flight at once, so that hundreds of tunnels, or a few endpoints that
 	// answer slowly, cannot stall the run or flood the host.
 	maxLooks = 16
-	// maxReasons bounds the failed units whose logs (a file, or a
-	// journalctl) are read at once: when hundreds fail together, their
-	// reasons must not take hundreds of processes and descriptors.
+	// maxReasons bounds the journal reads (a journalctl each) for failed
+	// units' reasons at once (see fewAtOnce).
 	maxReasons = 8
 	// lookGrace lets the last look, begun just before the deadline, end.
 	lookGrace = 250 * time.Millisecond
