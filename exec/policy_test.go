@@ -196,22 +196,29 @@ func TestLongestFirst(t *testing.T) {
 	}
 }
 
+// stamped makes running units whose last stop and start, as systemd
+// stamped them, took stop[i] and start[i].
+func stamped(stop, start []time.Duration) (map[string]*fakeUnit, []string) {
+	units := map[string]*fakeUnit{}
+	var names []string
+	for i := range stop {
+		name := fmt.Sprintf("moonfrp-client-%d.service", i)
+		at := uint64(1_000_000 * (i + 1))
+		units[name] = &fakeUnit{state: systemctl.Properties{"ActiveState": "active", "SubState": "running",
+			"ActiveExitTimestampMonotonic": fmt.Sprint(at), "InactiveEnterTimestampMonotonic": fmt.Sprint(at + uint64(stop[i].Microseconds())),
+			"InactiveExitTimestampMonotonic": fmt.Sprint(at + 900_000), "ActiveEnterTimestampMonotonic": fmt.Sprint(at + 900_000 + uint64(start[i].Microseconds()))}}
+		names = append(names, name)
+	}
+	return units, names
+}
+
 // A run launches a phase longest first, by the times systemd stamped on
 // each unit's last restart, and keeps the plan's order where it has no
 // stamps: the quick units end up together at the end, not each holding a
 // slot in a group that waits for a slow one.
 func TestRunLaunchesTheLongestFirst(t *testing.T) {
 	took := []time.Duration{0, 500 * time.Millisecond, 20 * time.Millisecond, 300 * time.Millisecond}
-	units := map[string]*fakeUnit{}
-	var names []string
-	for i, d := range took {
-		name := fmt.Sprintf("moonfrp-client-%d.service", i)
-		stop := uint64(1_000_000 * (i + 1))
-		units[name] = &fakeUnit{state: systemctl.Properties{"ActiveState": "active", "SubState": "running",
-			"ActiveExitTimestampMonotonic": fmt.Sprint(stop), "InactiveEnterTimestampMonotonic": fmt.Sprint(stop + uint64(d.Microseconds())),
-			"InactiveExitTimestampMonotonic": fmt.Sprint(stop + 900_000), "ActiveEnterTimestampMonotonic": fmt.Sprint(stop + 900_000)}}
-		names = append(names, name)
-	}
+	units, names := stamped(took, make([]time.Duration, len(took)))
 	f := newFake(units)
 	sum, err := Run(context.Background(), Config{Settings: Settings{Operation: "restart", MaxParallel: 1}, Runner: f}, planOf("restart", names), &collector{})
 	if err != nil {
@@ -267,16 +274,7 @@ func TestRunGroupsUnitsQuickTheLastTime(t *testing.T) {
 	ms := time.Millisecond
 	stopTook := []time.Duration{20 * ms, 500 * ms, 10 * ms, 600 * ms, 30 * ms, 5 * ms, 700 * ms}
 	startTook := []time.Duration{400 * ms, 0, 0, 0, 0, 0, 0} // the first is quick to stop, slow to restart
-	units := map[string]*fakeUnit{}
-	var names []string
-	for i, d := range stopTook {
-		name := fmt.Sprintf("moonfrp-client-%d.service", i)
-		stop := uint64(1_000_000 * (i + 1))
-		units[name] = &fakeUnit{state: systemctl.Properties{"ActiveState": "active", "SubState": "running",
-			"ActiveExitTimestampMonotonic": fmt.Sprint(stop), "InactiveEnterTimestampMonotonic": fmt.Sprint(stop + uint64(d.Microseconds())),
-			"InactiveExitTimestampMonotonic": fmt.Sprint(stop + 900_000), "ActiveEnterTimestampMonotonic": fmt.Sprint(stop + 900_000 + uint64(startTook[i].Microseconds()))}}
-		names = append(names, name)
-	}
+	units, names := stamped(stopTook, startTook)
 	for _, c := range []struct {
 		op   string
 		took func(i int) time.Duration
