@@ -1097,6 +1097,7 @@ func TestFewAtOnce(t *testing.T) {
 		for i := 0; i < 5; i++ {
 			go func() { got <- read(context.Background(), "u", time.Time{}) }()
 		}
+		synctest.Wait() // two read, three wait: the late one queues behind them
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		go func() { got <- read(ctx, "late", time.Time{}) }()
