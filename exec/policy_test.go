@@ -303,3 +303,25 @@ func TestRunGroupsUnitsQuickTheLastTime(t *testing.T) {
 		}
 	}
 }
+
+func TestLaunchGap(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		name  string
+		u     unitRun
+		limit int
+		want  time.Duration
+	}{
+		{"0.5 s units at -j 10: their time over -j", unitRun{last: 500 * ms, lastKnown: true}, 10, 50 * ms},
+		{"0.3 s units at -j 10", unitRun{last: 300 * ms, lastKnown: true}, 10, 30 * ms},
+		{"2 s units at -j 10: at most maxGap", unitRun{last: 2 * time.Second, lastKnown: true}, 10, maxGap},
+		{"0.5 s units at -j 50", unitRun{last: 500 * ms, lastKnown: true}, 50, 10 * ms},
+		{"quick units: none", unitRun{last: quickOwn, lastKnown: true}, 10, 0},
+		{"no stamps: none", unitRun{}, 10, 0},
+		{"at -j 1 nothing is launched together", unitRun{last: 500 * ms, lastKnown: true}, 1, 0},
+	} {
+		if got := launchGap(&c.u, c.limit); got != c.want {
+			t.Errorf("%s: launchGap = %s, want %s", c.name, got, c.want)
+		}
+	}
+}

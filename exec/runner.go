@@ -154,7 +154,18 @@ func (r *run) launchAs(launch context.Context, batch []*unitRun, op string) int 
 		if op == r.cfg.Operation { // the stamps are of this operation
 			quick = quickAhead(batch[lo:], cfg.MaxParallel)
 		}
-		return r.size.next(ctx, quick)
+		k := r.size.next(ctx, quick)
+		if k == 1 && lo > 0 && lo < cfg.MaxParallel {
+			if gap := launchGap(batch[lo], cfg.MaxParallel); gap > 0 {
+				t := time.NewTimer(gap)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+				}
+			}
+		}
+		return k
 	}
 	return ForEachGroup(r.ctx, launch, cfg.MaxParallel, len(batch), size, func(lo, hi int) {
 		start, since, calls := time.Now(), monotonicMicros(), r.size.begin()

@@ -730,7 +730,12 @@ Where systemd's stamps say how long each unit took the last time (read before th
 exec/policy.go) and the next units took at most 250 ms, one call carries as many of them as come next,
 up to -j, from the run's first call: nothing needs measuring. On 200 and 500 instant units at -j 10 that
 took 6.24 s against 6.90 s, and 13.7 s against 14.6 s, for the lone calls that measured the pace first
-(xargs -P10 9.35 and 20.5 s; rounds taking turns in one sandbox, 2026-12-06). Otherwise each run starts
+(xargs -P10 9.35 and 20.5 s; rounds taking turns in one sandbox, 2026-12-06). The first lone calls of
+units whose stamps say slow are launched a gap apart (their last time over -j, at most 50 ms; "Spread"
+in exec/policy.go), so that their jobs do not reach the manager's thread all at once and the slots stay
+out of step: 50 units at 0.5 s, one in six quick, 3.22 s against 3.77 s launched together (xargs -P10
+3.32 s, 5 rounds); 50 units at 0.5 s 3.52 s against 3.92 s (xargs 3.94 s); 50 units at 2 s 10.80 s
+against 11.58 s (xargs 11.39 s, 3 rounds). Otherwise each run starts
 with one unit per call and measures the pace: a lone call's duration divided by the calls in flight with
 it. Instant units at -j 10 give about 35 ms here (the manager's cost per call);
 units that take 2 s to stop give about 210 ms. While the upper quartile of the last nine lone calls'
