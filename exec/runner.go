@@ -150,12 +150,13 @@ func (r *run) launchAs(launch context.Context, batch []*unitRun, op string) int 
 	cfg := r.cfg
 	cfg.Operation = op
 	size := func(ctx context.Context, lo int) int {
+		stamped := op == r.cfg.Operation // the stamps are of this operation
 		quick := 0
-		if op == r.cfg.Operation { // the stamps are of this operation
+		if stamped {
 			quick = quickAhead(batch[lo:], cfg.MaxParallel)
 		}
 		k := r.size.next(ctx, quick)
-		if k == 1 && lo > 0 && lo < cfg.MaxParallel {
+		if stamped && k == 1 && lo > 0 && lo < cfg.MaxParallel {
 			if gap := launchGap(batch[lo], cfg.MaxParallel); gap > 0 {
 				t := time.NewTimer(gap)
 				select {
