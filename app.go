@@ -179,10 +179,8 @@ func (a *app) needSystemctl() error {
 		return &exitError{exitCannotRun, fmt.Sprintf("%s not found: moonfrp-bulk drives systemd and needs its systemctl on PATH", m.Path)}
 	}
 	m.Path = path
-	if lim, ok := fdLimit(); ok {
-		if _, err := fdBudget(lim, 1); err != nil {
-			return &exitError{exitCannotRun, err.Error()}
-		}
+	if err := fdFloor(); err != nil {
+		return &exitError{exitCannotRun, err.Error()}
 	}
 	return nil
 }

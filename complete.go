@@ -55,10 +55,8 @@ func predictUnits(a complete.Args) []string {
 	if path == "" {
 		path = "systemctl"
 	}
-	if lim, ok := fdLimit(); ok {
-		if _, err := fdBudget(lim, 1); err != nil {
-			return nil // no suggestions, rather than a crash in the shell
-		}
+	if fdFloor() != nil {
+		return nil // no suggestions, rather than a crash in the shell
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()

@@ -43,6 +43,17 @@ func fdBudget(limit uint64, j int) (int, error) {
 	return j, nil
 }
 
+// fdFloor says whether this process may start at all: not when not even
+// one slot fits its descriptor limit.
+func fdFloor() error {
+	lim, ok := fdLimit()
+	if !ok {
+		return nil
+	}
+	_, err := fdBudget(lim, 1)
+	return err
+}
+
 // fdLimit is this process's descriptor limit. The Go runtime has already
 // raised the soft limit to the hard one, so this is the most it can have.
 func fdLimit() (uint64, bool) {

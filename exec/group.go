@@ -66,7 +66,7 @@ func (s *sizer) next(ctx context.Context, quick int) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.obs.quickNext = quick
-	for (quick < 2 || s.obs.cooldown > 0) && !s.obs.paced() && s.inFlight+s.sized >= warmCalls {
+	for !s.obs.quickGroup() && !s.obs.paced() && s.inFlight+s.sized >= warmCalls {
 		if s.capped.IsZero() {
 			s.capped = time.Now()
 		}

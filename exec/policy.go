@@ -188,7 +188,7 @@ func groupSize(o observed) int {
 	switch {
 	case o.cooldown > 0:
 		return 1
-	case o.quickNext > 1 && !o.stale:
+	case o.quickGroup():
 		return o.quickNext
 	case !o.paced() || o.slowUnits():
 		return 1
@@ -232,6 +232,13 @@ func slowGroup(o observed, took time.Duration, k int) bool {
 	}
 	slices.Sort(alike)
 	return took > 2*alike[len(alike)/2]+slowMargin
+}
+
+// quickGroup says the next call carries the units that come next, quick
+// the last time (quickAhead), with no pace needed: none after a slow
+// group, whose cooldown and the pace decide from then on.
+func (o observed) quickGroup() bool {
+	return o.quickNext > 1 && o.cooldown == 0 && !o.stale
 }
 
 // paced says enough lone calls have ended to know the pace.

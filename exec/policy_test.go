@@ -72,9 +72,6 @@ func TestGroupSize(t *testing.T) {
 	}
 }
 
-// A group is slow when it takes more than twice what a call of alike
-// units takes, plus slowMargin; what a call takes is the median lone
-// call, or the median pace times -j after a narrow warm-up.
 // tens are groups of ten that took took.
 func tens(took ...time.Duration) []groupSample {
 	g := make([]groupSample, len(took))
@@ -84,6 +81,10 @@ func tens(took ...time.Duration) []groupSample {
 	return g
 }
 
+// A group is slow when it takes more than twice what a call of alike
+// units takes, plus slowMargin; what a call takes is the median lone
+// call, or the median pace times -j after a narrow warm-up, or without
+// lone calls the median of at least three groups at least as large.
 func TestSlowGroup(t *testing.T) {
 	ms := time.Millisecond
 	tests := []struct {

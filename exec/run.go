@@ -283,11 +283,7 @@ func waitAccepts(ctx context.Context, u *unitRun, d time.Duration) {
 		if frp.Accepts(ctx, as[0], u.tun.cfg.BindPort) == nil {
 			return
 		}
-		t := time.NewTimer(min(gap, time.Until(deadline)))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, min(gap, time.Until(deadline))) {
 			return
 		}
 		gap = min(2*gap, maxLookGap)

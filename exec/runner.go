@@ -157,14 +157,7 @@ func (r *run) launchAs(launch context.Context, batch []*unitRun, op string) int 
 		}
 		k := r.size.next(ctx, quick)
 		if stamped && k == 1 && lo > 0 && lo < cfg.MaxParallel {
-			if gap := launchGap(batch[lo], cfg.MaxParallel); gap > 0 {
-				t := time.NewTimer(gap)
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					t.Stop()
-				}
-			}
+			sleep(ctx, launchGap(batch[lo], cfg.MaxParallel))
 		}
 		return k
 	}

@@ -137,16 +137,12 @@ func (v *verifier) sleepUntil(u *unitRun, t time.Time) bool {
 	if d <= 0 {
 		return true
 	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-v.ctx.Done():
+	if !sleep(v.ctx, d) {
 		u.res.OK = false
 		u.cancelled = true
 		return false
 	}
+	return true
 }
 
 // restarted returns how many restarts the state shows since the unit's
